@@ -1,0 +1,34 @@
+"""The Flask app factory (gunicorn: `ingest.app:create_app()`)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from ingest.health import health
+from ingest.services import Services
+from ingest.webhook import webhook
+from ledger.db import make_engine
+from ledger.settings import Settings
+from workers.queue import connect, make_queue
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    connection = connect(settings)
+    app.extensions["mrr"] = Services(
+        settings=settings,
+        engine=make_engine(settings.database_url),
+        redis=connection,
+        queue=make_queue(settings, connection),
+    )
+    app.register_blueprint(webhook)
+    app.register_blueprint(health)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+    return app

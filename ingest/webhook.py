@@ -1,0 +1,120 @@
+"""POST /webhooks/stripe: verify, store durably, queue, and only then answer 200."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis
+import stripe
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
+
+from ingest.services import services
+from ledger import inbox
+from ledger.settings import SIGNATURE_TOLERANCE_SECONDS
+from workers.queue import enqueue
+
+log = logging.getLogger(__name__)
+
+webhook = Blueprint("webhook", __name__)
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.code = code
+        self.reason = reason
+
+
+def _reject(problem: Rejected) -> tuple[Response, int]:
+    log.warning("webhook rejected (%s): %s", problem.code, problem.reason)
+    return jsonify(error=problem.code, reason=problem.reason), problem.status
+
+
+def verify(payload: str, header: str | None, secrets: tuple[str, ...]) -> None:
+    """Accept if any configured secret (several during a rotation) signed the payload."""
+    if not header:
+        raise Rejected(400, "missing_signature", "the Stripe-Signature header is missing")
+    if not secrets:
+        raise Rejected(503, "not_configured", "no STRIPE_WEBHOOK_SECRET is configured")
+    stale = False
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(
+                payload, header, secret, tolerance=SIGNATURE_TOLERANCE_SECONDS
+            )
+            return
+        except stripe.SignatureVerificationError as problem:
+            stale = stale or "tolerance" in str(problem)
+    if stale:
+        raise Rejected(
+            400,
+            "stale_timestamp",
+            f"the signature timestamp is more than {SIGNATURE_TOLERANCE_SECONDS}s away from now",
+        )
+    raise Rejected(
+        400, "bad_signature", "the signature matches none of the configured webhook secrets"
+    )
+
+
+def read_event_body(payload: str) -> dict[str, Any]:
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        raise Rejected(400, "body_not_json", "the body is not JSON") from None
+    if not isinstance(body, dict) or body.get("object") != "event":
+        raise Rejected(400, "not_an_event", "the body is not a Stripe event (object != 'event')")
+    if not isinstance(body.get("id"), str) or not body["id"]:
+        raise Rejected(400, "not_an_event", "the event has no string 'id'")
+    return body
+
+
+@webhook.post("/webhooks/stripe")
+def receive() -> tuple[Response, int]:
+    found = services()
+    limit = found.settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return _reject(Rejected(413, "too_large", f"the body is over {limit} bytes"))
+    raw = request.get_data(cache=False)
+    if len(raw) > limit:
+        return _reject(Rejected(413, "too_large", f"the body is over {limit} bytes"))
+    try:
+        try:
+            payload = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Rejected(400, "body_not_utf8", "the body is not UTF-8 text") from None
+        verify(payload, request.headers.get("Stripe-Signature"), found.settings.webhook_secrets)
+        body = read_event_body(payload)
+    except Rejected as problem:
+        return _reject(problem)
+
+    try:
+        with found.engine.begin() as conn:
+            stored = inbox.store_event(conn, payload, body)
+    except SQLAlchemyError as problem:
+        log.error(
+            "webhook: database unavailable, asking Stripe to retry: %s", type(problem).__name__
+        )
+        return jsonify(error="storage_unavailable", reason="the database is unavailable"), 503
+
+    queued = False
+    if stored.inserted and stored.status == "pending":
+        try:
+            enqueue(found.queue, [stored.inbox_id])
+            queued = True
+        except (redis.exceptions.RedisError, OSError) as problem:
+            log.warning(
+                "webhook: event %s stored but not queued (%s); the sweeper will queue it",
+                body["id"],
+                type(problem).__name__,
+            )
+    return jsonify(
+        received=True,
+        event_id=body["id"],
+        duplicate=not stored.inserted,
+        status=stored.status,
+        queued=queued,
+    ), 200

@@ -1,0 +1,175 @@
+"""The durable inbox: every accepted Stripe event, raw, with its processing status."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ledger.events import EventRecord, MalformedEvent, customer_of, parse_event
+from ledger.schema import inbox
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRow:
+    id: int
+    event_id: str
+    event_type: str
+    created: int
+    customer_id: str | None
+    source: str
+    status: str
+    attempts: int
+    error: str | None
+    received_at: datetime
+    payload: str
+
+    def event(self) -> EventRecord:
+        return parse_event(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    inbox_id: int
+    inserted: bool
+    status: str
+
+
+def _insert(conn: Connection) -> Any:
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(inbox)
+
+
+def store_event(
+    conn: Connection, raw: str, body: dict[str, Any], *, source: str = "webhook"
+) -> Stored:
+    """Insert an event once; a second delivery of the same id finds the first row.
+
+    `body` must be a JSON object with a string `id`. An event that cannot be read further is
+    still kept, marked failed with the reason, so nothing Stripe signed is ever dropped.
+    """
+    event_id = body["id"]
+    values: dict[str, Any] = {
+        "event_id": event_id,
+        "source": source,
+        "received_at": datetime.now(UTC),
+        "attempts": 0,
+        "payload": raw,
+    }
+    try:
+        event = parse_event(body)
+    except MalformedEvent as problem:
+        created, kind = body.get("created"), body.get("type")
+        values |= {
+            "event_type": kind if isinstance(kind, str) and kind else "unknown",
+            "created": created if isinstance(created, int) and not isinstance(created, bool) else 0,
+            "api_version": None,
+            "livemode": False,
+            "customer_id": None,
+            "status": "failed",
+            "error": f"malformed event: {problem}",
+        }
+    else:
+        values |= {
+            "event_type": event.type,
+            "created": event.created,
+            "api_version": event.api_version,
+            "livemode": event.livemode,
+            "customer_id": customer_of(event),
+            "status": "pending",
+        }
+    statement = _insert(conn).values(**values).on_conflict_do_nothing(index_elements=["event_id"])
+    inserted = conn.execute(statement.returning(inbox.c.id)).scalar_one_or_none()
+    if inserted is not None:
+        return Stored(int(inserted), True, values["status"])
+    existing = conn.execute(
+        select(inbox.c.id, inbox.c.status).where(inbox.c.event_id == event_id)
+    ).one()
+    return Stored(int(existing.id), False, str(existing.status))
+
+
+def store_events(engine: Engine, raws: Sequence[str], *, source: str) -> list[Stored]:
+    """Store many already-serialized events in one transaction (backfill, benchmarks)."""
+    with engine.begin() as conn:
+        return [store_event(conn, raw, json.loads(raw), source=source) for raw in raws]
+
+
+def dumps(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"), sort_keys=True)
+
+
+def _row(mapping: Any) -> InboxRow:
+    return InboxRow(**{name: mapping[name] for name in InboxRow.__slots__})
+
+
+def get(conn: Connection, inbox_id: int) -> InboxRow | None:
+    found = conn.execute(select(inbox).where(inbox.c.id == inbox_id)).mappings().first()
+    return None if found is None else _row(found)
+
+
+def list_rows(
+    conn: Connection, *, status: str | None = None, limit: int = 100, after_id: int = 0
+) -> list[InboxRow]:
+    query = select(inbox).where(inbox.c.id > after_id).order_by(inbox.c.id).limit(limit)
+    if status is not None:
+        query = query.where(inbox.c.status == status)
+    return [_row(m) for m in conn.execute(query).mappings()]
+
+
+def customer_events(conn: Connection, customer_id: str) -> list[EventRecord]:
+    """Every readable event stored for a customer, whatever its processing status."""
+    rows = conn.execute(
+        select(inbox.c.payload)
+        .where(inbox.c.customer_id == customer_id, inbox.c.status != "failed")
+        .order_by(inbox.c.created, inbox.c.event_id)
+    ).scalars()
+    return [parse_event(payload) for payload in rows]
+
+
+def mark(conn: Connection, inbox_id: int, status: str, error: str | None = None) -> None:
+    conn.execute(
+        update(inbox)
+        .where(inbox.c.id == inbox_id)
+        .values(status=status, error=error, processed_at=datetime.now(UTC))
+    )
+
+
+def count_attempt(conn: Connection, inbox_id: int) -> int:
+    conn.execute(update(inbox).where(inbox.c.id == inbox_id).values(attempts=inbox.c.attempts + 1))
+    return int(conn.execute(select(inbox.c.attempts).where(inbox.c.id == inbox_id)).scalar_one())
+
+
+def reset_for_retry(conn: Connection, inbox_ids: Sequence[int]) -> list[int]:
+    """Failed rows back to pending with a fresh attempt count; returns the ids changed."""
+    changed = conn.execute(
+        update(inbox)
+        .where(inbox.c.id.in_(list(inbox_ids)), inbox.c.status == "failed")
+        .values(status="pending", attempts=0, error=None, processed_at=None)
+        .returning(inbox.c.id)
+    ).scalars()
+    return sorted(int(i) for i in changed)
+
+
+def failed_ids(conn: Connection) -> list[int]:
+    query = select(inbox.c.id).where(inbox.c.status == "failed").order_by(inbox.c.id)
+    return [int(i) for i in conn.execute(query).scalars()]
+
+
+def pending_ids(conn: Connection, *, older_than: timedelta, limit: int = 10_000) -> list[int]:
+    cutoff = datetime.now(UTC) - older_than
+    query = (
+        select(inbox.c.id)
+        .where(and_(inbox.c.status == "pending", inbox.c.received_at <= cutoff))
+        .order_by(inbox.c.id)
+        .limit(limit)
+    )
+    return [int(i) for i in conn.execute(query).scalars()]
+
+
+def status_counts(conn: Connection) -> dict[str, int]:
+    query = select(inbox.c.status, func.count()).group_by(inbox.c.status)
+    return {str(status): int(n) for status, n in conn.execute(query).all()}

@@ -1,0 +1,92 @@
+"""The database tables. Migrations in ledger/migrations create them; code reads these."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from ledger.db import UTCDateTime
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+INBOX_STATUSES = ("pending", "processed", "ignored", "failed")
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", String(255), nullable=False, unique=True),
+    Column("event_type", String(255), nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("api_version", String(64)),
+    Column("livemode", Boolean, nullable=False, default=False),
+    Column("customer_id", String(255)),
+    Column("source", String(16), nullable=False, default="webhook"),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("status", String(16), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("processed_at", UTCDateTime()),
+    Column("payload", Text, nullable=False),
+    Index("ix_inbox_status", "status", "id"),
+    Index("ix_inbox_customer", "customer_id", "created"),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("customer_id", String(255), nullable=False),
+    Column("subscription_id", String(255), nullable=False),
+    Column("category", String(32), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("effective_at", UTCDateTime(), nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    Column("source_event_id", String(255), nullable=False),
+    Column("cause_event_id", String(255), nullable=False),
+    Column("reversal_of", Id, ForeignKey("ledger_entries.id"), unique=True),
+    Column("explanation", Text, nullable=False, default="{}"),
+    Index("ix_ledger_customer", "customer_id", "id"),
+    Index("ix_ledger_effective", "effective_at"),
+    Index("ix_ledger_source", "source_event_id"),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("customer_id", String(255), primary_key=True),
+    Column("first_seen_at", UTCDateTime(), nullable=False),
+)
+
+reference_objects = Table(
+    "reference_objects",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("object_id", String(255), primary_key=True),
+    Column("payload", Text, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+customer_references = Table(
+    "customer_references",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("object_id", String(255), primary_key=True),
+    Column("customer_id", String(255), primary_key=True),
+)

@@ -1,0 +1,245 @@
+"""The append-only ledger: what is in effect, appending, reversing, per-customer locking."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
+
+from ledger.entries import Category, DesiredEntry, EntryKey
+from ledger.schema import customer_references, customers, ledger_entries, reference_objects
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    id: int
+    customer_id: str
+    subscription_id: str
+    category: Category
+    currency: str
+    amount: int
+    effective_at: datetime
+    recorded_at: datetime
+    source_event_id: str
+    cause_event_id: str
+    reversal_of: int | None
+    explanation: dict[str, Any]
+
+    def key(self) -> EntryKey:
+        return (
+            self.source_event_id,
+            self.subscription_id,
+            self.category.value,
+            self.currency,
+            self.amount,
+            self.effective_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    appended: int
+    reversed: int
+
+
+def _entry(m: Any) -> StoredEntry:
+    return StoredEntry(
+        id=int(m["id"]),
+        customer_id=m["customer_id"],
+        subscription_id=m["subscription_id"],
+        category=Category(m["category"]),
+        currency=m["currency"],
+        amount=int(m["amount"]),
+        effective_at=m["effective_at"],
+        recorded_at=m["recorded_at"],
+        source_event_id=m["source_event_id"],
+        cause_event_id=m["cause_event_id"],
+        reversal_of=None if m["reversal_of"] is None else int(m["reversal_of"]),
+        explanation=json.loads(m["explanation"]),
+    )
+
+
+def _dialect_insert(conn: Connection, table: Any) -> Any:
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def lock_customer(conn: Connection, customer_id: str) -> None:
+    """Serialize all ledger writes for one customer until the transaction ends.
+
+    PostgreSQL: a row lock on the customer's row. SQLite: the whole database is already
+    write-locked by BEGIN IMMEDIATE (see ledger.db), so the row is only created.
+    """
+    conn.execute(
+        _dialect_insert(conn, customers)
+        .values(customer_id=customer_id, first_seen_at=datetime.now(UTC))
+        .on_conflict_do_nothing(index_elements=["customer_id"])
+    )
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            select(customers.c.customer_id)
+            .where(customers.c.customer_id == customer_id)
+            .with_for_update()
+        )
+
+
+def in_effect(conn: Connection, customer_id: str | None = None) -> list[StoredEntry]:
+    """Entries that count: neither a reversal nor reversed."""
+    reversal = aliased(ledger_entries)
+    query = (
+        select(ledger_entries)
+        .where(
+            ledger_entries.c.reversal_of.is_(None),
+            ~exists().where(reversal.c.reversal_of == ledger_entries.c.id),
+        )
+        .order_by(ledger_entries.c.id)
+    )
+    if customer_id is not None:
+        query = query.where(ledger_entries.c.customer_id == customer_id)
+    return [_entry(m) for m in conn.execute(query).mappings()]
+
+
+def all_entries(conn: Connection, customer_id: str | None = None) -> list[StoredEntry]:
+    query = select(ledger_entries).order_by(ledger_entries.c.id)
+    if customer_id is not None:
+        query = query.where(ledger_entries.c.customer_id == customer_id)
+    return [_entry(m) for m in conn.execute(query).mappings()]
+
+
+def get_entry(conn: Connection, entry_id: int) -> StoredEntry | None:
+    found = (
+        conn.execute(select(ledger_entries).where(ledger_entries.c.id == entry_id))
+        .mappings()
+        .first()
+    )
+    return None if found is None else _entry(found)
+
+
+def reversed_by(conn: Connection, entry_id: int) -> StoredEntry | None:
+    found = (
+        conn.execute(select(ledger_entries).where(ledger_entries.c.reversal_of == entry_id))
+        .mappings()
+        .first()
+    )
+    return None if found is None else _entry(found)
+
+
+def apply(
+    conn: Connection,
+    customer_id: str,
+    desired: Sequence[DesiredEntry],
+    cause_event_id: str,
+) -> Applied:
+    """Make the customer's ledger in effect equal `desired`, by reversals and appends only."""
+    current = in_effect(conn, customer_id)
+    wanted = Counter(entry.key() for entry in desired)
+    have = Counter(entry.key() for entry in current)
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+
+    surplus = have - wanted
+    for entry in current:
+        if surplus[entry.key()] > 0:
+            surplus[entry.key()] -= 1
+            rows.append(_reversal_row(entry, cause_event_id, now))
+    missing = wanted - have
+    for want in desired:
+        if missing[want.key()] > 0:
+            missing[want.key()] -= 1
+            rows.append(_new_row(want, cause_event_id, now))
+    if rows:
+        conn.execute(insert(ledger_entries), rows)
+    reversals = sum(1 for row in rows if row["reversal_of"] is not None)
+    return Applied(appended=len(rows) - reversals, reversed=reversals)
+
+
+def _new_row(entry: DesiredEntry, cause_event_id: str, now: datetime) -> dict[str, Any]:
+    return {
+        "customer_id": entry.customer_id,
+        "subscription_id": entry.subscription_id,
+        "category": entry.category.value,
+        "currency": entry.currency,
+        "amount": entry.amount,
+        "effective_at": entry.effective_at,
+        "recorded_at": now,
+        "source_event_id": entry.source_event_id,
+        "cause_event_id": cause_event_id,
+        "reversal_of": None,
+        "explanation": json.dumps(dict(entry.explanation), sort_keys=True, default=str),
+    }
+
+
+def _reversal_row(entry: StoredEntry, cause_event_id: str, now: datetime) -> dict[str, Any]:
+    why = {
+        "reverses": entry.id,
+        "reason": f"event {cause_event_id} changed what the rules derive "
+        f"from {entry.source_event_id}",
+    }
+    return {
+        "customer_id": entry.customer_id,
+        "subscription_id": entry.subscription_id,
+        "category": entry.category.value,
+        "currency": entry.currency,
+        "amount": -entry.amount,
+        "effective_at": entry.effective_at,
+        "recorded_at": now,
+        "source_event_id": entry.source_event_id,
+        "cause_event_id": cause_event_id,
+        "reversal_of": entry.id,
+        "explanation": json.dumps(why, sort_keys=True),
+    }
+
+
+# --- reference objects (coupons, discounts, prices with tiers) ---------------------------
+
+
+def get_reference(conn: Connection, kind: str, object_id: str) -> dict[str, Any] | None:
+    payload = conn.execute(
+        select(reference_objects.c.payload).where(
+            and_(reference_objects.c.kind == kind, reference_objects.c.object_id == object_id)
+        )
+    ).scalar_one_or_none()
+    return None if payload is None else dict(json.loads(payload))
+
+
+def put_reference(
+    conn: Connection, kind: str, object_id: str, obj: dict[str, Any], version: int, source: str
+) -> bool:
+    """Keep the newest version of a reference object; True if this one was stored."""
+    table = reference_objects
+    values = {
+        "kind": kind,
+        "object_id": object_id,
+        "payload": json.dumps(obj, sort_keys=True),
+        "version": version,
+        "source": source,
+        "updated_at": datetime.now(UTC),
+    }
+    statement = _dialect_insert(conn, table).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=["kind", "object_id"],
+        set_={k: statement.excluded[k] for k in ("payload", "version", "source", "updated_at")},
+        where=table.c.version <= statement.excluded.version,
+    )
+    return conn.execute(statement.returning(table.c.version)).first() is not None
+
+
+def record_dependencies(
+    conn: Connection, customer_id: str, refs: Iterable[tuple[str, str]]
+) -> None:
+    rows = [{"kind": k, "object_id": o, "customer_id": customer_id} for k, o in refs]
+    if rows:
+        conn.execute(_dialect_insert(conn, customer_references).on_conflict_do_nothing(), rows)
+
+
+def dependents(conn: Connection, kind: str, object_id: str) -> list[str]:
+    query = select(customer_references.c.customer_id).where(
+        customer_references.c.kind == kind, customer_references.c.object_id == object_id
+    )
+    return sorted(str(c) for c in conn.execute(query).scalars())

@@ -1,0 +1,1 @@
+"""Ops tools: the `mrr` command line, the local runner, demo data and the backfill."""

@@ -1,0 +1,65 @@
+"""Fresh, migrated databases per test: PostgreSQL from a template database, SQLite from a file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from ledger import migrate
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _admin_execute(*statements: str) -> None:
+    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def pg_url(database: str) -> str:
+    return make_url(PG_ADMIN_URL).set(database=database).render_as_string(hide_password=False)
+
+
+class Templates:
+    """One migrated template of each database per test session."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.sqlite_template = workdir / "template.sqlite3"
+        self.pg_template = f"mrr_tpl_{uuid.uuid4().hex[:12]}"
+        self._pg_ready = False
+
+    def sqlite_copy(self) -> str:
+        if not self.sqlite_template.exists():
+            migrate.upgrade(f"sqlite:///{self.sqlite_template}")
+        target = self.workdir / f"db_{uuid.uuid4().hex[:12]}.sqlite3"
+        shutil.copy(self.sqlite_template, target)
+        return f"sqlite:///{target}"
+
+    @contextmanager
+    def pg_copy(self) -> Iterator[str]:
+        if not self._pg_ready:
+            _admin_execute(f'CREATE DATABASE "{self.pg_template}"')
+            migrate.upgrade(pg_url(self.pg_template))
+            self._pg_ready = True
+        name = f"mrr_t_{uuid.uuid4().hex[:12]}"
+        _admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.pg_template}"')
+        try:
+            yield pg_url(name)
+        finally:
+            _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def close(self) -> None:
+        if self._pg_ready:
+            _admin_execute(f'DROP DATABASE IF EXISTS "{self.pg_template}" WITH (FORCE)')

@@ -1,0 +1,127 @@
+"""The worker side: Redis outages, the sweeper, retries and the failed-row workflow."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner
+from rq import Queue
+from sqlalchemy import Engine
+
+import ledger.processing
+from ingest.app import create_app
+from ledger import inbox, store
+from ledger.settings import Settings
+from scripts.cli import main
+from tests.conftest import WEBHOOK_SECRET
+from tests.support.pipeline import drain, subscription_event
+from tests.support.redis_server import PrivateRedis
+from tests.support.stripe_sign import signed
+from workers import runtime
+from workers.sweeper import requeue_pending
+
+NOW = 1_767_225_600
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_redis_down_the_event_is_kept_and_the_sweeper_queues_it(
+    settings: Settings, engine: Engine, private_redis: PrivateRedis
+) -> None:
+    own = replace(settings, redis_url=private_redis.url)
+    runtime.use(own)
+    client = create_app(own).test_client()
+    private_redis.stop()
+
+    payload, headers = signed(
+        subscription_event("evt_a", "customer.subscription.created", NOW), WEBHOOK_SECRET
+    )
+    response = client.post("/webhooks/stripe", data=payload, headers=headers)
+    assert response.status_code == 200
+    assert response.json["queued"] is False
+    assert client.get("/readyz").status_code == 503
+
+    private_redis.start()
+    queue = Queue(own.queue_name, connection=redis.Redis.from_url(private_redis.url))
+    assert len(queue) == 0
+    assert requeue_pending(engine, queue, older_than=timedelta(0)) == 1
+    drain(queue)
+    with engine.connect() as conn:
+        assert [r.status for r in inbox.list_rows(conn)] == ["processed"]
+        assert [e.amount for e in store.all_entries(conn)] == [10000]
+
+
+def test_database_down_answers_503_so_stripe_retries(settings: Settings) -> None:
+    down = replace(settings, database_url="postgresql+psycopg://postgres@127.0.0.1:1/test")
+    client = create_app(down).test_client()
+    payload, headers = signed(
+        subscription_event("evt_a", "customer.subscription.created", NOW), WEBHOOK_SECRET
+    )
+    response = client.post("/webhooks/stripe", data=payload, headers=headers)
+    assert response.status_code == 503
+    assert response.json["error"] == "storage_unavailable"
+
+
+def test_a_failing_event_is_retried_then_marked_failed_then_retried_by_hand(
+    settings: Settings, engine: Engine, queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with engine.begin() as conn:
+        body = subscription_event("evt_a", "customer.subscription.created", NOW)
+        stored = inbox.store_event(conn, inbox.dumps(body), body)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("rules bug")
+
+    monkeypatch.setattr(ledger.processing, "replay_customer", broken)
+    for attempt in range(1, settings.max_attempts + 1):
+        try:
+            outcome = ledger.processing.process_inbox_row(
+                engine, stored.inbox_id, max_attempts=settings.max_attempts
+            )
+        except RuntimeError:
+            assert attempt < settings.max_attempts
+        else:
+            assert attempt == settings.max_attempts and outcome.status == "failed"
+    with engine.connect() as conn:
+        row = inbox.get(conn, stored.inbox_id)
+    assert row is not None and row.status == "failed" and "rules bug" in (row.error or "")
+
+    runner = CliRunner()
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url or "",
+        "MRR_QUEUE": settings.queue_name,
+    }
+    listed = runner.invoke(main, ["inbox", "--status", "failed"], env=env)
+    assert listed.exit_code == 0 and "evt_a" in listed.output and "rules bug" in listed.output
+
+    monkeypatch.undo()
+    retried = runner.invoke(main, ["inbox", "retry", "--all-failed"], env=env)
+    assert retried.exit_code == 0, retried.output
+    assert "queued 1" in retried.output
+    drain(queue)
+    with engine.connect() as conn:
+        assert [r.status for r in inbox.list_rows(conn)] == ["processed"]
+        assert [e.amount for e in store.all_entries(conn)] == [10000]
+
+
+def test_cli_argument_errors_name_the_problem(settings: Settings) -> None:
+    runner = CliRunner()
+    env = {"DATABASE_URL": settings.database_url}
+    both = runner.invoke(main, ["inbox", "retry", "3", "--all-failed"], env=env)
+    assert both.exit_code == 2 and "one of the two" in both.output
+    bad_status = runner.invoke(main, ["inbox", "--status", "lost"], env=env)
+    assert bad_status.exit_code == 2 and "'lost' is not one of" in bad_status.output
+    bad_env = runner.invoke(main, ["inbox"], env={**env, "MRR_MAX_ATTEMPTS": "lots"})
+    assert bad_env.exit_code == 2 and "MRR_MAX_ATTEMPTS must be a whole number" in bad_env.output
