@@ -11,14 +11,8 @@ import click
 
 from ledger import inbox
 from ledger.db import make_engine
-from ledger.settings import ConfigError, Settings
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ConfigError as problem:
-        raise click.UsageError(str(problem)) from None
+from scripts.explain_cli import explain_cmd
+from scripts.settings_cli import load_settings
 
 
 @click.group()
@@ -141,6 +135,9 @@ def up(host: str, port: int, no_demo: bool) -> None:
     from scripts.local import run_local
 
     sys.exit(run_local(load_settings(), host=host, port=port, demo=not no_demo))
+
+
+main.add_command(explain_cmd)
 
 
 if __name__ == "__main__":
