@@ -1,0 +1,41 @@
+"""Currency exponents and conversion of integer minor units to major units (rules section 1)."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+__all__ = ["THREE_DECIMAL", "ZERO_DECIMAL", "exponent", "format_major", "to_major"]
+
+ZERO_DECIMAL = frozenset(
+    {
+        "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga",
+        "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf",
+    }
+)  # fmt: skip
+THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
+
+
+def exponent(currency: str) -> int:
+    """Number of decimals of the currency's major unit."""
+    code = currency.lower()
+    if code in ZERO_DECIMAL:
+        return 0
+    if code in THREE_DECIMAL:
+        return 3
+    return 2
+
+
+def to_major(amount_minor: int, currency: str) -> Decimal:
+    """An integer amount in minor units as an exact Decimal in major units."""
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
+        raise TypeError("amount_minor must be an int of minor units")
+    places = exponent(currency)
+    quantum = Decimal(1).scaleb(-places)
+    return Decimal(amount_minor).scaleb(-places).quantize(quantum, rounding=ROUND_HALF_EVEN)
+
+
+def format_major(amount_minor: int, currency: str, *, grouping: bool = True) -> str:
+    """Major units with the currency's own decimals and the code, e.g. '1,234.50 USD'."""
+    major = to_major(amount_minor, currency)
+    number = f"{major:,f}" if grouping else f"{major:f}"
+    return f"{number} {currency.upper()}"
