@@ -271,13 +271,20 @@ def _first_charge_failed(sub: Subscription, event: EventRecord) -> bool:
 
 def _observe_subscription(state: _Sub, sub: Subscription, event: EventRecord) -> None:
     if state.snapshot is None and sub.status in ("past_due", "unpaid"):
-        state.paid_once = not _first_charge_failed(sub, event)
+        state.paid_once = state.paid_once or not _first_charge_failed(sub, event)
     state.snapshot, state.snapshot_at = sub, event.created
     if sub.status == "active":
         state.paid_once = True
         state.failed = {i: t for i, t in state.failed.items() if t >= event.created}
     if event.type.endswith(".deleted") or standing_of_status(sub.status, False) is Standing.ENDED:
         state.ended = True
+
+
+def _renewal_failure(state: _Sub, invoice: Invoice) -> bool:
+    """A failed renewal; it only counts while the snapshot says `active` (a trial never is)."""
+    if invoice.id in state.paid | state.voided:
+        return False
+    return invoice.billing_reason == "subscription_cycle" or state.paid_once
 
 
 def _observe_invoice(state: _Sub, invoice: Invoice, event: EventRecord) -> None:
@@ -291,10 +298,8 @@ def _observe_invoice(state: _Sub, invoice: Invoice, event: EventRecord) -> None:
         state.voided.add(invoice.id)
         state.failed.pop(invoice.id, None)
         state.last_settled_at = event.created
-    elif event.type in FAILED_EVENTS and invoice.id not in state.paid | state.voided:
-        renewal = invoice.billing_reason == "subscription_cycle" or state.paid_once
-        if renewal and state.paid_once:
-            state.failed.setdefault(invoice.id, event.created)
+    elif event.type in FAILED_EVENTS and _renewal_failure(state, invoice):
+        state.failed.setdefault(invoice.id, event.created)
 
 
 def _stale_delinquency(state: _Sub, sub: Subscription) -> bool:

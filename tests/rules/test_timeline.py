@@ -1,4 +1,5 @@
 import itertools
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -570,6 +571,7 @@ def test_other_customers_events_are_ignored() -> None:
 def test_entries_carry_explanations_and_utc_times() -> None:
     replay = run(fail_paid("evt_x1", "evt_x2"))
     for entry in replay.entries:
+        json.dumps(entry.explanation)
         assert entry.effective_at.tzinfo is UTC
         assert entry.explanation["why"] and entry.explanation["before"]
     assert replay.entries[1].explanation["after"] == {
