@@ -56,12 +56,15 @@ class History:
     events: list[dict[str, Any]] = field(default_factory=list)
     discount_on: bool = False
     step: int = 0
+    actions: int = 0
 
     def now(self) -> int:
         return START + self.step * DAY
 
     def ids(self, swap: bool) -> tuple[str, str]:
-        first, second = f"evt_{self.step:04d}_a", f"evt_{self.step:04d}_b"
+        """Ids sort in the order actions happen; within one action, either way round."""
+        self.actions += 1
+        first, second = f"evt_{self.actions:04d}_a", f"evt_{self.actions:04d}_b"
         return (second, first) if swap else (first, second)
 
     def invoice(self, sub: Sub) -> str:
@@ -116,14 +119,20 @@ def act(
         previous = {"status": sub.status}
         h.snapshot(sub, "past_due", two, previous_attributes=previous)
         sub.status = "past_due" if sub.status == "active" else "unpaid_first"
+    elif action == "fail_only" and sub.status == "active":
+        # the renewal fails; the subscription's own update has not arrived (yet)
+        h.bill("payment_failed", sub, h.invoice(sub), one, "subscription_cycle")
+        sub.status = "past_due"
+    elif action == "uncollectible" and sub.status == "past_due":
+        h.bill("marked_uncollectible", sub, sub.latest or "", one, "subscription_cycle")
+        h.snapshot(sub, "unpaid", two)
     elif action == "void" and sub.status == "past_due":
         h.bill("voided", sub, sub.latest or "", one, "subscription_cycle")
         h.snapshot(sub, "active", two)
         sub.status = "active"
     elif action == "change" and sub.status in ("active", "past_due", "paused"):
         sub.price, sub.quantity = price, qty
-        status = {"active": "active", "past_due": "past_due", "paused": "paused"}[sub.status]
-        h.snapshot(sub, status, one)
+        h.snapshot(sub, sub.status, one, pause_collection=sub.status == "paused")
     elif action == "pause" and sub.status == "active":
         if swap:
             h.snapshot(sub, "active", one, pause_collection=True)
@@ -147,8 +156,12 @@ def act(
         )
 
 
-ACTIONS = st.sampled_from(["create", "pay", "fail", "void", "change", "pause", "resume", "cancel",
-                           "discount", "create", "fail", "pay"])  # fmt: skip
+ACTIONS = st.sampled_from(
+    [
+        *("create", "pay", "fail", "void", "change", "pause", "resume", "cancel", "discount"),
+        *("create", "fail", "pay", "fail_only", "uncollectible"),  # the common ones twice
+    ]
+)
 
 
 @st.composite
@@ -157,8 +170,8 @@ def histories(draw: st.DrawFn) -> History:
     h = History(shape, [Sub(f"sub_{n}") for n in range(draw(st.integers(1, 3)))])
     if shape == "new":
         h.events.append(b.coupon_event("created", HALF, START - DAY, event_id="evt_coupon"))
-    for step in range(draw(st.integers(1, 14))):
-        h.step = step * 3 + draw(st.integers(0, 2))
+    for _ in range(draw(st.integers(1, 16))):
+        h.step += draw(st.sampled_from([0, 1, 1, 2, 30]))  # 0: the same second as the last
         sub = h.subs[draw(st.integers(0, len(h.subs) - 1))]
         act(h, draw(ACTIONS), sub, draw(st.booleans()), draw(PRICES), draw(st.integers(1, 4)))
     return h
