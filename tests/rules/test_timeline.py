@@ -579,3 +579,76 @@ def test_entries_carry_explanations_and_utc_times() -> None:
         "active": 0,
         "delinquent": 10_000,
     }
+
+
+# --- every event type, as Stripe sends it ------------------------------------------------------
+
+FIXTURE_EVENTS = {
+    "customer.subscription.created": "subscription_created_new",
+    "customer.subscription.updated": "subscription_updated_old",
+    "customer.subscription.deleted": "subscription_deleted_old",
+    "customer.subscription.paused": "subscription_paused_new",
+    "customer.subscription.resumed": "subscription_resumed_new",
+    "customer.subscription.pending_update_applied": "subscription_pending_update_applied_old",
+    "invoice.paid": "invoice_paid_new",
+    "invoice.payment_succeeded": "invoice_payment_succeeded_old",
+    "invoice.payment_failed": "invoice_payment_failed_old",
+    "invoice.marked_uncollectible": "invoice_marked_uncollectible_new",
+    "invoice.voided": "invoice_voided_old",
+    "customer.discount.created": "discount_created_new",
+    "customer.discount.updated": "discount_updated_new",
+    "customer.discount.deleted": "discount_deleted_old",
+    "coupon.created": "coupon_created",
+    "coupon.updated": "coupon_updated",
+    "coupon.deleted": "coupon_deleted",
+}
+
+
+@pytest.mark.parametrize(("event_type", "name"), sorted(FIXTURE_EVENTS.items()))
+def test_fixture_for_every_relevant_type(event_type: str, name: str) -> None:
+    event = b.record(load(name))
+    assert event.type == event_type and is_relevant(event.type)
+
+
+def test_old_shape_story_from_fixtures() -> None:
+    names = [
+        "discount_deleted_old",
+        "subscription_deleted_old",
+        "invoice_payment_succeeded_old",
+        "subscription_pending_update_applied_old",
+        "invoice_payment_failed_old",
+        "discount_created_old",  # customer-level, but the subscription has its own discount
+        "subscription_updated_old",
+    ]
+    replay = run([load(n) for n in names], customer="cus_Na6dX7aXxi11N4")
+    sub_id = "sub_1MowQVLkdIwHu7ixeRlqHVzs"
+    assert cats(replay) == [
+        (sub_id, C.NEW, 1_490),  # 1000 x 2 x (1 - 25.5/100)
+        (sub_id, C.DELINQUENT, -1_490),
+        (sub_id, C.RECOVERED, 1_490),
+        (sub_id, C.EXPANSION, 745),  # quantity 3 -> 2235
+        (sub_id, C.CHURN, -2_235),
+    ]
+    assert replay.entries[-1].effective_at == datetime.fromtimestamp(1714521600, UTC)
+
+
+def test_new_shape_story_from_fixtures() -> None:
+    names = [
+        "subscription_resumed_new",
+        "coupon_deleted",
+        "subscription_paused_new",
+        "invoice_paid_new",
+        "coupon_updated",
+        "discount_updated_new",
+        "discount_created_new",
+        "subscription_created_new",
+    ]
+    refs = b.Refs({("price", "price_NewShapeSeats"): load("price_tiered")})
+    replay = run([load(n) for n in names], refs, customer="cus_NewShape")
+    sub_id = "sub_1NewShapeYearly"
+    assert cats(replay) == [
+        (sub_id, C.NEW, 1_267),
+        (sub_id, C.EXPANSION, 138_066),
+        (sub_id, C.CONTRACTION, -139_333),  # paused: falls to 0 but not churned
+        (sub_id, C.EXPANSION, 139_333),  # a pause ending is expansion, even from 0
+    ]
