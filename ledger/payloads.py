@@ -324,14 +324,26 @@ def read_subscription(obj: Json) -> Subscription:
     )
 
 
+def _line_amount_excluding_tax(obj: Json) -> int:
+    """Old shape: `amount_excluding_tax`. New shape: `amount` less its tax-inclusive `taxes`."""
+    excluding_tax = _int(obj.get("amount_excluding_tax"))
+    if excluding_tax is not None:
+        return excluding_tax
+    inclusive = sum(
+        _int(_dict(tax).get("amount")) or 0
+        for tax in _list(obj.get("taxes"))
+        if _dict(tax).get("tax_behavior") == "inclusive"
+    )
+    return (_int(obj.get("amount")) or 0) - inclusive
+
+
 def _read_line(obj: Json) -> InvoiceLine:
     details = _dict(_dict(obj.get("parent")).get("subscription_item_details"))
     price_id = object_id(obj.get("price")) or object_id(obj.get("plan"))
     if price_id is None:
         price_id = object_id(_dict(_dict(obj.get("pricing")).get("price_details")).get("price"))
-    excluding_tax = _int(obj.get("amount_excluding_tax"))
     return InvoiceLine(
-        amount=excluding_tax if excluding_tax is not None else (_int(obj.get("amount")) or 0),
+        amount=_line_amount_excluding_tax(obj),
         subscription=object_id(obj.get("subscription")) or object_id(details.get("subscription")),
         subscription_item=object_id(obj.get("subscription_item"))
         or object_id(details.get("subscription_item")),

@@ -441,9 +441,19 @@ def coupon_object(
     }
 
 
-def coupon_event(type: str, coupon: Mapping[str, Any], created: int, **kw: Any) -> dict[str, Any]:
+def coupon_event(
+    type: str,
+    coupon: Mapping[str, Any] | str,
+    created: int,
+    *,
+    event_id: str | None = None,
+    shape: Shape = "new",
+    **terms: Any,
+) -> dict[str, Any]:
+    """`coupon.<type>` for a coupon object, or for an id plus `coupon_object` terms."""
     full_type = type if "." in type else f"coupon.{type}"
-    return event(full_type, coupon, created, **kw)
+    obj = coupon_object(coupon, **terms) if isinstance(coupon, str) else coupon
+    return event(full_type, obj, created, event_id=event_id, shape=shape)
 
 
 def discount_object(

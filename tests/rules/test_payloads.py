@@ -12,7 +12,8 @@ def test_old_shape_subscription() -> None:
     assert sub.current_period_start == 1679609767
     assert sub.latest_invoice == "in_1MowQWLkdIwHu7ixuzkSPfKd"
     (item,) = sub.items
-    assert (item.id, item.quantity, item.price.unit_amount) == ("si_Na6dzxczY5fwHx", 2, 1000)
+    assert (item.id, item.quantity) == ("si_Na6dzxczY5fwHx", 2)
+    assert item.price.unit_amount == Decimal(1000)
     assert not item.price.legacy_plan
     # legacy `discount` object and the `discounts` id list name the same discount once
     (discount,) = sub.discounts
@@ -43,7 +44,7 @@ def test_expanded_tiers_with_decimal_strings() -> None:
     price = read_price(load("price_tiered"))
     assert price.tiers is not None
     first, second = price.tiers
-    assert (first.up_to, first.unit_amount, first.flat_amount) == (10, 1200, 5000)
+    assert (first.up_to, first.unit_amount, first.flat_amount) == (10, Decimal(1200), Decimal(5000))
     assert (second.up_to, second.flat_amount) == (None, None)
 
 
@@ -100,3 +101,15 @@ def test_coupon_terms_and_currency_options() -> None:
     assert multi.amount_off_in("usd") == 500
     assert multi.amount_off_in("eur") == 450
     assert multi.amount_off_in("jpy") is None
+
+
+def test_new_shape_line_amount_excludes_inclusive_tax() -> None:
+    line = {
+        "id": "il_1",
+        "object": "line_item",
+        "amount": 1190,
+        "taxes": [{"amount": 190, "tax_behavior": "inclusive", "type": "tax_rate_details"}],
+        "parent": {"subscription_item_details": {"subscription": "sub_1", "proration": False}},
+    }
+    invoice = read_invoice({"id": "in_1", "object": "invoice", "lines": {"data": [line]}})
+    assert invoice.lines[0].amount == 1000 and invoice.subscription == "sub_1"

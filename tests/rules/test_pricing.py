@@ -142,7 +142,7 @@ def test_explanation_shows_the_arithmetic() -> None:
     assert result.explanation["mrr"] == 1000
 
 
-TIERS = [
+TIERS: list[dict[str, Any]] = [
     {"up_to": 5, "unit_amount": 1000, "flat_amount": 200},
     {"up_to": 10, "unit_amount": 800, "flat_amount": 500},
     {"up_to": None, "unit_amount": 500},

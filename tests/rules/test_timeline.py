@@ -435,8 +435,7 @@ def discount_history(with_coupon_event: bool) -> list[Any]:
         sub("updated", at(2, 1), discounts=["di_1"], items=[(10_000, "month", 1, 2)]),
     ]
     if with_coupon_event:
-        coupon = b.coupon_object("co_20", percent_off=20)
-        events.append(b.coupon_event("updated", coupon, at(6, 1)))  # arrives much later
+        events.append(b.coupon_event("updated", "co_20", at(6, 1), percent_off=20))  # much later
     return events
 
 
@@ -478,7 +477,10 @@ def test_discount_terms_from_refs() -> None:
 
 
 def tiered_item(expand: bool) -> dict[str, Any]:
-    tiers = [{"up_to": 10, "unit_amount": 1_000}, {"up_to": None, "unit_amount": 800}]
+    tiers: list[dict[str, Any]] = [
+        {"up_to": 10, "unit_amount": 1_000},
+        {"up_to": None, "unit_amount": 800},
+    ]
     price = b.price(None, tiers=tiers, tiers_mode="volume", price_id="price_t", expand_tiers=expand)
     return {"price": price, "quantity": 12}
 
