@@ -115,7 +115,7 @@ def show(value: Fraction) -> str:
     if value.denominator == 1:
         return str(value.numerator)
     shown = (Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal("0.000001"))
-    return f"{shown}".rstrip("0")
+    return f"{shown}".rstrip("0").rstrip(".")
 
 
 _NORMALISERS = {"month": (1, 1), "year": (1, 12), "week": (52, 12), "day": (365, 12)}
@@ -185,9 +185,12 @@ def _per_interval(sub_id: str, item: Item, terms: Terms) -> tuple[Fraction, str]
     quantity = _quantity(item)
     if price.is_tiered:
         tiers = price.tiers if price.tiers is not None else terms.tiers(price)
-        if price.tiers_mode == "volume":
-            return _volume(tiers, quantity)
-        return _graduated(tiers, quantity)
+        total, calc = (
+            _volume(tiers, quantity)
+            if price.tiers_mode == "volume"
+            else (_graduated(tiers, quantity))
+        )
+        return total, f"[{calc} = {show(total)}]"
     unit = _frac(price.unit_amount)
     return unit * quantity, f"{show(unit)} x {quantity}"
 
@@ -224,7 +227,9 @@ def _item_monthly(sub: Subscription, item: Item, terms: Terms) -> tuple[Fraction
     per_interval, calc = _per_interval(sub.id, item, terms)
     factor = monthly_factor(price.interval, price.interval_count)
     monthly = per_interval * factor
-    text = f"{calc}{_factor_text(price.interval, price.interval_count)} = {show(monthly)}"
+    factor_text = _factor_text(price.interval, price.interval_count)
+    bracketed = calc.startswith("[")
+    text = calc[1:-1] if bracketed and not factor_text else f"{calc}{factor_text} = {show(monthly)}"
     monthly, notes = _apply(monthly, item.discounts, factor, sub.currency, terms)
     line: dict[str, Any] = {"item": item.id, "price": price.id, "calc": text}
     if notes:
