@@ -3,6 +3,10 @@
 Each subscription's change is split into its delinquent-side part (delinquent, recovered,
 delinquent_churn, delinquent_change) and a plain active-side rest, which is classified at
 customer level: whether the customer's active MRR was above zero, never existed, or churned.
+
+Two cases the rules leave open, decided here: a renewal that fails at a different MRR moves the
+old active MRR (`delinquent`) and books the difference as `delinquent_change`; a delinquent
+subscription leaving delinquency without payment or ending (paused) is `delinquent_change`.
 """
 
 from __future__ import annotations
