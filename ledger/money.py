@@ -1,19 +1,41 @@
-"""Placeholder until the rules branch lands (it owns this module)."""
+"""Currency exponents and conversion of integer minor units to major units (rules section 1)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
+
+__all__ = ["THREE_DECIMAL", "ZERO_DECIMAL", "exponent", "format_major", "to_major"]
 
 ZERO_DECIMAL = frozenset(
-    "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".lower().split()
-)
-THREE_DECIMAL = frozenset("BHD JOD KWD OMR TND".lower().split())
+    {
+        "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga",
+        "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf",
+    }
+)  # fmt: skip
+THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
 
 
 def exponent(currency: str) -> int:
+    """Number of decimals of the currency's major unit."""
     code = currency.lower()
-    return 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+    if code in ZERO_DECIMAL:
+        return 0
+    if code in THREE_DECIMAL:
+        return 3
+    return 2
 
 
-def to_major(amount: int, currency: str) -> Decimal:
-    return Decimal(amount).scaleb(-exponent(currency))
+def to_major(amount_minor: int, currency: str) -> Decimal:
+    """An integer amount in minor units as an exact Decimal in major units."""
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
+        raise TypeError("amount_minor must be an int of minor units")
+    places = exponent(currency)
+    quantum = Decimal(1).scaleb(-places)
+    return Decimal(amount_minor).scaleb(-places).quantize(quantum, rounding=ROUND_HALF_EVEN)
+
+
+def format_major(amount_minor: int, currency: str, *, grouping: bool = True) -> str:
+    """Major units with the currency's own decimals and the code, e.g. '1,234.50 USD'."""
+    major = to_major(amount_minor, currency)
+    number = f"{major:,f}" if grouping else f"{major:f}"
+    return f"{number} {currency.upper()}"
