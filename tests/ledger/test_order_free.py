@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy import Engine
 from ledger import inbox, store
 from ledger.db import make_engine
 from ledger.processing import process_inbox_row
+from tests.rules.histories import histories as customer_histories
 from tests.support.arrivals import Event, arrival, histories
 from tests.support.databases import Templates
 
@@ -46,14 +48,42 @@ def fresh(templates: Templates, backend: str) -> tuple[Engine, Any]:
     return make_engine(copy.__enter__()), copy
 
 
-@settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+RENAMES = {
+    '"cus_p"': '"cus_q"',
+    '"di_cust"': '"di_q"',
+    '"evt_': '"evt_q_',
+    '"sub_': '"sub_q_',
+    '"in_': '"in_q_',
+}
+
+
+def as_other_customer(events: list[Event]) -> list[Event]:
+    """The same history for another customer, with its own ids."""
+    text = json.dumps(events)
+    for old, new in RENAMES.items():
+        text = text.replace(old, new)
+    return list(json.loads(text))
+
+
+def rich_histories() -> st.SearchStrategy[list[Event]]:
+    """Trials, failures, recoveries, pauses, discounts, cancellations; one or two customers."""
+    one = customer_histories().map(lambda h: list(h.events))
+    return st.tuples(one, st.booleans(), one).map(
+        lambda t: t[0] + (as_other_customer(t[2]) if t[1] else [])
+    )
+
+
+DB_PROPERTY = settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+
+
+@DB_PROPERTY
 @given(data=st.data(), backend=st.sampled_from(["sqlite", "postgresql"]))
 def test_any_arrival_order_with_duplicates_gives_the_in_order_ledger(
     templates: Templates, data: st.DataObject, backend: str
 ) -> None:
-    events = data.draw(histories())
+    events = data.draw(st.one_of(histories(), rich_histories()))
     shuffled = data.draw(arrival(events))
     ordered = sorted(events, key=lambda e: (e["created"], e["id"]))
     results = []
@@ -63,7 +93,7 @@ def test_any_arrival_order_with_duplicates_gives_the_in_order_ledger(
             deliver(engine, delivery)
             results.append((in_effect(engine), monthly_sums(engine)))
             with engine.connect() as conn:
-                assert set(inbox.status_counts(conn)) == {"processed"}
+                assert set(inbox.status_counts(conn)) <= {"processed"}
         finally:
             engine.dispose()
             if copy is not None:

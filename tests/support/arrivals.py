@@ -70,6 +70,8 @@ def histories(draw: st.DrawFn, max_customers: int = 3) -> list[Event]:
 @st.composite
 def arrival(draw: st.DrawFn, events: list[Event]) -> list[Event]:
     """The same events in any order, some delivered more than once."""
+    if not events:
+        return []
     shuffled = draw(st.permutations(events))
     extra = draw(st.lists(st.sampled_from(events), max_size=max(1, len(events) // 5)))
     mixed = list(shuffled) + extra
