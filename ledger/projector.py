@@ -135,7 +135,7 @@ def entry_columns() -> Select[EntryRow]:
 
 def _stream(conn: Connection, query: Select[EntryRow]) -> Iterator[EntryRow]:
     """Rows in batches through a server-side cursor (PostgreSQL); SQLite's cursor is lazy."""
-    result = conn.execution_options(yield_per=STREAM_BATCH).execute(query)
+    result = conn.execute(query, execution_options={"yield_per": STREAM_BATCH})
     for row in result:
         yield row.customer_id, row.currency, row.category, int(row.amount), row.effective_at
 

@@ -133,6 +133,6 @@ def page(
 
 def stream(conn: Connection, filters: LedgerFilter) -> Iterator[LedgerRow]:
     """Every matching entry in id order, read in batches (a server-side cursor on PostgreSQL)."""
-    result = conn.execution_options(yield_per=2_000).execute(_query(filters))
+    result = conn.execute(_query(filters), execution_options={"yield_per": 2_000})
     for m in result.mappings():
         yield _row(m)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from decimal import Decimal
 
@@ -65,7 +66,7 @@ def test_a_delinquent_customer_is_not_counted_nor_lost() -> None:
         posting("cus_1", "usd", "new", 10000, JAN.index),
         posting("cus_1", "usd", "delinquent", -10000, feb.index),
     ]
-    jan_b, feb_b = balances(Projection().add_all(postings).totals(), "usd", JAN, feb)
+    _jan_b, feb_b = balances(Projection().add_all(postings).totals(), "usd", JAN, feb)
     assert (feb_b.closing_mrr, feb_b.delinquent_mrr, feb_b.customers) == (0, 10000, 0)
     assert feb_b.churned_customers == 0
 
@@ -85,7 +86,7 @@ def _postings(raw: list[tuple[str, str, str, int, int]]) -> list[Posting]:
 
 
 def _check_identities(months: list[MonthBalance]) -> None:
-    for before, after in zip(months, months[1:], strict=False):
+    for before, after in itertools.pairwise(months):
         assert after.opening_mrr == before.closing_mrr
         assert after.opening_delinquent_mrr == before.delinquent_mrr
         assert after.opening_customers == before.customers
