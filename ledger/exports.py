@@ -45,6 +45,7 @@ METRIC_FIELDS = (
 MONTH_FIELDS = ("month", *AMOUNT_FIELDS, "customers", "arpu", *METRIC_FIELDS)
 LEDGER_FIELDS = (
     "id",
+    "effective_date",
     "effective_at",
     "month",
     "customer_id",
@@ -141,6 +142,7 @@ def _iso(moment: Any) -> str:
 def ledger_fields(row: LedgerRow) -> dict[str, Value]:
     return {
         "id": row.id,
+        "effective_date": row.effective_at.date().isoformat(),
         "effective_at": _iso(row.effective_at),
         "month": f"{row.effective_at.year:04d}-{row.effective_at.month:02d}",
         "customer_id": row.customer_id,

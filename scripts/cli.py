@@ -143,5 +143,12 @@ def up(host: str, port: int, no_demo: bool) -> None:
     sys.exit(run_local(load_settings(), host=host, port=port, demo=not no_demo))
 
 
+from scripts.report_cli import fx_cmd, ledger_cmd, replay, report  # noqa: E402
+
+main.add_command(report)
+main.add_command(ledger_cmd, name="ledger")
+main.add_command(replay)
+main.add_command(fx_cmd, name="fx")
+
 if __name__ == "__main__":
     main()
