@@ -120,6 +120,12 @@ def _row(m: Any) -> LedgerRow:
     )
 
 
+def get(conn: Connection, entry_id: int) -> LedgerRow | None:
+    found = conn.execute(_query(LedgerFilter()).where(ledger_entries.c.id == entry_id))
+    mapping = found.mappings().first()
+    return None if mapping is None else _row(mapping)
+
+
 def page(
     conn: Connection, filters: LedgerFilter, *, after_id: int = 0, limit: int = 100
 ) -> tuple[list[LedgerRow], str | None]:
