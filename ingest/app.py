@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask
 
+from ingest.api import reports
 from ingest.health import health
 from ingest.services import Services
 from ingest.webhook import webhook
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.register_blueprint(webhook)
     app.register_blueprint(health)
+    app.register_blueprint(reports)
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
-__all__ = ["THREE_DECIMAL", "ZERO_DECIMAL", "exponent", "format_major", "to_major"]
+__all__ = ["THREE_DECIMAL", "ZERO_DECIMAL", "exponent", "format_major", "round_major", "to_major"]
 
 ZERO_DECIMAL = frozenset(
     {
@@ -39,3 +39,8 @@ def format_major(amount_minor: int, currency: str, *, grouping: bool = True) -> 
     major = to_major(amount_minor, currency)
     number = f"{major:,f}" if grouping else f"{major:f}"
     return f"{number} {currency.upper()}"
+
+
+def round_major(value: Decimal, currency: str) -> Decimal:
+    """A major-unit Decimal rounded half-even to the currency's own decimals."""
+    return value.quantize(Decimal(1).scaleb(-exponent(currency)), rounding=ROUND_HALF_EVEN)

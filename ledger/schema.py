@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -89,4 +90,51 @@ customer_references = Table(
     Column("kind", String(32), primary_key=True),
     Column("object_id", String(255), primary_key=True),
     Column("customer_id", String(255), primary_key=True),
+)
+
+# --- projections (migration 0002) ------------------------------------------------------------
+
+# Movement sums and month-end customer count changes per currency and month ("YYYY-MM"), kept by
+# ledger.projector; a report is a running sum over these rows.
+MONTH_TOTAL_COLUMNS = (
+    "new",
+    "reactivation",
+    "expansion",
+    "contraction",
+    "churn",
+    "delinquent",
+    "recovered",
+    "delinquent_churn",
+    "delinquent_change",
+    "customers_change",
+    "customers_lost",
+)
+
+mrr_month_totals = Table(
+    "mrr_month_totals",
+    metadata,
+    Column("currency", String(3), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    *(Column(name, BigInteger, nullable=False, default=0) for name in MONTH_TOTAL_COLUMNS),
+)
+
+# How far into the ledger (by id) each projection has read; written in the same transaction
+# as the rows it updates.
+projector_checkpoints = Table(
+    "projector_checkpoints",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("last_entry_id", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Ops-supplied exchange rates: one unit of `currency` in the base currency on `rate_date`.
+# The rate is a decimal string (exact on SQLite too, where NUMERIC would round through float).
+fx_rates = Table(
+    "fx_rates",
+    metadata,
+    Column("currency", String(3), primary_key=True),
+    Column("rate_date", Date, primary_key=True),
+    Column("rate", String(64), nullable=False),
+    Column("loaded_at", UTCDateTime(), nullable=False),
 )

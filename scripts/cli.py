@@ -12,6 +12,7 @@ import click
 from ledger import inbox
 from ledger.db import make_engine
 from scripts.explain_cli import explain_cmd
+from scripts.report_cli import fx_cmd, ledger_cmd, replay, report
 from scripts.settings_cli import load_settings
 
 
@@ -139,6 +140,10 @@ def up(host: str, port: int, no_demo: bool) -> None:
 
 main.add_command(explain_cmd)
 
+main.add_command(report)
+main.add_command(ledger_cmd, name="ledger")
+main.add_command(replay)
+main.add_command(fx_cmd, name="fx")
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,255 @@
+"""The read-only accountant surfaces: /api/mrr, /api/ledger, /api/ledger/ID, the report page.
+
+Every data route needs `Authorization: Bearer $MRR_API_TOKEN` (compared in constant time);
+with no token configured they are all refused (503). The page asks for the token in a POST
+form, so it never lands in a URL or an access log, and renders server-side.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Callable, Iterator
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, jsonify, render_template, request, stream_with_context
+
+from ingest.openapi import document
+from ingest.services import services
+from ledger import exports, queries, store
+from ledger.reports import BadInput, Report, build_report, parse_month, report_query
+
+reports = Blueprint("reports", __name__, template_folder="templates")
+
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_ENTRY_ID = re.compile(r"[1-9][0-9]{0,17}")
+_F = TypeVar("_F", bound=Callable[..., Any])
+MAX_PAGE = 1000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.code, self.reason, self.field = status, code, reason, field
+
+    def body(self) -> dict[str, str]:
+        found = {"error": self.code, "reason": self.reason}
+        return found if self.field is None else found | {"field": self.field}
+
+
+@reports.errorhandler(ApiError)
+def _api_error(problem: ApiError) -> tuple[Response, int]:
+    response = jsonify(problem.body())
+    if problem.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="mrr"'
+    return response, problem.status
+
+
+def check_token(presented: str | None) -> None:
+    """Raise unless `presented` is the configured token (constant-time comparison)."""
+    expected = services().settings.api_token
+    if not expected:
+        raise ApiError(503, "not_configured", "no MRR_API_TOKEN is configured: the API is off")
+    if presented is None or presented == "":
+        raise ApiError(401, "missing_token", "send Authorization: Bearer <MRR_API_TOKEN>")
+    if not _B64TOKEN.fullmatch(presented):
+        raise ApiError(400, "malformed_token", "the bearer token has characters a token cannot")
+    if not hmac.compare_digest(presented.encode("ascii"), expected.encode("utf-8")):
+        raise ApiError(401, "bad_token", "the bearer token is not the configured one")
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(400, "malformed_token", "the Authorization header is not 'Bearer <token>'")
+    return token.strip()
+
+
+def authorized(view: _F) -> _F:
+    @wraps(view)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        check_token(_bearer())
+        return view(*args, **kwargs)
+
+    return checked  # type: ignore[return-value]
+
+
+def _bad(field: str, message: str) -> ApiError:
+    return ApiError(400, "bad_request", message, field)
+
+
+def _text_arg(name: str) -> str | None:
+    value = request.args.get(name)
+    if value is not None and ("\x00" in value or len(value) > 1000):
+        raise _bad(name, f"{name} is not a value this API accepts")
+    return value
+
+
+def _format(allowed: tuple[str, ...]) -> str:
+    chosen = _text_arg("format") or "json"
+    if chosen not in allowed:
+        raise _bad("format", f"format must be one of {', '.join(allowed)}")
+    return chosen
+
+
+def _csv(lines: Iterator[str], filename: str) -> Response:
+    return Response(
+        stream_with_context(lines),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _report_from(args: dict[str, str | None]) -> Report:
+    first, last = args.get("from"), args.get("to")
+    if not first:
+        raise _bad("from", "from (YYYY-MM) is required")
+    if not last:
+        raise _bad("to", "to (YYYY-MM) is required")
+    try:
+        query = report_query(
+            first,
+            last,
+            currency=args.get("currency") or None,
+            reporting_currency=args.get("reporting_currency") or None,
+            as_of=args.get("as_of") or None,
+        )
+        return build_report(services().engine, query)
+    except BadInput as problem:
+        raise _bad(problem.field, problem.message) from None
+
+
+@reports.get("/api/openapi.json")
+def openapi() -> Response:
+    return jsonify(document())
+
+
+@reports.get("/api/mrr")
+@authorized
+def mrr() -> Response:
+    fmt = _format(("json", "csv"))
+    names = ("from", "to", "currency", "reporting_currency", "as_of")
+    found = _report_from({name: _text_arg(name) for name in names})
+    if fmt == "csv":
+        return _csv(exports.report_csv(found), "mrr.csv")
+    return jsonify(exports.report_json(found))
+
+
+def _ledger_filter() -> queries.LedgerFilter:
+    month, category = _text_arg("month"), _text_arg("category")
+    customer, subscription = _text_arg("customer"), _text_arg("subscription")
+    try:
+        return queries.LedgerFilter(
+            month=None if month is None else parse_month(month, "month"),
+            customer_id=None if customer is None else queries.parse_id(customer, "customer"),
+            subscription_id=(
+                None if subscription is None else queries.parse_id(subscription, "subscription")
+            ),
+            category=None if category is None else queries.parse_category(category),
+        )
+    except (BadInput, queries.BadFilter) as problem:
+        raise _bad(problem.field, problem.message) from None
+
+
+def _limit() -> int:
+    raw = _text_arg("limit")
+    if raw is None:
+        return 100
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise _bad("limit", f"limit must be a whole number from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+@reports.get("/api/ledger")
+@authorized
+def ledger() -> Response:
+    fmt = _format(("json", "csv"))
+    filters = _ledger_filter()
+    engine = services().engine
+    if fmt == "csv":
+
+        def lines() -> Iterator[str]:
+            with engine.connect() as conn:
+                yield from exports.ledger_csv(queries.stream(conn, filters))
+
+        return _csv(lines(), "ledger.csv")
+    limit, cursor = _limit(), _text_arg("cursor")
+    try:
+        after = 0 if cursor is None else queries.decode_cursor(cursor)
+    except queries.BadFilter as problem:
+        raise _bad(problem.field, problem.message) from None
+    with engine.connect() as conn:
+        rows, next_cursor = queries.page(conn, filters, after_id=after, limit=limit)
+    return jsonify(entries=[exports.ledger_fields(row) for row in rows], next_cursor=next_cursor)
+
+
+@reports.get("/api/ledger/<entry_id>")
+@authorized
+def ledger_entry(entry_id: str) -> Response:
+    if not _ENTRY_ID.fullmatch(entry_id):
+        raise _bad("entry_id", "an entry id is a positive whole number")
+    with services().engine.connect() as conn:
+        row = queries.get(conn, int(entry_id))
+        stored = store.get_entry(conn, int(entry_id))
+        reversal = (
+            None if row is None or row.reversed_by is None else queries.get(conn, row.reversed_by)
+        )
+    if row is None or stored is None:
+        raise ApiError(404, "not_found", f"no ledger entry {entry_id}")
+    return jsonify(
+        entry=exports.ledger_fields(row),
+        explanation=stored.explanation,
+        reversal=None if reversal is None else exports.ledger_fields(reversal),
+    )
+
+
+# --- the page ------------------------------------------------------------------------------
+
+
+@reports.get("/")
+@reports.get("/report")
+def page() -> str:
+    return render_template("reports/report.html", form=request.args, report=None, error=None)
+
+
+@reports.post("/report")
+def page_report() -> tuple[str, int]:
+    form = request.form
+    try:
+        token = form.get("token", "")
+        check_token(token)
+        fields = ("from", "to", "currency", "reporting_currency", "as_of")
+        values = {name: form.get(name) or None for name in fields}
+        for name, value in values.items():
+            if value is not None and ("\x00" in value or len(value) > 1000):
+                raise _bad(name, f"{name} is not a value this page accepts")
+        found = _report_from(values)
+    except ApiError as problem:
+        return render_template(
+            "reports/report.html", form=form, report=None, error=problem.reason
+        ), problem.status
+    tables = [
+        (part.currency, [exports.month_fields(b) for b in part.months])
+        for part in [found.main, *found.unconverted]
+    ]
+    return render_template(
+        "reports/report.html",
+        form=form,
+        report=tables,
+        rows=exports.MONTH_FIELDS[1:],
+        warnings=found.warnings,
+        error=None,
+    ), 200
+
+
+@reports.after_request
+def _no_store(response: Response) -> Response:
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+__all__ = ["check_token", "reports"]

@@ -1,0 +1,254 @@
+"""The OpenAPI 3.1 document of the read-only accountant API (GET /api/openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger.exports import AMOUNT_FIELDS, LEDGER_FIELDS, METRIC_FIELDS
+
+_MONEY = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
+_NULLABLE_DECIMAL = {"type": ["string", "null"], "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
+_MONTH = {"type": "string", "pattern": r"^[0-9]{4}-(0[1-9]|1[0-2])$"}
+_CURRENCY = {"type": "string", "pattern": "^[a-z]{3}$"}
+
+
+def _month_balance() -> dict[str, Any]:
+    properties: dict[str, Any] = {"month": _MONTH}
+    properties |= {name: _MONEY for name in AMOUNT_FIELDS}
+    properties["customers"] = {"type": "integer", "minimum": 0}
+    properties["arpu"] = _NULLABLE_DECIMAL
+    properties |= {name: _NULLABLE_DECIMAL for name in METRIC_FIELDS}
+    return {
+        "type": "object",
+        "required": list(properties),
+        "additionalProperties": False,
+        "properties": properties,
+    }
+
+
+def _range() -> dict[str, Any]:
+    return {
+        "currency": _CURRENCY,
+        "from": _MONTH,
+        "to": _MONTH,
+        "months": {"type": "array", "items": {"$ref": "#/components/schemas/MonthBalance"}},
+    }
+
+
+_ENTRY_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "integer"},
+    "effective_date": {"type": "string", "format": "date"},
+    "effective_at": {"type": "string", "format": "date-time"},
+    "month": _MONTH,
+    "customer_id": {"type": "string"},
+    "subscription_id": {"type": "string"},
+    "category": {
+        "type": "string",
+        "enum": [
+            "new",
+            "reactivation",
+            "expansion",
+            "contraction",
+            "churn",
+            "delinquent",
+            "recovered",
+            "delinquent_churn",
+            "delinquent_change",
+        ],
+    },
+    "currency": _CURRENCY,
+    "amount": _MONEY,
+    "source_event_id": {"type": "string"},
+    "cause_event_id": {"type": "string"},
+    "reversal_of": {"type": ["integer", "null"]},
+    "reversed_by": {"type": ["integer", "null"]},
+    "recorded_at": {"type": "string", "format": "date-time"},
+}
+assert list(_ENTRY_PROPERTIES) == list(LEDGER_FIELDS)
+
+
+def _param(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+def _error_responses() -> dict[str, Any]:
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "400": {"description": "bad input; `field` names the parameter", **error},
+        "401": {"description": "no or wrong bearer token", **error},
+        "503": {"description": "no MRR_API_TOKEN configured: the API is refused", **error},
+    }
+
+
+def document() -> dict[str, Any]:
+    filters = [
+        _param("month", "entries effective in this month (YYYY-MM)"),
+        _param("customer", "a Stripe customer id"),
+        _param("subscription", "a Stripe subscription id"),
+        _param("category", "a movement category", _ENTRY_PROPERTIES["category"]),
+    ]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "MRR Ledger accountant API",
+            "version": "1",
+            "description": "Read-only. Amounts are decimal strings in major units with the "
+            "currency's own decimals; movements are signed; ratios have 4 decimals.",
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/mrr": {
+                "get": {
+                    "summary": "Monthly MRR balances of one currency",
+                    "parameters": [
+                        {**_param("from", "first month (YYYY-MM)"), "required": True},
+                        {**_param("to", "last month (YYYY-MM)"), "required": True},
+                        _param("currency", "needed when the ledger holds several currencies"),
+                        _param("reporting_currency", "convert every entry into this currency"),
+                        _param("as_of", "ISO 8601: what the ledger said at that time"),
+                        _param("format", "json or csv", {"enum": ["json", "csv"]}),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the balances",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/MrrReport"}
+                                },
+                                "text/csv": {"schema": {"type": "string"}},
+                            },
+                        },
+                        **_error_responses(),
+                    },
+                }
+            },
+            "/api/ledger": {
+                "get": {
+                    "summary": "Ledger entries, oldest first, a page at a time",
+                    "parameters": [
+                        *filters,
+                        _param("limit", "page size, 1-1000 (default 100)", {"type": "integer"}),
+                        _param("cursor", "`next_cursor` of the previous page"),
+                        _param("format", "json (paged) or csv (every match, streamed)"),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "one page (json) or every match (csv)",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/LedgerPage"}
+                                },
+                                "text/csv": {"schema": {"type": "string"}},
+                            },
+                        },
+                        **_error_responses(),
+                    },
+                }
+            },
+            "/api/ledger/{entry_id}": {
+                "get": {
+                    "summary": "One entry with its explanation, and its reversal if reversed",
+                    "parameters": [
+                        {
+                            "name": "entry_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the entry",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/LedgerEntryDetail"}
+                                }
+                            },
+                        },
+                        "404": {
+                            "description": "no such entry",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Error"}
+                                }
+                            },
+                        },
+                        **_error_responses(),
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "reason"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "reason": {"type": "string"},
+                        "field": {"type": "string"},
+                    },
+                },
+                "MonthBalance": _month_balance(),
+                "CurrencyRange": {
+                    "type": "object",
+                    "required": ["currency", "from", "to", "months"],
+                    "properties": _range(),
+                },
+                "MrrReport": {
+                    "type": "object",
+                    "required": ["currency", "from", "to", "months"],
+                    "properties": {
+                        **_range(),
+                        "reporting_currency": {"type": "boolean"},
+                        "unconverted": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/CurrencyRange"},
+                        },
+                        "warnings": {"type": "array", "items": {"type": "string"}},
+                    },
+                    "additionalProperties": False,
+                },
+                "LedgerEntry": {
+                    "type": "object",
+                    "required": list(_ENTRY_PROPERTIES),
+                    "properties": _ENTRY_PROPERTIES,
+                    "additionalProperties": False,
+                },
+                "LedgerPage": {
+                    "type": "object",
+                    "required": ["entries", "next_cursor"],
+                    "properties": {
+                        "entries": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/LedgerEntry"},
+                        },
+                        "next_cursor": {"type": ["string", "null"]},
+                    },
+                    "additionalProperties": False,
+                },
+                "LedgerEntryDetail": {
+                    "type": "object",
+                    "required": ["entry", "explanation", "reversal"],
+                    "properties": {
+                        "entry": {"$ref": "#/components/schemas/LedgerEntry"},
+                        "explanation": {"type": "object"},
+                        "reversal": {
+                            "oneOf": [
+                                {"type": "null"},
+                                {"$ref": "#/components/schemas/LedgerEntry"},
+                            ]
+                        },
+                    },
+                    "additionalProperties": False,
+                },
+            },
+        },
+    }

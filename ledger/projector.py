@@ -1,0 +1,297 @@
+"""The incremental projector: ledger rows → stored monthly totals (`mrr_month_totals`).
+
+`catch_up` applies only rows the projector has not read yet and moves its checkpoint in the
+same transaction as the totals; `replay` rebuilds from scratch. Both stream the ledger (a
+server-side cursor on PostgreSQL), keeping sums per currency and month plus, at most, one small
+record per customer: never the entries.
+
+Which rows are safe to read. Ledger ids come from a sequence, so on PostgreSQL a transaction
+can commit id 10 after another committed id 11: a reader that saw 11 and moved its checkpoint
+there would skip 10 for ever. The projector therefore reads only up to a *safe horizon*: inside
+a savepoint it takes `LOCK TABLE ledger_entries IN SHARE MODE`, which waits for every
+transaction that is inserting ledger rows to finish (and briefly holds new ones), reads
+`max(id)`, and rolls the savepoint back, which releases the lock at once. At that instant no
+insert is in flight, so every id up to the horizon is committed or will never exist; later
+inserts take larger ids (the sequence has no per-session cache). Two projectors serialize on
+the checkpoint row (`FOR UPDATE`). SQLite serializes writers (`BEGIN IMMEDIATE`, ledger.db),
+so `max(id)` inside the projector's own transaction is already safe.
+
+Call `catch_up` in a transaction of its own, never inside one that writes ledger rows (a writer
+holding its own insert lock would wait for the other writers while they wait for it). Keep the
+default READ COMMITTED isolation: each statement must see what committed before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Select, delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ledger.balances import (
+    MOVEMENTS,
+    MonthTotals,
+    Posting,
+    Projection,
+    customer_changes,
+    effects,
+)
+from ledger.months import Month, month_index
+from ledger.schema import MONTH_TOTAL_COLUMNS, ledger_entries, mrr_month_totals
+from ledger.schema import projector_checkpoints as checkpoints
+
+__all__ = [
+    "CHECKPOINT",
+    "catch_up",
+    "checkpoint",
+    "entry_columns",
+    "in_effective_order",
+    "postings",
+    "replay",
+    "stored_currencies",
+    "stored_totals",
+]
+
+CHECKPOINT = "mrr_balances"
+STREAM_BATCH = 5_000
+CUSTOMER_CHUNK = 500
+_SLOT = {category.value: slot for slot, category in enumerate(MOVEMENTS)}
+_CHANGE, _LOST = len(MOVEMENTS), len(MOVEMENTS) + 1
+_T = TypeVar("_T")
+EntryRow = tuple[str, str, str, int, datetime]
+
+
+def catch_up(conn: Connection) -> int:
+    """Apply ledger rows appended since the checkpoint; returns how many were read."""
+    done = _lock_checkpoint(conn)
+    horizon = _safe_horizon(conn)
+    if horizon <= done:
+        return 0
+    if done == 0:
+        return _rebuild(conn, horizon)
+    sums: dict[tuple[str, int], list[int]] = {}
+    touched: set[str] = set()
+    read = 0
+    rows = _stream(
+        conn,
+        entry_columns().where(ledger_entries.c.id > done, ledger_entries.c.id <= horizon),
+    )
+    for customer_id, currency, category, amount, effective_at in rows:
+        _row(sums, currency, month_index(effective_at))[_SLOT[category]] += amount
+        touched.add(customer_id)
+        read += 1
+    for chunk in _chunks(sorted(touched), CUSTOMER_CHUNK):
+        _count_changes(conn, chunk, done, horizon, sums)
+    _add_totals(conn, sums)
+    _save_checkpoint(conn, horizon)
+    return read
+
+
+def replay(conn: Connection) -> int:
+    """Rebuild every stored total from the whole ledger; returns how many rows were read."""
+    _lock_checkpoint(conn)
+    return _rebuild(conn, _safe_horizon(conn))
+
+
+def checkpoint(conn: Connection) -> int:
+    query = select(checkpoints.c.last_entry_id).where(checkpoints.c.name == CHECKPOINT)
+    return int(conn.execute(query).scalar_one_or_none() or 0)
+
+
+def stored_currencies(conn: Connection) -> list[str]:
+    query = select(mrr_month_totals.c.currency).distinct().order_by(mrr_month_totals.c.currency)
+    return [str(c) for c in conn.execute(query).scalars()]
+
+
+def stored_totals(conn: Connection, currency: str, last: Month) -> list[MonthTotals]:
+    query = (
+        select(mrr_month_totals)
+        .where(mrr_month_totals.c.currency == currency, mrr_month_totals.c.month <= str(last))
+        .order_by(mrr_month_totals.c.month)
+    )
+    return [
+        MonthTotals(
+            currency=row.currency,
+            month=Month.parse(row.month),
+            movements=tuple(int(row._mapping[c.value]) for c in MOVEMENTS),
+            customers_change=int(row.customers_change),
+            customers_lost=int(row.customers_lost),
+        )
+        for row in conn.execute(query)
+    ]
+
+
+# --- reading the ledger ----------------------------------------------------------------------
+
+
+def entry_columns() -> Select[EntryRow]:
+    """The columns a projection reads; callers add their own conditions."""
+    e = ledger_entries.c
+    return select(e.customer_id, e.currency, e.category, e.amount, e.effective_at)
+
+
+def _stream(conn: Connection, query: Select[EntryRow]) -> Iterator[EntryRow]:
+    """Rows in batches through a server-side cursor (PostgreSQL); SQLite's cursor is lazy."""
+    result = conn.execute(query, execution_options={"yield_per": STREAM_BATCH})
+    for row in result:
+        yield row.customer_id, row.currency, row.category, int(row.amount), row.effective_at
+
+
+def in_effective_order(conn: Connection, query: Select[EntryRow]) -> Iterator[EntryRow]:
+    """Rows of `query` (built on `entry_columns`), streamed in effective order."""
+    return _stream(conn, query.order_by(ledger_entries.c.effective_at, ledger_entries.c.id))
+
+
+def postings(conn: Connection, query: Select[EntryRow]) -> Iterator[Posting]:
+    """Rows of `query` (built on `entry_columns`) as postings, in effective order."""
+    for customer_id, currency, category, amount, effective_at in in_effective_order(conn, query):
+        yield Posting(
+            customer_id, currency, category, amount, month_index(effective_at), currency, amount
+        )
+
+
+# --- checkpoint and horizon ------------------------------------------------------------------
+
+
+def _lock_checkpoint(conn: Connection) -> int:
+    query = select(checkpoints.c.last_entry_id).where(checkpoints.c.name == CHECKPOINT)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    found = conn.execute(query).scalar_one_or_none()
+    if found is None:
+        conn.execute(
+            _dialect_insert(conn, checkpoints)
+            .values(name=CHECKPOINT, last_entry_id=0, updated_at=datetime.now(UTC))
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        found = conn.execute(query).scalar_one()
+    return int(found)
+
+
+def _safe_horizon(conn: Connection) -> int:
+    latest = select(func.coalesce(func.max(ledger_entries.c.id), 0))
+    if conn.dialect.name != "postgresql":
+        return int(conn.execute(latest).scalar_one())
+    savepoint = conn.begin_nested()
+    try:
+        conn.execute(text("SET LOCAL lock_timeout = '30s'"))
+        conn.execute(text("LOCK TABLE ledger_entries IN SHARE MODE"))
+        horizon = int(conn.execute(latest).scalar_one())
+    finally:
+        savepoint.rollback()  # releases the lock; the horizon stays valid
+    return horizon
+
+
+def _save_checkpoint(conn: Connection, horizon: int) -> None:
+    conn.execute(
+        update(checkpoints)
+        .where(checkpoints.c.name == CHECKPOINT)
+        .values(last_entry_id=horizon, updated_at=datetime.now(UTC))
+    )
+
+
+# --- writing totals --------------------------------------------------------------------------
+
+
+def _rebuild(conn: Connection, horizon: int) -> int:
+    conn.execute(delete(mrr_month_totals))
+    projection = Projection()
+    read = 0
+    for p in postings(conn, entry_columns().where(ledger_entries.c.id <= horizon)):
+        projection.add(p)
+        read += 1
+    rows = [_totals_row(t) for t in projection.totals()]
+    for batch in _chunks(rows, 1_000):
+        conn.execute(mrr_month_totals.insert(), batch)
+    _save_checkpoint(conn, horizon)
+    return read
+
+
+def _count_changes(
+    conn: Connection,
+    customer_ids: list[str],
+    done: int,
+    horizon: int,
+    sums: dict[tuple[str, int], list[int]],
+) -> None:
+    """Correct month-end customer counts for customers with new rows: their counts computed
+    from their whole history up to the horizon, minus the same up to the old checkpoint."""
+    e = ledger_entries.c
+    query = select(e.customer_id, e.currency, e.category, e.amount, e.effective_at, e.id).where(
+        e.customer_id.in_(customer_ids), e.id <= horizon
+    )
+    before: dict[tuple[str, str], dict[int, tuple[int, int]]] = {}
+    after: dict[tuple[str, str], dict[int, tuple[int, int]]] = {}
+    for row in conn.execute(query):
+        key = (row.customer_id, row.currency)
+        month = month_index(row.effective_at)
+        active, delinquent = effects(row.category, int(row.amount))
+        histories = (after, before) if row.id <= done else (after,)
+        for found in histories:
+            per_month = found.setdefault(key, {})
+            old_active, old_delinquent = per_month.get(month, (0, 0))
+            per_month[month] = (old_active + active, old_delinquent + delinquent)
+    for key, history in after.items():
+        currency = key[1]
+        new = customer_changes(history, currency)
+        old = customer_changes(before.get(key, {}), currency)
+        for month in new.keys() | old.keys():
+            change_new, lost_new = new.get(month, (0, 0))
+            change_old, lost_old = old.get(month, (0, 0))
+            if (change_new, lost_new) != (change_old, lost_old):
+                row_sums = _row(sums, currency, month)
+                row_sums[_CHANGE] += change_new - change_old
+                row_sums[_LOST] += lost_new - lost_old
+
+
+def _row(sums: dict[tuple[str, int], list[int]], currency: str, month: int) -> list[int]:
+    found = sums.get((currency, month))
+    if found is None:
+        found = sums[(currency, month)] = [0] * len(MONTH_TOTAL_COLUMNS)
+    return found
+
+
+def _add_totals(conn: Connection, sums: dict[tuple[str, int], list[int]]) -> None:
+    rows = [
+        {
+            "currency": currency,
+            "month": str(Month(month)),
+            **dict(zip(MONTH_TOTAL_COLUMNS, values, strict=True)),
+        }
+        for (currency, month), values in sorted(sums.items())
+        if any(values)
+    ]
+    if not rows:
+        return
+    statement = _dialect_insert(conn, mrr_month_totals)
+    statement = statement.on_conflict_do_update(
+        index_elements=["currency", "month"],
+        set_={
+            name: mrr_month_totals.c[name] + statement.excluded[name]
+            for name in MONTH_TOTAL_COLUMNS
+        },
+    )
+    for batch in _chunks(rows, 1_000):
+        conn.execute(statement, batch)
+
+
+def _totals_row(t: MonthTotals) -> dict[str, object]:
+    values = (*t.movements, t.customers_change, t.customers_lost)
+    return {
+        "currency": t.currency,
+        "month": str(t.month),
+        **dict(zip(MONTH_TOTAL_COLUMNS, values, strict=True)),
+    }
+
+
+def _dialect_insert(conn: Connection, table: Any) -> Any:
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def _chunks(items: list[_T], size: int) -> Iterator[list[_T]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch

@@ -1,0 +1,144 @@
+"""Listing ledger entries for accountants: filters, keyset (cursor) pages, streaming."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Select, select
+from sqlalchemy.orm import aliased
+
+from ledger.entries import Category
+from ledger.months import Month
+from ledger.schema import ledger_entries
+
+MAX_ID_LENGTH = 255
+_PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]+")
+_CURSOR = re.compile(r"after:([1-9][0-9]{0,18})")
+
+
+class BadFilter(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerFilter:
+    month: Month | None = None
+    customer_id: str | None = None
+    subscription_id: str | None = None
+    category: Category | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    id: int
+    customer_id: str
+    subscription_id: str
+    category: Category
+    currency: str
+    amount: int
+    effective_at: datetime
+    recorded_at: datetime
+    source_event_id: str
+    cause_event_id: str
+    reversal_of: int | None
+    reversed_by: int | None
+
+
+def parse_id(text: str, name: str) -> str:
+    """A Stripe id filter: printable and at most 255 characters (anything else matches nothing
+    stored, and PostgreSQL refuses NUL bytes outright)."""
+    if not text or len(text) > MAX_ID_LENGTH or not _PRINTABLE.fullmatch(text):
+        raise BadFilter(name, f"{name} must be 1-{MAX_ID_LENGTH} printable characters")
+    return text
+
+
+def parse_category(text: str) -> Category:
+    try:
+        return Category(text)
+    except ValueError:
+        names = ", ".join(c.value for c in Category)
+        raise BadFilter("category", f"{text!r} is not a category (one of {names})") from None
+
+
+def encode_cursor(after_id: int) -> str:
+    return base64.urlsafe_b64encode(f"after:{after_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        found = _CURSOR.fullmatch(base64.urlsafe_b64decode(padded.encode("ascii")).decode())
+    except (ValueError, binascii.Error, UnicodeError):
+        found = None
+    if found is None:
+        raise BadFilter("cursor", "the cursor is not one this API returned")
+    return int(found.group(1))
+
+
+def _query(filters: LedgerFilter) -> Select[Any]:
+    e = ledger_entries.c
+    reversal = aliased(ledger_entries)
+    query = select(ledger_entries, reversal.c.id.label("reversed_by")).outerjoin(
+        reversal, reversal.c.reversal_of == e.id
+    )
+    if filters.month is not None:
+        query = query.where(e.effective_at >= filters.month.start())
+        if filters.month.year < 9999 or filters.month.month < 12:
+            query = query.where(e.effective_at < filters.month.next().start())
+    if filters.customer_id is not None:
+        query = query.where(e.customer_id == filters.customer_id)
+    if filters.subscription_id is not None:
+        query = query.where(e.subscription_id == filters.subscription_id)
+    if filters.category is not None:
+        query = query.where(e.category == filters.category.value)
+    return query.order_by(e.id)
+
+
+def _row(m: Any) -> LedgerRow:
+    return LedgerRow(
+        id=int(m["id"]),
+        customer_id=m["customer_id"],
+        subscription_id=m["subscription_id"],
+        category=Category(m["category"]),
+        currency=m["currency"],
+        amount=int(m["amount"]),
+        effective_at=m["effective_at"],
+        recorded_at=m["recorded_at"],
+        source_event_id=m["source_event_id"],
+        cause_event_id=m["cause_event_id"],
+        reversal_of=None if m["reversal_of"] is None else int(m["reversal_of"]),
+        reversed_by=None if m["reversed_by"] is None else int(m["reversed_by"]),
+    )
+
+
+def get(conn: Connection, entry_id: int) -> LedgerRow | None:
+    found = conn.execute(_query(LedgerFilter()).where(ledger_entries.c.id == entry_id))
+    mapping = found.mappings().first()
+    return None if mapping is None else _row(mapping)
+
+
+def page(
+    conn: Connection, filters: LedgerFilter, *, after_id: int = 0, limit: int = 100
+) -> tuple[list[LedgerRow], str | None]:
+    """One page in id order, and the cursor of the next page (None on the last)."""
+    query = _query(filters).where(ledger_entries.c.id > after_id).limit(limit + 1)
+    rows = [_row(m) for m in conn.execute(query).mappings()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].id) if more else None
+
+
+def stream(conn: Connection, filters: LedgerFilter) -> Iterator[LedgerRow]:
+    """Every matching entry in id order, read in batches (a server-side cursor on PostgreSQL)."""
+    result = conn.execute(_query(filters), execution_options={"yield_per": 2_000})
+    for m in result.mappings():
+        yield _row(m)

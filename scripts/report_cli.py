@@ -1,0 +1,148 @@
+"""`mrr report`, `mrr ledger`, `mrr replay`, `mrr fx load`: the accountant's commands."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+import click
+from sqlalchemy import Engine
+
+from ledger import exports, fx, projector, queries
+from ledger.db import make_engine
+from ledger.entries import Category
+from ledger.reports import BadInput, build_report, parse_month, report_query
+from ledger.settings import ConfigError, Settings
+
+FLAGS = {
+    "from": "--from",
+    "to": "--to",
+    "currency": "--currency",
+    "reporting_currency": "--reporting-currency",
+    "as_of": "--as-of",
+    "month": "--month",
+    "customer": "--customer",
+    "subscription": "--subscription",
+}
+FORMATS = click.Choice(["table", "json", "csv"])
+
+
+@contextmanager
+def _engine() -> Iterator[Engine]:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as problem:
+        raise click.UsageError(str(problem)) from None
+    engine = make_engine(settings.database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _bad(field: str, message: str) -> click.BadParameter:
+    return click.BadParameter(message, param_hint=f"'{FLAGS.get(field, field)}'")
+
+
+@click.command()
+@click.option("--from", "first", required=True, metavar="YYYY-MM", help="First month.")
+@click.option("--to", "last", required=True, metavar="YYYY-MM", help="Last month.")
+@click.option("--currency", help="Currency of the entries (needed when the ledger has several).")
+@click.option("--reporting-currency", help="Convert every entry into this currency (mrr fx load).")
+@click.option("--as-of", metavar="TIMESTAMP", help="Report what the ledger said at this time.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def report(
+    first: str,
+    last: str,
+    currency: str | None,
+    reporting_currency: str | None,
+    as_of: str | None,
+    fmt: str,
+) -> None:
+    """Monthly MRR balances (the MRR bridge), one currency, months FROM..TO."""
+    try:
+        query = report_query(
+            first, last, currency=currency, reporting_currency=reporting_currency, as_of=as_of
+        )
+        with _engine() as engine:
+            found = build_report(engine, query)
+    except BadInput as problem:
+        raise _bad(problem.field, problem.message) from None
+    for warning in found.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if fmt == "json":
+        click.echo(json.dumps(exports.report_json(found), indent=2))
+    elif fmt == "csv":
+        click.echo("".join(exports.report_csv(found)), nl=False)
+    else:
+        click.echo(exports.report_table(found), nl=False)
+
+
+@click.command("ledger")
+@click.option("--month", metavar="YYYY-MM", help="Entries effective in this month.")
+@click.option("--customer", help="A Stripe customer id.")
+@click.option("--subscription", help="A Stripe subscription id.")
+@click.option("--category", type=click.Choice([c.value for c in Category]))
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def ledger_cmd(
+    month: str | None,
+    customer: str | None,
+    subscription: str | None,
+    category: str | None,
+    fmt: str,
+) -> None:
+    """Ledger entries with the Stripe events they came from (reversals included)."""
+    try:
+        filters = queries.LedgerFilter(
+            month=None if month is None else parse_month(month, "month"),
+            customer_id=None if customer is None else queries.parse_id(customer, "customer"),
+            subscription_id=(
+                None if subscription is None else queries.parse_id(subscription, "subscription")
+            ),
+            category=None if category is None else Category(category),
+        )
+    except (BadInput, queries.BadFilter) as problem:
+        raise _bad(problem.field, problem.message) from None
+    with _engine() as engine, engine.connect() as conn:
+        rows = queries.stream(conn, filters)
+        if fmt == "csv":
+            for line in exports.ledger_csv(rows):
+                click.echo(line, nl=False)
+        elif fmt == "json":
+            click.echo('{"entries": [', nl=False)
+            for n, row in enumerate(rows):
+                prefix = "," if n else ""
+                click.echo(prefix + "\n  " + json.dumps(exports.ledger_fields(row)), nl=False)
+            click.echo("\n]}")
+        else:
+            for row in rows:
+                click.echo(exports.ledger_table_line(row))
+
+
+@click.command()
+def replay() -> None:
+    """Rebuild the monthly balances from the whole ledger."""
+    with _engine() as engine, engine.begin() as conn:
+        read = projector.replay(conn)
+    click.echo(f"replayed {read} ledger entries into the monthly balances")
+
+
+@click.group("fx")
+def fx_cmd() -> None:
+    """Exchange rates for --reporting-currency."""
+
+
+@fx_cmd.command("load")
+@click.argument("rates_csv", type=click.File("r", encoding="utf-8"))
+def fx_load(rates_csv: TextIO) -> None:
+    """Load RATES_CSV (date,currency,rate: one unit of currency in the base currency)."""
+    try:
+        rates = fx.parse_rates(rates_csv)
+    except fx.BadRates as problem:
+        raise click.BadParameter(str(problem), param_hint="'RATES_CSV'") from None
+    with _engine() as engine, engine.begin() as conn:
+        count = fx.store_rates(conn, rates)
+    currencies = sorted({r.currency for r in rates})
+    click.echo(f"loaded {count} rates ({', '.join(currencies) or 'none'})")
