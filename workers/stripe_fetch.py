@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import stripe
@@ -31,6 +32,9 @@ def make_fetcher(settings: Settings) -> Fetcher | None:
             found = client.v1.coupons.retrieve(object_id)
         else:
             return None
-        return dict(found.to_dict())
+        # The raw JSON, as a webhook would carry it: to_dict() turns decimal strings into
+        # Decimal objects, which the stored reference and the payload readers do not expect.
+        response = found.last_response
+        return dict(json.loads(response.body)) if response is not None else None
 
     return fetch
