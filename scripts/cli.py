@@ -12,6 +12,7 @@ import click
 from ledger import inbox
 from ledger.db import make_engine
 from ledger.settings import ConfigError, Settings
+from scripts.verify_cli import verify
 
 
 def load_settings() -> Settings:
@@ -142,6 +143,8 @@ def up(host: str, port: int, no_demo: bool) -> None:
 
     sys.exit(run_local(load_settings(), host=host, port=port, demo=not no_demo))
 
+
+main.add_command(verify)
 
 if __name__ == "__main__":
     main()
