@@ -12,6 +12,7 @@ import click
 from ledger import inbox
 from ledger.db import make_engine
 from ledger.settings import ConfigError, Settings
+from scripts.app_role_cli import create_app_role_cmd
 from scripts.verify_cli import verify
 
 
@@ -145,6 +146,7 @@ def up(host: str, port: int, no_demo: bool) -> None:
 
 
 main.add_command(verify)
+db.add_command(create_app_role_cmd)
 
 if __name__ == "__main__":
     main()
