@@ -64,7 +64,7 @@ def storable_text(value: object, limit: int) -> bool:
     return True
 
 
-def _unreadable(event: EventRecord) -> str | None:
+def _unreadable(event: EventRecord, api_version: object) -> str | None:
     """Why a parsed event still cannot be stored as pending, if it cannot."""
     if event.created not in BIGINT:
         return "'created' is out of range"
@@ -76,8 +76,10 @@ def _unreadable(event: EventRecord) -> str | None:
     for name, value in fields.items():
         if value is not None and not storable_text(value, TEXT_LIMITS[name]):
             return f"{name} is not storable text (NUL, invalid Unicode or too long)"
-    if event.api_version is not None and not API_VERSION.match(event.api_version):
-        return f"unknown API version {event.api_version!r}"
+    if api_version is not None and not (
+        isinstance(api_version, str) and API_VERSION.match(api_version)
+    ):
+        return f"unknown API version {api_version!r}"
     return None
 
 
@@ -100,7 +102,7 @@ def store_event(
     }
     try:
         event = parse_event(body)
-        reason = _unreadable(event)
+        reason = _unreadable(event, body.get("api_version"))
         if reason is not None:
             raise MalformedEvent(reason)
     except MalformedEvent as problem:
@@ -178,6 +180,15 @@ def mark(conn: Connection, inbox_id: int, status: str, error: str | None = None)
         update(inbox)
         .where(inbox.c.id == inbox_id)
         .values(status=status, error=error, processed_at=datetime.now(UTC))
+    )
+
+
+def mark_event_failed(conn: Connection, event_id: str, error: str) -> None:
+    """Fail a stored event found unreadable while another event was being processed."""
+    conn.execute(
+        update(inbox)
+        .where(inbox.c.event_id == event_id, inbox.c.status != "failed")
+        .values(status="failed", error=error[:4000], processed_at=datetime.now(UTC))
     )
 
 
