@@ -38,6 +38,8 @@ def verify(payload: str, header: str | None, secrets: tuple[str, ...]) -> None:
     """Accept if any configured secret (several during a rotation) signed the payload."""
     if not header:
         raise Rejected(400, "missing_signature", "the Stripe-Signature header is missing")
+    if not header.isascii():  # the stripe library cannot compare non-ASCII signatures
+        raise Rejected(400, "bad_signature", "the Stripe-Signature header is not ASCII")
     if not secrets:
         raise Rejected(503, "not_configured", "no STRIPE_WEBHOOK_SECRET is configured")
     stale = False
@@ -63,12 +65,14 @@ def verify(payload: str, header: str | None, secrets: tuple[str, ...]) -> None:
 def read_event_body(payload: str) -> dict[str, Any]:
     try:
         body = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise Rejected(400, "body_not_json", "the body is not JSON") from None
     if not isinstance(body, dict) or body.get("object") != "event":
         raise Rejected(400, "not_an_event", "the body is not a Stripe event (object != 'event')")
     if not isinstance(body.get("id"), str) or not body["id"]:
         raise Rejected(400, "not_an_event", "the event has no string 'id'")
+    if not inbox.storable_text(body["id"], inbox.TEXT_LIMITS["event_id"]):
+        raise Rejected(400, "not_an_event", "the event id is not storable text")
     return body
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
+
+
+def sha256_hex(text: str | None) -> str | None:
+    """Hex SHA-256 of the UTF-8 text, as PostgreSQL's encode(sha256(convert_to(t, 'UTF8')))."""
+    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -58,6 +64,8 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        # The ledger's hash-chain trigger (migration 0003) calls this; SQLite has no sha256.
+        dbapi_conn.create_function("mrr_sha256", 1, sha256_hex, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:

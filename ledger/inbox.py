@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,13 +45,52 @@ def _insert(conn: Connection) -> Any:
     return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(inbox)
 
 
+# Column limits (ledger/schema.py) and PostgreSQL's BIGINT: what a stored event's header
+# fields must fit, or the insert fails in the database on every redelivery.
+TEXT_LIMITS = {"event_id": 255, "event_type": 255, "customer_id": 255, "api_version": 64}
+BIGINT = range(-(2**63), 2**63)
+# Stripe's API versions: a date, then from 2024-09-30 a release name ("2025-03-31.basil").
+API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
+
+
+def storable_text(value: object, limit: int) -> bool:
+    """A string both databases store as text: no NUL, no lone surrogate, within the limit."""
+    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unreadable(event: EventRecord, api_version: object) -> str | None:
+    """Why a parsed event still cannot be stored as pending, if it cannot."""
+    if event.created not in BIGINT:
+        return "'created' is out of range"
+    fields = {
+        "event_type": event.type,
+        "customer_id": customer_of(event),
+        "api_version": event.api_version,
+    }
+    for name, value in fields.items():
+        if value is not None and not storable_text(value, TEXT_LIMITS[name]):
+            return f"{name} is not storable text (NUL, invalid Unicode or too long)"
+    if api_version is not None and not (
+        isinstance(api_version, str) and API_VERSION.match(api_version)
+    ):
+        return f"unknown API version {api_version!r}"
+    return None
+
+
 def store_event(
     conn: Connection, raw: str, body: dict[str, Any], *, source: str = "webhook"
 ) -> Stored:
     """Insert an event once; a second delivery of the same id finds the first row.
 
-    `body` must be a JSON object with a string `id`. An event that cannot be read further is
-    still kept, marked failed with the reason, so nothing Stripe signed is ever dropped.
+    `body` must be a JSON object with a string `id` (see `storable_text`). An event that cannot
+    be read further is still kept, marked failed with the reason, so nothing Stripe signed is
+    ever dropped.
     """
     event_id = body["id"]
     values: dict[str, Any] = {
@@ -62,11 +102,16 @@ def store_event(
     }
     try:
         event = parse_event(body)
+        reason = _unreadable(event, body.get("api_version"))
+        if reason is not None:
+            raise MalformedEvent(reason)
     except MalformedEvent as problem:
         created, kind = body.get("created"), body.get("type")
         values |= {
-            "event_type": kind if isinstance(kind, str) and kind else "unknown",
-            "created": created if isinstance(created, int) and not isinstance(created, bool) else 0,
+            "event_type": kind if kind and storable_text(kind, 255) else "unknown",
+            "created": created
+            if isinstance(created, int) and not isinstance(created, bool) and created in BIGINT
+            else 0,
             "api_version": None,
             "livemode": False,
             "customer_id": None,
@@ -135,6 +180,15 @@ def mark(conn: Connection, inbox_id: int, status: str, error: str | None = None)
         update(inbox)
         .where(inbox.c.id == inbox_id)
         .values(status=status, error=error, processed_at=datetime.now(UTC))
+    )
+
+
+def mark_event_failed(conn: Connection, event_id: str, error: str) -> None:
+    """Fail a stored event found unreadable while another event was being processed."""
+    conn.execute(
+        update(inbox)
+        .where(inbox.c.event_id == event_id, inbox.c.status != "failed")
+        .values(status="failed", error=error[:4000], processed_at=datetime.now(UTC))
     )
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "Invoice",
     "InvoiceLine",
     "Item",
+    "PayloadError",
     "Price",
     "Subscription",
     "Tier",
@@ -177,16 +178,35 @@ def _dict(value: Any) -> Json:
     return value if isinstance(value, Mapping) else {}
 
 
-def _list(value: Any) -> list[Any]:
+class PayloadError(ValueError):
+    """A field Stripe always sends in a known form arrived in another: never guess it."""
+
+
+def _list(value: Any, name: str = "list") -> list[Any]:
+    if value is None:
+        return []
     if isinstance(value, Mapping):  # a Stripe list object {"object": "list", "data": [...]}
         value = value.get("data")
-    return value if isinstance(value, list) else []
+        if value is None:
+            return []
+    if not isinstance(value, list):
+        raise PayloadError(f"{name} is not a list")
+    return value
 
 
 def _amount(obj: Json, name: str) -> Decimal | None:
     """`x_decimal` (string, fractions of a minor unit) wins over the integer `x`."""
-    precise = _decimal(obj.get(f"{name}_decimal"))
-    return precise if precise is not None else _decimal(obj.get(name))
+    raw_precise, raw_whole = obj.get(f"{name}_decimal"), obj.get(name)
+    if raw_precise is not None:
+        precise = _decimal(raw_precise) if isinstance(raw_precise, str | int) else None
+        if precise is None or not precise.is_finite() or isinstance(raw_precise, bool):
+            raise PayloadError(f"{name}_decimal {raw_precise!r} is not a decimal string")
+        return precise
+    if raw_whole is None:
+        return None
+    if isinstance(raw_whole, bool) or not isinstance(raw_whole, int):
+        raise PayloadError(f"{name} {raw_whole!r} is not a whole number of minor units")
+    return Decimal(raw_whole)
 
 
 def _read_tiers(value: Any) -> tuple[Tier, ...] | None:
@@ -300,7 +320,10 @@ def _item_currency(obj: Json) -> str | None:
 
 
 def read_subscription(obj: Json) -> Subscription:
-    items = tuple(_read_item(_dict(item)) for item in _list(obj.get("items")))
+    sub_id = object_id(obj)
+    if sub_id is None:
+        raise PayloadError("the subscription has no id")
+    items = tuple(_read_item(_dict(item)) for item in _list(obj.get("items"), "items"))
     period_start = _int(obj.get("current_period_start"))
     if period_start is None:
         starts = [_int(_dict(raw).get("current_period_start")) for raw in _list(obj.get("items"))]
@@ -309,7 +332,7 @@ def read_subscription(obj: Json) -> Subscription:
     if not isinstance(currency, str):
         currency = _item_currency(obj) or "usd"
     return Subscription(
-        id=object_id(obj) or "",
+        id=sub_id,
         customer=object_id(obj.get("customer")),
         status=str(obj.get("status") or ""),
         currency=currency.lower(),

@@ -52,13 +52,67 @@ class Unprocessable(Exception):
     """An event that will fail the same way however often it is retried."""
 
 
+# What the pure rules raise on a payload they cannot read (an item list that is a string, an
+# amount "abc"); database and network errors are none of these, and stay transient.
+DATA_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError, ArithmeticError)
+
+
+def _unreadable_reason(problem: Exception) -> str:
+    return f"the MRR rules cannot read this event: {type(problem).__name__}: {problem}"
+
+
+def _first_unreadable(
+    customer_id: str, events: list[EventRecord], refs: StoredReferences
+) -> tuple[EventRecord, str] | None:
+    """The event whose arrival in the replay makes the rules fail (bisecting on prefixes)."""
+    ordered = sorted(events, key=lambda e: e.sort_key)
+
+    def failure(count: int) -> Exception | None:
+        try:
+            replay_customer(customer_id, ordered[:count], refs)
+        except DATA_ERRORS as problem:
+            return problem
+        return None
+
+    passes, fails = 0, len(ordered)
+    problem = failure(fails)
+    if problem is None:
+        return None
+    while fails - passes > 1:
+        middle = (passes + fails) // 2
+        found = failure(middle)
+        if found is None:
+            passes = middle
+        else:
+            fails, problem = middle, found
+    return ordered[fails - 1], _unreadable_reason(problem)
+
+
 def recompute_customer(
     conn: Connection, customer_id: str, cause_event_id: str, fetch: Fetcher | None = None
 ) -> store.Applied:
-    """Replay every stored event of the customer and bring its ledger in effect in line."""
+    """Replay every stored event of the customer and bring its ledger in effect in line.
+
+    An event the rules cannot read is marked failed and left out, so one bad payload does not
+    stop every later event of the customer; if it is the event being processed, it fails.
+    """
     store.lock_customer(conn, customer_id)
+    refs = StoredReferences(conn, fetch)
     events = inbox.customer_events(conn, customer_id)
-    replay = replay_customer(customer_id, events, StoredReferences(conn, fetch))
+    while True:
+        try:
+            replay = replay_customer(customer_id, events, refs)
+            break
+        except DATA_ERRORS:
+            culprit = _first_unreadable(customer_id, events, refs)
+            if culprit is None:
+                raise
+            event, reason = culprit
+            if event.id == cause_event_id:
+                raise Unprocessable(reason) from None
+            log.warning("inbox event %s: %s; marked failed", event.id, reason)
+            inbox.mark_event_failed(conn, event.id, reason)
+            events = [e for e in events if e.id != event.id]
     store.record_dependencies(conn, customer_id, replay.depends_on)
     return store.apply(conn, customer_id, replay.entries, cause_event_id)
 
@@ -68,7 +122,11 @@ def apply_event(conn: Connection, event: EventRecord, fetch: Fetcher | None = No
     if not is_relevant(event.type):
         return Outcome(status="ignored")
     affected: set[str] = set()
-    for kind, object_id, obj in references_in(event):
+    try:
+        carried = references_in(event)
+    except DATA_ERRORS as problem:
+        raise Unprocessable(_unreadable_reason(problem)) from None
+    for kind, object_id, obj in carried:
         if store.put_reference(conn, kind, object_id, obj, event.created, event.id):
             affected.update(store.dependents(conn, kind, object_id))
     own = customer_of(event)

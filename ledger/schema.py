@@ -66,6 +66,19 @@ ledger_entries = Table(
     Index("ix_ledger_source", "source_event_id"),
 )
 
+# The tamper-evidence hash chain over ledger_entries, written only by a database trigger
+# (migration 0003; the hashed content is defined in ledger/chain.py). `seq` is the position in
+# the chain; unique `prev_hash` means the chain cannot fork. No foreign key to ledger_entries:
+# it would refuse TRUNCATE before the append-only trigger could say why.
+ledger_chain = Table(
+    "ledger_chain",
+    metadata,
+    Column("seq", Id, primary_key=True, autoincrement=False),
+    Column("entry_id", Id, nullable=False, unique=True),
+    Column("prev_hash", String(64), nullable=False, unique=True),
+    Column("row_hash", String(64), nullable=False),
+)
+
 customers = Table(
     "customers",
     metadata,

@@ -11,9 +11,11 @@ import click
 
 from ledger import inbox
 from ledger.db import make_engine
+from scripts.app_role_cli import create_app_role_cmd
 from scripts.explain_cli import explain_cmd
 from scripts.report_cli import fx_cmd, ledger_cmd, replay, report
 from scripts.settings_cli import load_settings
+from scripts.verify_cli import verify
 
 
 @click.group()
@@ -139,11 +141,12 @@ def up(host: str, port: int, no_demo: bool) -> None:
 
 
 main.add_command(explain_cmd)
-
 main.add_command(report)
 main.add_command(ledger_cmd, name="ledger")
 main.add_command(replay)
 main.add_command(fx_cmd, name="fx")
+main.add_command(verify)
+db.add_command(create_app_role_cmd)
 
 if __name__ == "__main__":
     main()
