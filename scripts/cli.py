@@ -12,6 +12,7 @@ import click
 from ledger import inbox
 from ledger.db import make_engine
 from ledger.settings import ConfigError, Settings
+from scripts.backfill_cli import backfill
 
 
 def load_settings() -> Settings:
@@ -109,6 +110,7 @@ def inbox_cmd(ctx: click.Context, status: str | None, limit: int, as_json: bool)
 
 
 main.add_command(inbox_cmd, name="inbox")
+main.add_command(backfill)
 
 
 @inbox_cmd.command("retry")
