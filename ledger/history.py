@@ -599,13 +599,21 @@ def cutoffs_from_real_events(events: Iterable[Mapping[str, Any]]) -> dict[str, i
 
 
 def drop_overlapping(events: Iterable[Obj], cutoffs: Mapping[str, int | None]) -> list[Obj]:
-    """Synthetic events only fill the time before a subscription's first real event."""
+    """Synthetic events only fill the time before a subscription's first real event.
+
+    Real events (webhook or events API) are authoritative from the first one on; a synthetic
+    event never contradicts them, so a backfill over ingested history changes no number.
+    """
     kept = []
     for event in events:
         sub_id = subscription_of(event["data"]["object"])
         if sub_id is not None and sub_id in cutoffs:
             cutoff = cutoffs[sub_id]
             if cutoff is None or int(event["created"]) >= cutoff:
+                continue
+            if event["backfill"]["field"] == "items":
+                # Read off today's object: the state the real events already carry, from a
+                # time the objects cannot tell.
                 continue
         kept.append(event)
     return kept
