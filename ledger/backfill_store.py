@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger import inbox, processing, store
 from ledger.events import customer_of, parse_event
@@ -56,16 +57,53 @@ def present_ids(conn: Connection, event_ids: Sequence[str]) -> set[str]:
 
 
 def store_bodies(conn: Connection, bodies: Iterable[dict[str, Any]]) -> tuple[int, int]:
-    """Store events as the webhook does (same id, same row); returns (inserted, present)."""
+    """Store events once per id; returns (inserted, already present).
+
+    Real events go through `inbox.store_event`, exactly as the webhook stores them. Synthetic
+    ones (always well-formed) are inserted in one statement: same columns, same conflict rule.
+    """
     inserted = present = 0
+    synthetic: list[dict[str, Any]] = []
     for body in bodies:
-        source = SYNTHETIC_SOURCE if is_synthetic(str(body["id"])) else EVENTS_API_SOURCE
-        stored = inbox.store_event(conn, inbox.dumps(body), body, source=source)
-        if stored.inserted:
-            inserted += 1
-        else:
-            present += 1
-    return inserted, present
+        if is_synthetic(str(body["id"])):
+            synthetic.append(body)
+            continue
+        stored = inbox.store_event(conn, inbox.dumps(body), body, source=EVENTS_API_SOURCE)
+        inserted += stored.inserted
+        present += not stored.inserted
+    added = _insert_synthetic(conn, synthetic)
+    return inserted + added, present + len(synthetic) - added
+
+
+def _insert_synthetic(conn: Connection, bodies: Sequence[dict[str, Any]]) -> int:
+    if not bodies:
+        return 0
+    now = datetime.now(UTC)
+    rows = []
+    for body in bodies:
+        event = parse_event(body)
+        rows.append(
+            {
+                "event_id": event.id,
+                "event_type": event.type,
+                "created": event.created,
+                "api_version": event.api_version,
+                "livemode": event.livemode,
+                "customer_id": customer_of(event),
+                "source": SYNTHETIC_SOURCE,
+                "received_at": now,
+                "status": "pending",
+                "attempts": 0,
+                "payload": inbox.dumps(body),
+            }
+        )
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(inbox_table)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(inbox_table.c.id)
+    )
+    return len(conn.execute(statement, rows).all())
 
 
 def _pending(conn: Connection, customer_id: str) -> list[tuple[int, str]]:
@@ -108,11 +146,23 @@ def process_customer(
                 applied = processing.recompute_customer(conn, affected_id, cause, fetch)
                 result.appended += applied.appended
                 result.reversed += applied.reversed
-            for inbox_id, status in statuses:
-                inbox.mark(conn, inbox_id, status)
+            _mark(conn, statuses)
             return result
     except Exception:
         return _one_by_one(engine, customer_id, max_attempts=max_attempts, fetch=fetch)
+
+
+def _mark(conn: Connection, statuses: Sequence[tuple[int, str]]) -> None:
+    """`inbox.mark` for many rows at once, one statement per status."""
+    now = datetime.now(UTC)
+    for status in {s for _, s in statuses}:
+        ids = [i for i, s in statuses if s == status]
+        for start in range(0, len(ids), 500):
+            conn.execute(
+                update(inbox_table)
+                .where(inbox_table.c.id.in_(ids[start : start + 500]))
+                .values(status=status, error=None, processed_at=now)
+            )
 
 
 def _one_by_one(

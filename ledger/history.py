@@ -5,6 +5,9 @@ turns the objects into the events Stripe would have sent (same types, same objec
 the payload's own API shape) so they go through the same rules as webhooks. Pure: plain dicts
 in, event dicts out.
 
+Events share nested objects with the input (they are serialized, never mutated), so copies
+here are shallow: the backfill builds tens of thousands of snapshots.
+
 Each synthetic event id is `bf_<object id>_<field>`: the Stripe object and the field that
 dates it (`bf_sub_1_start_date`, `bf_in_1_paid_at`), so a re-run produces the same ids and
 every ledger entry derived from one names where it came from. The assumptions made where the
@@ -13,7 +16,6 @@ objects are ambiguous are listed in the README ("Backfill").
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -264,7 +266,7 @@ def _failed_at(invoice: Mapping[str, Any]) -> int | None:
 
 def _as_of_failure(invoice: Obj) -> Obj:
     """The invoice as it was when its payment failed: open, nothing paid."""
-    then = copy.deepcopy(invoice)
+    then = dict(invoice)
     then["status"] = "open"
     then["paid"] = False
     then["amount_paid"] = 0
@@ -415,17 +417,17 @@ def _snapshot(
     ended: bool = False,
 ) -> Obj:
     """The subscription object as it stood at `at`, in the payload's own API shape."""
-    then = copy.deepcopy(sub)
+    then = dict(sub)
     old_shape = _is_old_shape(sub)
     current_items = {str(i.get("id")): i for i in (sub.get("items") or {}).get("data") or []}
     template = next(iter(current_items.values()), {"object": "subscription_item"})
     items = []
     for item_id, price, quantity, discounts in config.items:
-        item = copy.deepcopy(current_items.get(item_id, template))
+        item = dict(current_items.get(item_id, template))
         item["id"] = item_id
-        item["price"] = copy.deepcopy(price)
+        item["price"] = price
         if "plan" in item:
-            item["plan"] = copy.deepcopy(price)
+            item["plan"] = price
         item["quantity"] = quantity
         item["discounts"] = list(discounts)
         if not old_shape and period is not None:
@@ -516,7 +518,7 @@ def synthesize(
             f"{PREFIX}{invoice['id']}_paid_at",
             "invoice.paid",
             int(paid_at),
-            copy.deepcopy(invoice),
+            invoice,
             origin,
         )
 
@@ -633,7 +635,7 @@ def start_at(events: Sequence[Obj], since: int) -> list[Obj]:
     if last["type"].endswith(".deleted"):
         return later
     obj = last["data"]["object"]
-    opening = copy.deepcopy(last)
+    opening = dict(last)
     opening["id"] = f"{PREFIX}{obj['id']}_since_{since}"
     opening["type"] = "customer.subscription.created"
     opening["created"] = since

@@ -84,7 +84,7 @@ class _Sim:
                 "livemode": False,
                 "pending_webhooks": 0,
                 "request": {"id": None, "idempotency_key": None},
-                "data": {"object": copy.deepcopy(obj)},
+                "data": {"object": obj},
             }
         )
 
@@ -93,7 +93,7 @@ class _Sim:
             "id": st["item_id"],
             "object": "subscription_item",
             "subscription": sub["id"],
-            "price": copy.deepcopy(self.a.prices[st["price"]]),
+            "price": self.a.prices[st["price"]],
             "quantity": st["quantity"],
             "discounts": [],
             "created": sub["start_date"],
@@ -115,7 +115,7 @@ class _Sim:
         if self.a.shape == "old":
             obj["current_period_start"], obj["current_period_end"] = period
             obj["discount"] = None
-            item["plan"] = copy.deepcopy(self.a.prices[st["price"]])
+            item["plan"] = self.a.prices[st["price"]]
         else:
             item["current_period_start"], item["current_period_end"] = period
             obj["discounts"] = []
@@ -145,8 +145,8 @@ class _Sim:
             line |= {
                 "type": "invoiceitem" if proration else "subscription",
                 "proration": proration,
-                "price": copy.deepcopy(self.a.prices[price_id]),
-                "plan": copy.deepcopy(self.a.prices[price_id]),
+                "price": self.a.prices[price_id],
+                "plan": self.a.prices[price_id],
                 "subscription": sub["id"],
                 "subscription_item": st["item_id"],
             }
