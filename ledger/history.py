@@ -312,6 +312,7 @@ def _status_timeline(
     first = _first_invoice(invoices)
     incomplete = (
         not in_trial
+        and sub.get("collection_method", "charge_automatically") == "charge_automatically"
         and first is not None
         and (_transitions(first).get("paid_at") is None or _failed_at(first) is not None)
     )

@@ -518,7 +518,8 @@ class Backfill:
                     conn, self.options.scope, cursor, done, completed=False
                 )
         workers = max(1, self.options.concurrency)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill") as pool:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill")
+        try:
             for page in pages:
                 for result in pool.map(self._one_customer, page):
                     self._count(result)
@@ -531,6 +532,10 @@ class Backfill:
                         backfill_store.save_checkpoint(
                             conn, self.options.scope, page[-1], done, completed=False
                         )
+        finally:
+            # Ctrl-C or a crash: customers not started are dropped; those running finish
+            # their own transaction. The checkpoint still names the last complete page.
+            pool.shutdown(wait=True, cancel_futures=True)
         if not self.options.dry_run:
             with self.engine.begin() as conn:
                 backfill_store.save_checkpoint(conn, self.options.scope, None, done, completed=True)
