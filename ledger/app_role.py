@@ -15,11 +15,20 @@ from psycopg import sql
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["APPEND_ONLY_TABLES", "READ_ONLY_TABLES", "AppRoleError", "Grants", "create_app_role"]
+__all__ = [
+    "APPEND_ONLY_TABLES",
+    "READ_ONLY_TABLES",
+    "REBUILT_TABLES",
+    "AppRoleError",
+    "Grants",
+    "create_app_role",
+]
 
 APPEND_ONLY_TABLES = ("ledger_entries",)
 # The chain is written by a SECURITY DEFINER trigger; alembic_version is read by /readyz.
 READ_ONLY_TABLES = ("ledger_chain", "alembic_version")
+# Projections rebuilt from the ledger (`mrr replay` empties them first).
+REBUILT_TABLES = ("mrr_month_totals",)
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -33,6 +42,7 @@ class Grants:
     append_only: tuple[str, ...]
     read_only: tuple[str, ...]
     working: tuple[str, ...]
+    rebuilt: tuple[str, ...]
 
 
 def check_role_name(name: str) -> str:
@@ -110,12 +120,16 @@ def create_app_role(engine: Engine, role: str, password: str | None = None) -> G
             role=role,
             append_only=tuple(t for t in tables if t in APPEND_ONLY_TABLES),
             read_only=tuple(t for t in tables if t in READ_ONLY_TABLES),
-            working=tuple(t for t in tables if t not in APPEND_ONLY_TABLES + READ_ONLY_TABLES),
+            rebuilt=tuple(t for t in tables if t in REBUILT_TABLES),
+            working=tuple(
+                t for t in tables if t not in APPEND_ONLY_TABLES + READ_ONLY_TABLES + REBUILT_TABLES
+            ),
         )
         for privileges, chosen in (
             ("SELECT, INSERT", grants.append_only),
             ("SELECT", grants.read_only),
             ("SELECT, INSERT, UPDATE", grants.working),
+            ("SELECT, INSERT, UPDATE, DELETE", grants.rebuilt),
         ):
             for table in chosen:
                 name = sql.Identifier(table)

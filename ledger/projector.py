@@ -6,15 +6,15 @@ server-side cursor on PostgreSQL), keeping sums per currency and month plus, at 
 record per customer: never the entries.
 
 Which rows are safe to read. Ledger ids come from a sequence, so on PostgreSQL a transaction
-can commit id 10 after another committed id 11: a reader that saw 11 and moved its checkpoint
-there would skip 10 for ever. The projector therefore reads only up to a *safe horizon*: inside
-a savepoint it takes `LOCK TABLE ledger_entries IN SHARE MODE`, which waits for every
-transaction that is inserting ledger rows to finish (and briefly holds new ones), reads
-`max(id)`, and rolls the savepoint back, which releases the lock at once. At that instant no
-insert is in flight, so every id up to the horizon is committed or will never exist; later
-inserts take larger ids (the sequence has no per-session cache). Two projectors serialize on
-the checkpoint row (`FOR UPDATE`). SQLite serializes writers (`BEGIN IMMEDIATE`, ledger.db),
-so `max(id)` inside the projector's own transaction is already safe.
+can commit id 10 after another committed id 11: a reader that moved its checkpoint to 11 would
+skip 10 for ever. The projector therefore reads in the order of the hash chain (`ledger_chain`,
+migration 0003), not of ids: a link's `seq` is assigned by the insert trigger while it holds
+the chain's transaction-level lock, so a transaction holding `seq` N commits before any other
+can take N + 1, and the committed links are always a prefix of the chain. The checkpoint
+(`last_entry_id`, named before the chain existed) is that chain position, and the horizon is
+simply the highest committed `seq`: no table lock, so the restricted application role (which
+may not lock the ledger) can run the projector. Two projectors serialize on the checkpoint row
+(`FOR UPDATE`).
 
 Call `catch_up` in a transaction of its own, never inside one that writes ledger rows (a writer
 holding its own insert lock would wait for the other writers while they wait for it). Keep the
@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Select, delete, func, select, text, update
+from sqlalchemy import Connection, Select, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.balances import (
@@ -40,7 +40,7 @@ from ledger.balances import (
     effects,
 )
 from ledger.months import Month, month_index
-from ledger.schema import MONTH_TOTAL_COLUMNS, ledger_entries, mrr_month_totals
+from ledger.schema import MONTH_TOTAL_COLUMNS, ledger_chain, ledger_entries, mrr_month_totals
 from ledger.schema import projector_checkpoints as checkpoints
 
 __all__ = [
@@ -75,10 +75,7 @@ def catch_up(conn: Connection) -> int:
     sums: dict[tuple[str, int], list[int]] = {}
     touched: set[str] = set()
     read = 0
-    rows = _stream(
-        conn,
-        entry_columns().where(ledger_entries.c.id > done, ledger_entries.c.id <= horizon),
-    )
+    rows = _stream(conn, _in_chain(entry_columns()).where(done < _SEQ, horizon >= _SEQ))
     for customer_id, currency, category, amount, effective_at in rows:
         _row(sums, currency, month_index(effective_at))[_SLOT[category]] += amount
         touched.add(customer_id)
@@ -171,18 +168,18 @@ def _lock_checkpoint(conn: Connection) -> int:
     return int(found)
 
 
+_SEQ = ledger_chain.c.seq
+
+
+def _in_chain(query: Select[Any]) -> Select[Any]:
+    """`query` over ledger_entries, joined to each row's position in the hash chain."""
+    return query.join_from(
+        ledger_entries, ledger_chain, ledger_chain.c.entry_id == ledger_entries.c.id
+    )
+
+
 def _safe_horizon(conn: Connection) -> int:
-    latest = select(func.coalesce(func.max(ledger_entries.c.id), 0))
-    if conn.dialect.name != "postgresql":
-        return int(conn.execute(latest).scalar_one())
-    savepoint = conn.begin_nested()
-    try:
-        conn.execute(text("SET LOCAL lock_timeout = '30s'"))
-        conn.execute(text("LOCK TABLE ledger_entries IN SHARE MODE"))
-        horizon = int(conn.execute(latest).scalar_one())
-    finally:
-        savepoint.rollback()  # releases the lock; the horizon stays valid
-    return horizon
+    return int(conn.execute(select(func.coalesce(func.max(_SEQ), 0))).scalar_one())
 
 
 def _save_checkpoint(conn: Connection, horizon: int) -> None:
@@ -200,7 +197,7 @@ def _rebuild(conn: Connection, horizon: int) -> int:
     conn.execute(delete(mrr_month_totals))
     projection = Projection()
     read = 0
-    for p in postings(conn, entry_columns().where(ledger_entries.c.id <= horizon)):
+    for p in postings(conn, _in_chain(entry_columns()).where(horizon >= _SEQ)):
         projection.add(p)
         read += 1
     rows = [_totals_row(t) for t in projection.totals()]
@@ -220,16 +217,16 @@ def _count_changes(
     """Correct month-end customer counts for customers with new rows: their counts computed
     from their whole history up to the horizon, minus the same up to the old checkpoint."""
     e = ledger_entries.c
-    query = select(e.customer_id, e.currency, e.category, e.amount, e.effective_at, e.id).where(
-        e.customer_id.in_(customer_ids), e.id <= horizon
-    )
+    query = _in_chain(
+        select(e.customer_id, e.currency, e.category, e.amount, e.effective_at, _SEQ)
+    ).where(e.customer_id.in_(customer_ids), horizon >= _SEQ)
     before: dict[tuple[str, str], dict[int, tuple[int, int]]] = {}
     after: dict[tuple[str, str], dict[int, tuple[int, int]]] = {}
     for row in conn.execute(query):
         key = (row.customer_id, row.currency)
         month = month_index(row.effective_at)
         active, delinquent = effects(row.category, int(row.amount))
-        histories = (after, before) if row.id <= done else (after,)
+        histories = (after, before) if row.seq <= done else (after,)
         for found in histories:
             per_month = found.setdefault(key, {})
             old_active, old_delinquent = per_month.get(month, (0, 0))

@@ -151,3 +151,17 @@ fx_rates = Table(
     Column("rate", String(64), nullable=False),
     Column("loaded_at", UTCDateTime(), nullable=False),
 )
+
+# One row per backfill scope (all customers, or one): the last customer, in Stripe's listing
+# order, up to which every customer's history is stored and processed. Advanced only after
+# that work is committed, so `--resume` never skips a customer.
+backfill_checkpoints = Table(
+    "backfill_checkpoints",
+    metadata,
+    Column("scope", String(255), primary_key=True),
+    Column("cursor", String(255)),
+    Column("customers_done", BigInteger, nullable=False, default=0),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("completed_at", UTCDateTime()),
+)

@@ -48,3 +48,4 @@ def create_app_role_cmd(name: str, password_env: str | None) -> None:
     click.echo(f"  SELECT, INSERT (append only): {', '.join(grants.append_only)}")
     click.echo(f"  SELECT: {', '.join(grants.read_only)}")
     click.echo(f"  SELECT, INSERT, UPDATE: {', '.join(grants.working)}")
+    click.echo(f"  SELECT, INSERT, UPDATE, DELETE (projections): {', '.join(grants.rebuilt)}")

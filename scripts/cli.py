@@ -12,6 +12,7 @@ import click
 from ledger import inbox
 from ledger.db import make_engine
 from scripts.app_role_cli import create_app_role_cmd
+from scripts.backfill_cli import backfill
 from scripts.explain_cli import explain_cmd
 from scripts.report_cli import fx_cmd, ledger_cmd, replay, report
 from scripts.settings_cli import load_settings
@@ -106,6 +107,7 @@ def inbox_cmd(ctx: click.Context, status: str | None, limit: int, as_json: bool)
 
 
 main.add_command(inbox_cmd, name="inbox")
+main.add_command(backfill)
 
 
 @inbox_cmd.command("retry")

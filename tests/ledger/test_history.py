@@ -1,0 +1,328 @@
+"""History from Stripe objects: which events, with which ids, dates and shapes (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ledger.events import parse_event
+from ledger.history import (
+    EVENT_RETENTION_SECONDS,
+    cutoffs_from_real_events,
+    drop_overlapping,
+    start_at,
+    subscription_of,
+    synthesize,
+)
+
+DAY = 86_400
+MONTH = 30 * DAY
+T0 = 1_700_000_000
+NOW = T0 + 12 * MONTH
+
+
+def price(amount: int) -> dict[str, Any]:
+    return {
+        "id": f"price_{amount}",
+        "object": "price",
+        "unit_amount": amount,
+        "unit_amount_decimal": str(amount),
+        "currency": "usd",
+        "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"},
+    }
+
+
+PRICES = {p["id"]: p for p in (price(1000), price(2000))}
+
+
+def subscription(shape: str, amount: int = 2000, quantity: int = 1, **fields: Any) -> dict:
+    item: dict[str, Any] = {"id": "si_1", "object": "subscription_item", "quantity": quantity}
+    item["price"] = PRICES[f"price_{amount}"]
+    sub: dict[str, Any] = {
+        "id": "sub_1",
+        "object": "subscription",
+        "customer": "cus_1",
+        "currency": "usd",
+        "status": "active",
+        "start_date": T0,
+        "created": T0,
+        "trial_end": None,
+        "canceled_at": None,
+        "ended_at": None,
+        "pause_collection": None,
+        "items": {"object": "list", "data": [item]},
+    }
+    if shape == "old":
+        sub["current_period_start"], sub["current_period_end"] = NOW - DAY, NOW + MONTH
+    else:
+        item["current_period_start"], item["current_period_end"] = NOW - DAY, NOW + MONTH
+    return sub | fields
+
+
+def line(
+    shape: str,
+    amount: int,
+    start: int,
+    *,
+    quantity: int = 1,
+    proration: bool = False,
+    total: int | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": f"il_{start}_{amount}_{proration}",
+        "object": "line_item",
+        "amount": amount * quantity if total is None else total,
+        "quantity": quantity,
+        "period": {"start": start, "end": start + MONTH},
+    }
+    if shape == "old":
+        body |= {
+            "price": PRICES[f"price_{amount}"],
+            "proration": proration,
+            "subscription_item": "si_1",
+            "subscription": "sub_1",
+        }
+    else:
+        kind = "invoice_item_details" if proration else "subscription_item_details"
+        details = {"subscription": "sub_1", "proration": proration}
+        if not proration:
+            details["subscription_item"] = "si_1"
+        body |= {
+            "parent": {"type": kind, kind: details},
+            "pricing": {"type": "price_details", "price_details": {"price": f"price_{amount}"}},
+        }
+    return body
+
+
+def invoice(
+    shape: str,
+    n: int,
+    start: int,
+    lines: list[dict[str, Any]],
+    *,
+    reason: str = "subscription_cycle",
+    paid_at: int | None = None,
+    attempts: int = 1,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": f"in_{n}",
+        "object": "invoice",
+        "customer": "cus_1",
+        "created": start,
+        "billing_reason": reason,
+        "status": "paid",
+        "attempted": True,
+        "attempt_count": attempts,
+        "status_transitions": {
+            "finalized_at": start + 3600,
+            "paid_at": start + 3600 if paid_at is None else paid_at,
+        },
+        "lines": {"object": "list", "data": lines, "has_more": False},
+    }
+    if shape == "old":
+        body["subscription"] = "sub_1"
+    else:
+        body["parent"] = {
+            "type": "subscription_details",
+            "subscription_details": {"subscription": "sub_1"},
+        }
+    return body
+
+
+def kinds(events: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
+    return [(e["id"], e["type"], e["created"]) for e in events]
+
+
+def mrr_items(event: dict[str, Any]) -> list[tuple[str, int]]:
+    items = event["data"]["object"]["items"]["data"]
+    return [(i["price"]["id"], i["quantity"]) for i in items]
+
+
+SHAPES = pytest.mark.parametrize("shape", ["new", "old"])
+
+
+@SHAPES
+def test_an_upgrade_with_prorations_is_dated_when_it_was_made(shape: str) -> None:
+    upgrade_at = T0 + MONTH + 10 * DAY
+    invoices = [
+        invoice(shape, 1, T0, [line(shape, 1000, T0)], reason="subscription_create"),
+        invoice(shape, 2, T0 + MONTH, [line(shape, 1000, T0 + MONTH)]),
+        invoice(
+            shape,
+            3,
+            T0 + 2 * MONTH,
+            [
+                line(shape, 1000, upgrade_at, proration=True, total=-600),
+                line(shape, 2000, upgrade_at, proration=True, total=1300),
+                line(shape, 2000, T0 + 2 * MONTH),
+            ],
+        ),
+    ]
+    made = synthesize(subscription(shape), invoices, PRICES, now=NOW)
+    subs = [e for e in made.events if e["type"].startswith("customer.subscription")]
+    assert [(e["type"], e["created"]) for e in subs] == [
+        ("customer.subscription.created", T0),
+        ("customer.subscription.updated", upgrade_at),
+    ]
+    assert subs[0]["id"] == "bf_sub_1_start_date"
+    assert subs[1]["id"].startswith("bf_il_") and subs[1]["id"].endswith("_period_start")
+    assert [mrr_items(e) for e in subs] == [[("price_1000", 1)], [("price_2000", 1)]]
+    assert subs[1]["backfill"]["field"] == "period.start"
+    for event in made.events:
+        parse_event(event)  # every one is a readable Stripe event
+    old = "current_period_start" in subs[1]["data"]["object"]
+    assert old == (shape == "old")
+
+
+@SHAPES
+def test_without_prorations_a_change_is_dated_at_the_first_period_billed_at_it(shape: str) -> None:
+    invoices = [
+        invoice(shape, 1, T0, [line(shape, 1000, T0, quantity=2)], reason="subscription_create"),
+        invoice(shape, 2, T0 + MONTH, [line(shape, 1000, T0 + MONTH, quantity=3)]),
+    ]
+    made = synthesize(subscription(shape, 1000, 3), invoices, PRICES, now=NOW)
+    assert kinds(made.events) == [
+        ("bf_sub_1_start_date", "customer.subscription.created", T0),
+        ("bf_in_2_lines", "customer.subscription.updated", T0 + MONTH),
+    ]
+    assert mrr_items(made.events[1]) == [("price_1000", 3)]
+
+
+@SHAPES
+def test_a_failed_renewal_later_paid_is_delinquency_then_recovery(shape: str) -> None:
+    failed = T0 + MONTH + 3600
+    paid = failed + 4 * DAY
+    invoices = [
+        invoice(shape, 1, T0, [line(shape, 2000, T0)], reason="subscription_create"),
+        invoice(shape, 2, T0 + MONTH, [line(shape, 2000, T0 + MONTH)], paid_at=paid, attempts=3),
+    ]
+    made = synthesize(subscription(shape), invoices, PRICES, now=NOW)
+    assert kinds(made.events) == [
+        ("bf_sub_1_start_date", "customer.subscription.created", T0),
+        ("bf_in_2_attempt_count", "invoice.payment_failed", failed),
+        ("bf_in_2_finalized_at", "customer.subscription.updated", failed),
+        ("bf_in_2_paid_at", "invoice.paid", paid),
+        ("bf_in_2_paid_at_status", "customer.subscription.updated", paid),
+    ]
+    by_id = {e["id"]: e["data"]["object"] for e in made.events}
+    assert by_id["bf_in_2_finalized_at"]["status"] == "past_due"
+    assert by_id["bf_in_2_attempt_count"]["status"] == "open"
+    assert by_id["bf_in_2_attempt_count"]["status_transitions"]["paid_at"] is None
+    assert by_id["bf_in_2_paid_at_status"]["status"] == "active"
+    assert subscription_of(by_id["bf_in_2_attempt_count"]) == "sub_1"
+
+
+def test_a_trial_then_a_cancellation() -> None:
+    trial_end = T0 + 14 * DAY
+    canceled, ended = T0 + 3 * MONTH, T0 + 4 * MONTH
+    sub = subscription(
+        "new",
+        status="canceled",
+        trial_end=trial_end,
+        canceled_at=canceled,
+        ended_at=ended,
+        cancel_at_period_end=True,
+    )
+    invoices = [
+        invoice(
+            "new", 1, T0, [line("new", 2000, T0, total=0)], reason="subscription_create", attempts=0
+        )
+    ]
+    made = synthesize(sub, invoices, PRICES, now=NOW)
+    assert kinds(made.events) == [
+        ("bf_sub_1_start_date", "customer.subscription.created", T0),
+        ("bf_sub_1_trial_end", "customer.subscription.updated", trial_end),
+        ("bf_sub_1_canceled_at", "customer.subscription.updated", canceled),
+        ("bf_sub_1_ended_at", "customer.subscription.deleted", ended),
+    ]
+    states = [e["data"]["object"] for e in made.events]
+    assert [s["status"] for s in states] == ["trialing", "active", "active", "canceled"]
+    assert [s["cancel_at_period_end"] for s in states[:3]] == [False, False, True]
+    assert [s["ended_at"] for s in states] == [None, None, None, ended]
+
+
+def test_nothing_is_dated_after_now() -> None:
+    sub = subscription("new", status="trialing", trial_end=NOW + DAY)
+    made = synthesize(sub, [], PRICES, now=NOW)
+    assert kinds(made.events) == [("bf_sub_1_start_date", "customer.subscription.created", T0)]
+    assert made.events[0]["data"]["object"]["status"] == "trialing"
+
+
+def test_a_pause_still_in_force_starts_with_the_first_voided_invoice() -> None:
+    sub = subscription("new", pause_collection={"behavior": "void", "resumes_at": None})
+    voided = invoice("new", 2, T0 + MONTH, [line("new", 2000, T0 + MONTH)])
+    voided |= {"status": "void", "attempt_count": 0, "attempted": False}
+    voided["status_transitions"]["paid_at"] = None
+    invoices = [
+        invoice("new", 1, T0, [line("new", 2000, T0)], reason="subscription_create"),
+        voided,
+    ]
+    made = synthesize(sub, invoices, PRICES, now=NOW)
+    pause = [e for e in made.events if e["id"] == "bf_sub_1_pause_collection"]
+    assert [e["created"] for e in pause] == [T0 + MONTH]
+    assert pause[0]["data"]["object"]["pause_collection"] == {
+        "behavior": "void",
+        "resumes_at": None,
+    }
+    assert made.events[0]["data"]["object"]["pause_collection"] is None
+
+
+def test_a_change_after_the_last_invoice_without_prorations_is_dated_at_the_retention_edge() -> (
+    None
+):
+    last = NOW - 3 * MONTH
+    invoices = [invoice("new", 1, last, [line("new", 1000, last)], reason="subscription_create")]
+    made = synthesize(subscription("new", 2000, start_date=last), invoices, PRICES, now=NOW)
+    assert kinds(made.events)[-1] == (
+        "bf_sub_1_items",
+        "customer.subscription.updated",
+        NOW - EVENT_RETENTION_SECONDS,
+    )
+
+
+def real(event_id: str, kind: str, created: int, obj: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "object": "event",
+        "type": kind,
+        "created": created,
+        "data": {"object": obj},
+    }
+
+
+def test_real_events_are_authoritative_from_the_first_one() -> None:
+    invoices = [
+        invoice("new", 1, T0, [line("new", 1000, T0)], reason="subscription_create"),
+        invoice("new", 2, T0 + MONTH, [line("new", 2000, T0 + MONTH)]),
+    ]
+    synthetic = synthesize(subscription("new"), invoices, PRICES, now=NOW).events
+    midway = [real("evt_1", "invoice.paid", T0 + MONTH, invoices[1])]
+    assert [e["id"] for e in drop_overlapping(synthetic, cutoffs_from_real_events(midway))] == [
+        "bf_sub_1_start_date"
+    ]
+    whole = [real("evt_0", "customer.subscription.created", T0 + 5, subscription("new")), *midway]
+    assert drop_overlapping(synthetic, cutoffs_from_real_events(whole)) == []
+    # Synthetic events never count as real ones, and other subscriptions are untouched.
+    assert drop_overlapping(synthetic, cutoffs_from_real_events(synthetic)) == synthetic
+    assert drop_overlapping(synthetic, {"sub_2": None}) == synthetic
+
+
+def test_since_opens_with_the_state_at_that_date() -> None:
+    invoices = [
+        invoice("new", 1, T0, [line("new", 1000, T0)], reason="subscription_create"),
+        invoice("new", 2, T0 + MONTH, [line("new", 2000, T0 + MONTH)]),
+    ]
+    events = synthesize(subscription("new"), invoices, PRICES, now=NOW).events
+    since = T0 + 2 * MONTH
+    opened = start_at(events, since)
+    assert kinds(opened) == [(f"bf_sub_1_since_{since}", "customer.subscription.created", since)]
+    assert mrr_items(opened[0]) == [("price_2000", 1)]
+    assert start_at(events, T0) == events
+
+
+def test_the_same_objects_give_the_same_events() -> None:
+    invoices = [invoice("old", 1, T0, [line("old", 1000, T0)], reason="subscription_create")]
+    first = synthesize(subscription("old", 1000), invoices, PRICES, now=NOW)
+    again = synthesize(subscription("old", 1000), invoices, PRICES, now=NOW)
+    assert first.events == again.events and not first.warnings
