@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_SQLITE_PATH = Path("var") / "mrr.sqlite3"
@@ -19,12 +19,13 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    database_url: str
-    redis_url: str | None
-    webhook_secrets: tuple[str, ...]
-    stripe_api_key: str | None
+    # Secrets and URLs that may hold passwords stay out of repr(), so they never reach a log.
+    database_url: str = field(repr=False)
+    redis_url: str | None = field(repr=False)
+    webhook_secrets: tuple[str, ...] = field(repr=False)
+    stripe_api_key: str | None = field(repr=False)
     stripe_api_base: str | None
-    api_token: str | None
+    api_token: str | None = field(repr=False)
     queue_name: str = DEFAULT_QUEUE
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_attempts: int = 4
