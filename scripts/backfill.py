@@ -29,40 +29,15 @@ from ledger.db import make_engine
 from ledger.events import customer_of, parse_event
 from ledger.processing import Fetcher
 from ledger.settings import Settings
+from ledger.timeline import RELEVANT_TYPES
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RPS = 25.0  # Stripe's test-mode limit; live mode allows more
 PAGE = 100
-# `types` takes at most 20 names, so the event types we keep are listed in two requests.
-EVENT_TYPES = (
-    (
-        "customer.subscription.created",
-        "customer.subscription.updated",
-        "customer.subscription.deleted",
-        "customer.subscription.paused",
-        "customer.subscription.resumed",
-        "customer.subscription.pending_update_applied",
-        "customer.subscription.pending_update_expired",
-        "customer.subscription.trial_will_end",
-        "customer.discount.created",
-        "customer.discount.updated",
-        "customer.discount.deleted",
-    ),
-    (
-        "invoice.created",
-        "invoice.finalized",
-        "invoice.paid",
-        "invoice.payment_failed",
-        "invoice.payment_succeeded",
-        "invoice.updated",
-        "invoice.voided",
-        "invoice.marked_uncollectible",
-        "coupon.created",
-        "coupon.updated",
-        "coupon.deleted",
-    ),
-)
+# The event types the rules read; Stripe's `types` filter takes at most 20 names a request.
+EVENT_TYPES = sorted(RELEVANT_TYPES)
+TYPES_PER_REQUEST = 20
 READ_PERMISSIONS = "Customers, Subscriptions, Invoices, Prices and Events (Read)"
 
 
@@ -235,8 +210,9 @@ class StripeSource:
 
     def events(self, created_from: int) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
-        for types in EVENT_TYPES:
-            found.extend(self._list("/v1/events", types=list(types), created={"gte": created_from}))
+        for start in range(0, len(EVENT_TYPES), TYPES_PER_REQUEST):
+            types = EVENT_TYPES[start : start + TYPES_PER_REQUEST]
+            found.extend(self._list("/v1/events", types=types, created={"gte": created_from}))
         return found
 
 
