@@ -6,13 +6,14 @@ No queue or web code here: the RQ job (workers.jobs) and the backfill call these
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from ledger import inbox, store
+from ledger import bulk, inbox, store
 from ledger.events import EventRecord, MalformedEvent, customer_of
 from ledger.timeline import MissingReference, is_relevant, references_in, replay_customer
 
@@ -120,3 +121,151 @@ def _fail(engine: Engine, inbox_id: int, reason: str) -> Outcome:
     with engine.begin() as conn:
         inbox.mark(conn, inbox_id, "failed", reason[:4000])
     return Outcome(status="failed", error=reason)
+
+
+# --- batches ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What a batch did: rows per final status, rows to retry later, ledger rows appended."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    retry: list[int] = field(default_factory=list)
+    appended: int = 0
+    reversed: int = 0
+
+    def count(self, status: str, n: int = 1) -> None:
+        if n:
+            self.counts[status] = self.counts.get(status, 0) + n
+
+    def merge(self, other: BatchOutcome) -> None:
+        for status, n in other.counts.items():
+            self.count(status, n)
+        self.retry += other.retry
+        self.appended += other.appended
+        self.reversed += other.reversed
+
+
+def process_batch(
+    engine: Engine,
+    inbox_ids: Sequence[int],
+    *,
+    max_attempts: int,
+    fetch: Fetcher | None = None,
+    claim_extra: int = 0,
+    claim_customer_rows: int = 0,
+) -> BatchOutcome:
+    """Process many inbox rows in one transaction, each affected customer recomputed once.
+
+    The same result as `process_inbox_row` on each row: idempotent, and a crash leaves every
+    row of the batch pending. Rows another worker holds are left to it. If the batch raises,
+    its rows are processed again one per transaction, so one bad event counts its own attempts
+    (and is marked failed after the last) without holding back the others. Transient failures
+    with attempts left are returned in `retry`, not raised.
+    """
+    claimed: list[int] = []
+    try:
+        with engine.begin() as conn:
+            return _run_batch(conn, inbox_ids, (claim_extra, claim_customer_rows), fetch, claimed)
+    except Exception as problem:
+        if len(inbox_ids) == 1 and claim_extra == claim_customer_rows == 0:
+            return _after_failure(engine, inbox_ids[0], problem, max_attempts)
+        log.warning(
+            "batch of %d inbox rows failed (%s: %s); processing them one by one",
+            len(claimed),
+            type(problem).__name__,
+            problem,
+        )
+        total = BatchOutcome()
+        for inbox_id in claimed or inbox_ids:
+            total.merge(process_batch(engine, [inbox_id], max_attempts=max_attempts, fetch=fetch))
+        return total
+
+
+def _run_batch(
+    conn: Connection,
+    inbox_ids: Sequence[int],
+    claim: tuple[int, int],
+    fetch: Fetcher | None,
+    claimed: list[int],
+) -> BatchOutcome:
+    extra, customer_rows = claim
+    rows = bulk.claim_pending(conn, inbox_ids, extra)
+    owners = [row.customer_id for row in rows if row.customer_id is not None]
+    rows += bulk.claim_customers_pending(conn, owners, [row.id for row in rows], customer_rows)
+    claimed += [row.id for row in rows]
+    outcome = BatchOutcome()
+    relevant: list[tuple[int, EventRecord]] = []
+    ignored: list[int] = []
+    for row in rows:
+        try:
+            event = row.event()
+        except MalformedEvent as problem:
+            inbox.mark(conn, row.id, "failed", f"malformed event: {problem}"[:4000])
+            outcome.count("failed")
+            continue
+        if is_relevant(event.type):
+            relevant.append((row.id, event))
+        else:
+            ignored.append(row.id)
+
+    # Each affected customer is recomputed once; its entries name the batch's latest event
+    # that touched it as their cause.
+    cause: dict[str, str] = {}
+    for _, event in sorted(relevant, key=lambda item: item[1].sort_key):
+        for kind, object_id, obj in references_in(event):
+            if store.put_reference(conn, kind, object_id, obj, event.created, event.id):
+                cause.update(dict.fromkeys(store.dependents(conn, kind, object_id), event.id))
+        own = customer_of(event)
+        if own is not None:
+            cause[own] = event.id
+    affected = sorted(cause)
+    bulk.lock_customers(conn, affected)
+    events = bulk.customers_events(conn, affected, {e.id: e for _, e in relevant})
+    current = bulk.in_effect_by_customer(conn, affected)
+    refs = StoredReferences(conn, fetch)
+    now = datetime.now(UTC)
+    new_rows: list[dict[str, Any]] = []
+    for customer_id in affected:
+        replay = replay_customer(customer_id, events.get(customer_id, []), refs)
+        store.record_dependencies(conn, customer_id, replay.depends_on)
+        new_rows += bulk.diff_rows(
+            current.get(customer_id, []), replay.entries, cause[customer_id], now
+        )
+    bulk.append_rows(conn, new_rows)
+    reversals = sum(1 for row in new_rows if row["reversal_of"] is not None)
+    outcome.appended += len(new_rows) - reversals
+    outcome.reversed += reversals
+    bulk.mark_many(conn, [inbox_id for inbox_id, _ in relevant], "processed")
+    bulk.mark_many(conn, ignored, "ignored")
+    outcome.count("processed", len(relevant))
+    outcome.count("ignored", len(ignored))
+    return outcome
+
+
+def _after_failure(
+    engine: Engine, inbox_id: int, problem: Exception, max_attempts: int
+) -> BatchOutcome:
+    """One row's failure: final ones are marked failed; others count an attempt first.
+
+    Only a row still pending is touched: another worker may have processed it meanwhile.
+    """
+    outcome = BatchOutcome()
+    reason = f"{type(problem).__name__}: {problem}"
+    with engine.begin() as conn:
+        if isinstance(problem, MissingReference | Unprocessable | MalformedEvent):
+            if bulk.fail_if_pending(conn, inbox_id, str(problem)):
+                outcome.count("failed")
+            return outcome
+        attempts = bulk.count_attempt_if_pending(conn, inbox_id)
+        if attempts is None:
+            return outcome
+        if attempts >= max_attempts:
+            log.error("inbox %s failed after %s attempts: %s", inbox_id, attempts, reason)
+            bulk.fail_if_pending(conn, inbox_id, reason)
+            outcome.count("failed")
+            return outcome
+    log.warning("inbox %s attempt %s failed (%s); will retry", inbox_id, attempts, reason)
+    outcome.retry.append(inbox_id)
+    return outcome
