@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, exists, insert, select, update
@@ -206,3 +206,17 @@ def fail_if_pending(conn: Connection, inbox_id: int, reason: str) -> bool:
         .returning(inbox.c.id)
     ).first()
     return changed is not None
+
+
+def pending_ids_after(
+    conn: Connection, *, older_than: timedelta, after_id: int = 0, limit: int = 10_000
+) -> list[int]:
+    """`inbox.pending_ids`, one page after `after_id` (the sweeper pages through them all)."""
+    cutoff = datetime.now(UTC) - older_than
+    query = (
+        select(inbox.c.id)
+        .where(inbox.c.status == "pending", inbox.c.received_at <= cutoff, inbox.c.id > after_id)
+        .order_by(inbox.c.id)
+        .limit(limit)
+    )
+    return [int(i) for i in conn.execute(query).scalars()]

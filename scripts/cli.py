@@ -53,9 +53,13 @@ def db_upgrade(revision: str) -> None:
 @click.option("--requeue-now", is_flag=True, help="Queue every pending inbox row at start.")
 def worker(burst: bool, requeue_now: bool) -> None:
     """Run an RQ worker on the stripe-events queue (plus the inbox sweeper)."""
-    from workers.worker import run
+    from workers.worker import SweepTiming, run
 
-    run(load_settings(), burst=burst, requeue_now=requeue_now)
+    try:
+        sweep = SweepTiming.from_env()
+    except ConfigError as problem:
+        raise click.UsageError(str(problem)) from None
+    run(load_settings(), burst=burst, requeue_now=requeue_now, sweep=sweep)
 
 
 @main.command()
