@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from rq import SimpleWorker
+import redis
+from rq import Queue, SimpleWorker
 
 from ledger.settings import ConfigError, Settings
 from workers import runtime
@@ -66,11 +68,33 @@ def run(
     queue = make_queue(settings, connection)
     engine = runtime.engine()
     requeue_pending(engine, queue, timedelta(0) if burst or requeue_now else sweep.older_than)
-    stop = None if burst else start_periodic(engine, queue, sweep.every, sweep.older_than)
+    if burst:
+        SimpleWorker([queue], connection=connection).work(burst=True, logging_level="WARNING")
+        return
+    stop = start_periodic(engine, queue, sweep.every, sweep.older_than)
     try:
-        SimpleWorker([queue], connection=connection).work(
-            burst=burst, with_scheduler=not burst, logging_level="WARNING"
-        )
+        _work_through_redis_outages(queue)
     finally:
-        if stop is not None:
-            stop.set()
+        stop.set()
+
+
+def _work_through_redis_outages(queue: Queue, pause: float = 1.0) -> None:
+    """Run a SimpleWorker; when it quits on a lost Redis, wait and start a fresh one.
+
+    RQ's worker logs an unhandled exception (a Redis connection error included) and quits.
+    The inbox, not Redis, holds the events, so the worker only needs to come back: the sweeper
+    re-queues whatever Redis lost meanwhile. A stop asked for by a signal is honoured.
+    """
+    while True:
+        worker = SimpleWorker([queue], connection=queue.connection)
+        try:
+            worker.work(with_scheduler=True, logging_level="WARNING")
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as problem:
+            log.warning("worker: lost Redis (%s)", problem)
+        if getattr(worker, "_stop_requested", False):
+            return
+        log.warning("worker: RQ worker quit without a stop request; restarting in %ss", pause)
+        time.sleep(pause)
+        # RQ's signal handler still points at this worker during the pause.
+        if getattr(worker, "_stop_requested", False):
+            return
