@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 
+from rq import Queue, get_current_job
+
 from ledger.processing import process_batch
 from workers import runtime
+from workers.queue import enqueue, started
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +24,9 @@ class RetryLater(Exception):
 
 
 def process_inbox(inbox_ids: list[int]) -> dict[str, int]:
+    job = get_current_job()
+    if job is not None:
+        started(job.connection, job.origin)
     outcome = process_batch(
         runtime.engine(),
         inbox_ids,
@@ -29,6 +35,9 @@ def process_inbox(inbox_ids: list[int]) -> dict[str, int]:
         claim_extra=max(0, BATCH_SIZE - len(inbox_ids)),
         claim_customer_rows=CUSTOMER_ROWS,
     )
+    if job is not None and sum(outcome.counts.values()) >= BATCH_SIZE:
+        # A full batch: more rows may be waiting, with no job of their own.
+        enqueue(Queue(job.origin, connection=job.connection), [])
     if outcome.retry:
         # Rows this job claimed beyond its own ids are retried by the sweeper.
         raise RetryLater(f"inbox rows to retry: {outcome.retry}")

@@ -217,3 +217,18 @@ def test_sweep_timing_comes_from_the_environment(settings: Settings) -> None:
     assert bad.exit_code == 2 and "MRR_SWEEP_AFTER must be a number of seconds" in bad.output
     zero = runner.invoke(main, ["worker", "--burst"], env={**env, "MRR_SWEEP_AFTER": "0"})
     assert zero.exit_code == 2 and "positive" in zero.output
+
+
+def test_one_waiting_job_serves_every_row_stored_before_it_starts(
+    settings: Settings, engine: Engine, queue: Queue
+) -> None:
+    ids = fill(engine, histories(20, 4, seed=14))
+    assert enqueue(queue, [ids[0]]) is not None
+    assert all(enqueue(queue, [i]) is None for i in ids[1:])
+    assert len(queue) == 1
+    drain(queue)
+    assert statuses(engine) == {"processed": 20}
+    more = fill(engine, histories(5, 1, seed=15, prefix="evt_more"))
+    assert enqueue(queue, more[:1]) is not None  # the job cleared the flag when it started
+    drain(queue)
+    assert statuses(engine) == {"processed": 25}
