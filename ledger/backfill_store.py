@@ -1,9 +1,8 @@
 """The backfill's database side: stored events of a customer, batched processing, checkpoints.
 
-`process_customer` does what `ledger.processing.process_inbox_row` does for each pending row of
-one customer, but replays the customer once for the whole batch instead of once per row (a
-customer with 3 years of history has dozens of rows). Any failure falls back to the per-row
-path, which owns retries and the `failed` status.
+`process_customer` hands every pending row of one customer to the workers' batch path
+(`ledger.processing.process_batch`), which replays the customer once for the whole batch
+instead of once per row (a customer with 3 years of history has dozens of rows).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger import inbox, processing, store
@@ -22,7 +21,7 @@ from ledger.events import customer_of, parse_event
 from ledger.history import is_synthetic
 from ledger.schema import backfill_checkpoints
 from ledger.schema import inbox as inbox_table
-from ledger.timeline import is_relevant, references_in, replay_customer
+from ledger.timeline import replay_customer
 
 SYNTHETIC_SOURCE = "backfill"
 EVENTS_API_SOURCE = "events_api"
@@ -106,13 +105,41 @@ def _insert_synthetic(conn: Connection, bodies: Sequence[dict[str, Any]]) -> int
     return len(conn.execute(statement, rows).all())
 
 
-def _pending(conn: Connection, customer_id: str) -> list[tuple[int, str]]:
+def _pending(conn: Connection, customer_id: str) -> list[int]:
     query = (
-        select(inbox_table.c.id, inbox_table.c.payload)
+        select(inbox_table.c.id)
         .where(inbox_table.c.customer_id == customer_id, inbox_table.c.status == "pending")
         .order_by(inbox_table.c.created, inbox_table.c.event_id)
     )
-    return [(int(i), str(p)) for i, p in conn.execute(query).all()]
+    return [int(i) for i in conn.execute(query).scalars()]
+
+
+def _failures(conn: Connection, inbox_ids: Sequence[int]) -> list[str]:
+    query = select(inbox_table.c.id, inbox_table.c.error).where(
+        inbox_table.c.id.in_(list(inbox_ids)), inbox_table.c.status == "failed"
+    )
+    return [f"inbox {i}: {error}" for i, error in conn.execute(query).all()]
+
+
+def process_rows(
+    engine: Engine,
+    inbox_ids: Sequence[int],
+    *,
+    max_attempts: int,
+    fetch: processing.Fetcher | None = None,
+) -> Processed:
+    """Rows through the workers' batch path: each affected customer replayed once."""
+    ids = list(inbox_ids)
+    if not ids:
+        return Processed()
+    batch = processing.process_batch(engine, ids, max_attempts=max_attempts, fetch=fetch)
+    result = Processed(appended=batch.appended, reversed=batch.reversed, rows=len(ids))
+    with engine.connect() as conn:
+        result.failed += _failures(conn, ids)
+    result.failed += [
+        f"inbox {i}: a transient failure; the sweeper retries it" for i in batch.retry
+    ]
+    return result
 
 
 def process_customer(
@@ -123,87 +150,9 @@ def process_customer(
     fetch: processing.Fetcher | None = None,
 ) -> Processed:
     """Process every pending row of one customer, replaying the customer once."""
-    try:
-        with engine.begin() as conn:
-            rows = _pending(conn, customer_id)
-            if not rows:
-                return Processed()
-            affected = {customer_id}
-            statuses: list[tuple[int, str]] = []
-            cause = ""
-            for inbox_id, payload in rows:
-                event = parse_event(payload)
-                cause = event.id
-                if not is_relevant(event.type):
-                    statuses.append((inbox_id, "ignored"))
-                    continue
-                for kind, object_id, obj in references_in(event):
-                    if store.put_reference(conn, kind, object_id, obj, event.created, event.id):
-                        affected.update(store.dependents(conn, kind, object_id))
-                statuses.append((inbox_id, "processed"))
-            result = Processed(rows=len(rows))
-            for affected_id in sorted(affected):
-                applied = processing.recompute_customer(conn, affected_id, cause, fetch)
-                result.appended += applied.appended
-                result.reversed += applied.reversed
-            _mark(conn, statuses)
-            return result
-    except Exception:
-        return _one_by_one(engine, customer_id, max_attempts=max_attempts, fetch=fetch)
-
-
-def _mark(conn: Connection, statuses: Sequence[tuple[int, str]]) -> None:
-    """`inbox.mark` for many rows at once, one statement per status."""
-    now = datetime.now(UTC)
-    for status in {s for _, s in statuses}:
-        ids = [i for i, s in statuses if s == status]
-        for start in range(0, len(ids), 500):
-            conn.execute(
-                update(inbox_table)
-                .where(inbox_table.c.id.in_(ids[start : start + 500]))
-                .values(status=status, error=None, processed_at=now)
-            )
-
-
-def _one_by_one(
-    engine: Engine, customer_id: str, *, max_attempts: int, fetch: processing.Fetcher | None
-) -> Processed:
     with engine.connect() as conn:
-        rows = _pending(conn, customer_id)
-    result = Processed(rows=len(rows))
-    for inbox_id, _ in rows:
-        try:
-            outcome = processing.process_inbox_row(
-                engine, inbox_id, max_attempts=max_attempts, fetch=fetch
-            )
-        except Exception as problem:
-            result.failed.append(f"inbox {inbox_id}: {type(problem).__name__}: {problem}")
-            continue
-        result.appended += outcome.appended
-        result.reversed += outcome.reversed
-        if outcome.status == "failed":
-            result.failed.append(f"inbox {inbox_id}: {outcome.error}")
-    return result
-
-
-def process_rows(
-    engine: Engine,
-    inbox_ids: Sequence[int],
-    *,
-    max_attempts: int,
-    fetch: processing.Fetcher | None = None,
-) -> Processed:
-    """Rows with no customer (coupon events), one by one through the normal path."""
-    result = Processed(rows=len(inbox_ids))
-    for inbox_id in inbox_ids:
-        outcome = processing.process_inbox_row(
-            engine, inbox_id, max_attempts=max_attempts, fetch=fetch
-        )
-        result.appended += outcome.appended
-        result.reversed += outcome.reversed
-        if outcome.status == "failed":
-            result.failed.append(f"inbox {inbox_id}: {outcome.error}")
-    return result
+        ids = _pending(conn, customer_id)
+    return process_rows(engine, ids, max_attempts=max_attempts, fetch=fetch)
 
 
 def pending_ids_of(conn: Connection, event_ids: Sequence[str]) -> list[int]:

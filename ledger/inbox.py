@@ -192,11 +192,6 @@ def mark_event_failed(conn: Connection, event_id: str, error: str) -> None:
     )
 
 
-def count_attempt(conn: Connection, inbox_id: int) -> int:
-    conn.execute(update(inbox).where(inbox.c.id == inbox_id).values(attempts=inbox.c.attempts + 1))
-    return int(conn.execute(select(inbox.c.attempts).where(inbox.c.id == inbox_id)).scalar_one())
-
-
 def reset_for_retry(conn: Connection, inbox_ids: Sequence[int]) -> list[int]:
     """Failed rows back to pending with a fresh attempt count; returns the ids changed."""
     changed = conn.execute(

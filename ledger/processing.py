@@ -6,13 +6,14 @@ No queue or web code here: the RQ job (workers.jobs) and the backfill call these
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from ledger import inbox, store
+from ledger import bulk, inbox, store
 from ledger.events import EventRecord, MalformedEvent, customer_of
 from ledger.timeline import MissingReference, is_relevant, references_in, replay_customer
 
@@ -161,12 +162,15 @@ def process_inbox_row(
             outcome = apply_event(conn, row.event(), fetch)
             inbox.mark(conn, inbox_id, outcome.status)
             return outcome
-    except (Unprocessable, MalformedEvent) as final:
+    except (Unprocessable, MalformedEvent, MissingReference) as final:
         return _fail(engine, inbox_id, str(final))
     except Exception as problem:
+        # Only a row still pending is touched: another worker may have processed it meanwhile.
         with engine.begin() as conn:
-            attempts = inbox.count_attempt(conn, inbox_id)
+            attempts = bulk.count_attempt_if_pending(conn, inbox_id)
         reason = f"{type(problem).__name__}: {problem}"
+        if attempts is None:
+            return Outcome(status="done elsewhere")
         if attempts >= max_attempts:
             log.exception("inbox %s failed after %s attempts", inbox_id, attempts)
             return _fail(engine, inbox_id, reason)
@@ -176,5 +180,141 @@ def process_inbox_row(
 
 def _fail(engine: Engine, inbox_id: int, reason: str) -> Outcome:
     with engine.begin() as conn:
-        inbox.mark(conn, inbox_id, "failed", reason[:4000])
+        bulk.fail_if_pending(conn, inbox_id, reason)
     return Outcome(status="failed", error=reason)
+
+
+# --- batches ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What a batch did: rows per final status, rows to retry later, ledger rows appended."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    retry: list[int] = field(default_factory=list)
+    appended: int = 0
+    reversed: int = 0
+
+    def count(self, status: str, n: int = 1) -> None:
+        if n:
+            self.counts[status] = self.counts.get(status, 0) + n
+
+    def merge(self, other: BatchOutcome) -> None:
+        for status, n in other.counts.items():
+            self.count(status, n)
+        self.retry += other.retry
+        self.appended += other.appended
+        self.reversed += other.reversed
+
+
+def process_batch(
+    engine: Engine,
+    inbox_ids: Sequence[int],
+    *,
+    max_attempts: int,
+    fetch: Fetcher | None = None,
+    claim_extra: int = 0,
+    claim_customer_rows: int = 0,
+) -> BatchOutcome:
+    """Process many inbox rows in one transaction, each affected customer recomputed once.
+
+    The same result as `process_inbox_row` on each row: idempotent, and a crash leaves every
+    row of the batch pending. Rows another worker holds are left to it. If the batch raises,
+    its rows are processed again one per transaction, so one bad event counts its own attempts
+    (and is marked failed after the last) without holding back the others. Transient failures
+    with attempts left are returned in `retry`, not raised.
+    """
+    claimed: list[int] = []
+    try:
+        with engine.begin() as conn:
+            return _run_batch(conn, inbox_ids, (claim_extra, claim_customer_rows), fetch, claimed)
+    except Exception as problem:
+        log.warning(
+            "batch of %d inbox rows failed (%s: %s); processing them one by one",
+            len(claimed),
+            type(problem).__name__,
+            problem,
+        )
+        total = BatchOutcome()
+        for inbox_id in claimed or inbox_ids:
+            total.merge(_one_by_one(engine, inbox_id, max_attempts, fetch))
+        return total
+
+
+def _one_by_one(
+    engine: Engine, inbox_id: int, max_attempts: int, fetch: Fetcher | None
+) -> BatchOutcome:
+    """A row of a failed batch on its own: unreadable events fail, others count an attempt."""
+    outcome = BatchOutcome()
+    try:
+        single = process_inbox_row(engine, inbox_id, max_attempts=max_attempts, fetch=fetch)
+    except Exception:
+        outcome.retry.append(inbox_id)
+        return outcome
+    if single.status in ("processed", "ignored", "failed"):
+        outcome.count(single.status)
+    outcome.appended += single.appended
+    outcome.reversed += single.reversed
+    return outcome
+
+
+def _run_batch(
+    conn: Connection,
+    inbox_ids: Sequence[int],
+    claim: tuple[int, int],
+    fetch: Fetcher | None,
+    claimed: list[int],
+) -> BatchOutcome:
+    extra, customer_rows = claim
+    rows = bulk.claim_pending(conn, inbox_ids, extra)
+    owners = [row.customer_id for row in rows if row.customer_id is not None]
+    rows += bulk.claim_customers_pending(conn, owners, [row.id for row in rows], customer_rows)
+    claimed += [row.id for row in rows]
+    outcome = BatchOutcome()
+    relevant: list[tuple[int, EventRecord]] = []
+    ignored: list[int] = []
+    for row in rows:
+        try:
+            event = row.event()
+        except MalformedEvent as problem:
+            inbox.mark(conn, row.id, "failed", f"malformed event: {problem}"[:4000])
+            outcome.count("failed")
+            continue
+        if is_relevant(event.type):
+            relevant.append((row.id, event))
+        else:
+            ignored.append(row.id)
+
+    # Each affected customer is recomputed once; its entries name the batch's latest event
+    # that touched it as their cause.
+    cause: dict[str, str] = {}
+    for _, event in sorted(relevant, key=lambda item: item[1].sort_key):
+        for kind, object_id, obj in references_in(event):
+            if store.put_reference(conn, kind, object_id, obj, event.created, event.id):
+                cause.update(dict.fromkeys(store.dependents(conn, kind, object_id), event.id))
+        own = customer_of(event)
+        if own is not None:
+            cause[own] = event.id
+    affected = sorted(cause)
+    bulk.lock_customers(conn, affected)
+    events = bulk.customers_events(conn, affected, {e.id: e for _, e in relevant})
+    current = bulk.in_effect_by_customer(conn, affected)
+    refs = StoredReferences(conn, fetch)
+    now = datetime.now(UTC)
+    new_rows: list[dict[str, Any]] = []
+    for customer_id in affected:
+        replay = replay_customer(customer_id, events.get(customer_id, []), refs)
+        store.record_dependencies(conn, customer_id, replay.depends_on)
+        new_rows += bulk.diff_rows(
+            current.get(customer_id, []), replay.entries, cause[customer_id], now
+        )
+    bulk.append_rows(conn, new_rows)
+    reversals = sum(1 for row in new_rows if row["reversal_of"] is not None)
+    outcome.appended += len(new_rows) - reversals
+    outcome.reversed += reversals
+    bulk.mark_many(conn, [inbox_id for inbox_id, _ in relevant], "processed")
+    bulk.mark_many(conn, ignored, "ignored")
+    outcome.count("processed", len(relevant))
+    outcome.count("ignored", len(ignored))
+    return outcome

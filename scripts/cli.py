@@ -11,6 +11,7 @@ import click
 
 from ledger import inbox
 from ledger.db import make_engine
+from ledger.settings import ConfigError
 from scripts.app_role_cli import create_app_role_cmd
 from scripts.backfill_cli import backfill
 from scripts.explain_cli import explain_cmd
@@ -51,9 +52,13 @@ def db_upgrade(revision: str) -> None:
 @click.option("--requeue-now", is_flag=True, help="Queue every pending inbox row at start.")
 def worker(burst: bool, requeue_now: bool) -> None:
     """Run an RQ worker on the stripe-events queue (plus the inbox sweeper)."""
-    from workers.worker import run
+    from workers.worker import SweepTiming, run
 
-    run(load_settings(), burst=burst, requeue_now=requeue_now)
+    try:
+        sweep = SweepTiming.from_env()
+    except ConfigError as problem:
+        raise click.UsageError(str(problem)) from None
+    run(load_settings(), burst=burst, requeue_now=requeue_now, sweep=sweep)
 
 
 @main.command()

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import logging
 
-from ledger.processing import process_inbox_row
+from rq import Queue, get_current_job
+
+from ledger.processing import process_batch
 from workers import runtime
+from workers.queue import enqueue, started
 
 log = logging.getLogger(__name__)
+
+# Rows per transaction. A job tops its own ids up to BATCH_SIZE with other fresh pending rows,
+# so a backlog drains in full batches whatever size the jobs were queued with, then adds up to
+# CUSTOMER_ROWS more pending rows of the same customers: their events are replayed anyway.
+BATCH_SIZE = 500
+CUSTOMER_ROWS = 4500
 
 
 class RetryLater(Exception):
@@ -15,21 +24,21 @@ class RetryLater(Exception):
 
 
 def process_inbox(inbox_ids: list[int]) -> dict[str, int]:
-    settings = runtime.settings()
-    counts: dict[str, int] = {}
-    retry: list[int] = []
-    for inbox_id in inbox_ids:
-        try:
-            outcome = process_inbox_row(
-                runtime.engine(),
-                inbox_id,
-                max_attempts=settings.max_attempts,
-                fetch=runtime.fetcher(),
-            )
-        except Exception:
-            retry.append(inbox_id)
-            continue
-        counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    if retry:
-        raise RetryLater(f"inbox rows to retry: {retry}")
-    return counts
+    job = get_current_job()
+    if job is not None:
+        started(job.connection, job.origin)
+    outcome = process_batch(
+        runtime.engine(),
+        inbox_ids,
+        max_attempts=runtime.settings().max_attempts,
+        fetch=runtime.fetcher(),
+        claim_extra=max(0, BATCH_SIZE - len(inbox_ids)),
+        claim_customer_rows=CUSTOMER_ROWS,
+    )
+    if job is not None and sum(outcome.counts.values()) >= BATCH_SIZE:
+        # A full batch: more rows may be waiting, with no job of their own.
+        enqueue(Queue(job.origin, connection=job.connection), [])
+    if outcome.retry:
+        # Rows this job claimed beyond its own ids are retried by the sweeper.
+        raise RetryLater(f"inbox rows to retry: {outcome.retry}")
+    return outcome.counts

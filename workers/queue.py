@@ -13,6 +13,7 @@ from workers.redis_server import LOCAL_URL
 
 JOB = "workers.jobs.process_inbox"
 RETRY = Retry(max=3, interval=[2, 10, 30])
+WAKE_TTL_SECONDS = 10
 
 
 def connect(settings: Settings) -> redis.Redis:
@@ -25,7 +26,22 @@ def make_queue(settings: Settings, connection: redis.Redis) -> Queue:
     return Queue(settings.queue_name, connection=connection)
 
 
-def enqueue(queue: Queue, inbox_ids: Sequence[int]) -> Job:
+def enqueue(queue: Queue, inbox_ids: Sequence[int]) -> Job | None:
+    """Wake the workers for newly stored rows: queue a job unless one is already waiting.
+
+    A job claims pending rows from the inbox itself, so one waiting job serves every row
+    committed before it starts: the job clears the flag (`started`) before it claims, so a
+    row committed while the flag is set is seen by that job. One RQ job per event would cost
+    RQ's bookkeeping (several Redis round trips, milliseconds) per event. The flag expires,
+    so a job lost with its flag costs at most WAKE_TTL of latency; the sweeper is the backstop.
+    """
+    if not queue.connection.set(wake_key(queue.name), b"1", nx=True, ex=WAKE_TTL_SECONDS):
+        return None
+    return enqueue_now(queue, inbox_ids)
+
+
+def enqueue_now(queue: Queue, inbox_ids: Sequence[int]) -> Job:
+    """Queue a job for these ids whatever is already waiting (sweeper, retries)."""
     return queue.enqueue(
         JOB,
         list(inbox_ids),
@@ -36,8 +52,17 @@ def enqueue(queue: Queue, inbox_ids: Sequence[int]) -> Job:
     )
 
 
+def started(connection: redis.Redis, queue_name: str) -> None:
+    """A job is starting: the next stored row must queue a new one."""
+    connection.delete(wake_key(queue_name))
+
+
+def wake_key(queue_name: str) -> str:
+    return f"mrr:wake:{queue_name}"
+
+
 def enqueue_batches(queue: Queue, inbox_ids: Sequence[int], size: int = 200) -> int:
     ids = list(inbox_ids)
     for start in range(0, len(ids), size):
-        enqueue(queue, ids[start : start + size])
+        enqueue_now(queue, ids[start : start + size])
     return len(ids)

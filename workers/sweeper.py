@@ -9,18 +9,28 @@ from datetime import timedelta
 from rq import Queue
 from sqlalchemy import Engine
 
-from ledger import inbox
+from ledger import bulk
 from workers.queue import enqueue_batches
 
 log = logging.getLogger(__name__)
 
+PAGE = 10_000
+
 
 def requeue_pending(engine: Engine, queue: Queue, older_than: timedelta) -> int:
-    with engine.connect() as conn:
-        ids = inbox.pending_ids(conn, older_than=older_than)
-    if ids:
-        log.info("sweeper: queueing %d pending inbox rows", len(ids))
-    return enqueue_batches(queue, ids)
+    """Queue every row pending for at least `older_than`, in batches; returns how many."""
+    queued = 0
+    after_id = 0
+    while True:
+        with engine.connect() as conn:
+            ids = bulk.pending_ids_after(conn, older_than=older_than, after_id=after_id, limit=PAGE)
+        if not ids:
+            break
+        queued += enqueue_batches(queue, ids)
+        after_id = ids[-1]
+    if queued:
+        log.info("sweeper: queued %d pending inbox rows", queued)
+    return queued
 
 
 def start_periodic(

@@ -1,17 +1,23 @@
 """`mrr worker`: an RQ worker on the stripe-events queue, with the inbox sweeper beside it.
 
 SimpleWorker runs jobs in the worker process itself: RQ's default Worker forks a child per
-job, which costs more than processing an event does.
+job, which costs more than processing a batch of events does, and would throw away the
+process's warm database connections with every fork.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 
-from rq import SimpleWorker
+import redis
+from rq import Queue, SimpleWorker
 
-from ledger.settings import Settings
+from ledger.settings import ConfigError, Settings
 from workers import runtime
 from workers.queue import connect, make_queue
 from workers.sweeper import requeue_pending, start_periodic
@@ -22,16 +28,73 @@ SWEEP_EVERY_SECONDS = 30.0
 SWEEP_OLDER_THAN = timedelta(seconds=60)
 
 
-def run(settings: Settings, *, burst: bool = False, requeue_now: bool = False) -> None:
+@dataclass(frozen=True, slots=True)
+class SweepTiming:
+    """How often the sweeper runs, and how long a row must have been pending to be queued."""
+
+    every: float = SWEEP_EVERY_SECONDS
+    older_than: timedelta = SWEEP_OLDER_THAN
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SweepTiming:
+        env = os.environ if env is None else env
+        every = _seconds(env, "MRR_SWEEP_EVERY", SWEEP_EVERY_SECONDS)
+        after = _seconds(env, "MRR_SWEEP_AFTER", SWEEP_OLDER_THAN.total_seconds())
+        return cls(every=every, older_than=timedelta(seconds=after))
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def run(
+    settings: Settings,
+    *,
+    burst: bool = False,
+    requeue_now: bool = False,
+    sweep: SweepTiming | None = None,
+) -> None:
+    sweep = sweep or SweepTiming.from_env()
     connection = connect(settings)
     queue = make_queue(settings, connection)
     engine = runtime.engine()
-    requeue_pending(engine, queue, timedelta(0) if burst or requeue_now else SWEEP_OLDER_THAN)
-    stop = None if burst else start_periodic(engine, queue, SWEEP_EVERY_SECONDS, SWEEP_OLDER_THAN)
+    requeue_pending(engine, queue, timedelta(0) if burst or requeue_now else sweep.older_than)
+    if burst:
+        SimpleWorker([queue], connection=connection).work(burst=True, logging_level="WARNING")
+        return
+    stop = start_periodic(engine, queue, sweep.every, sweep.older_than)
     try:
-        SimpleWorker([queue], connection=connection).work(
-            burst=burst, with_scheduler=not burst, logging_level="WARNING"
-        )
+        _work_through_redis_outages(queue)
     finally:
-        if stop is not None:
-            stop.set()
+        stop.set()
+
+
+def _work_through_redis_outages(queue: Queue, pause: float = 1.0) -> None:
+    """Run a SimpleWorker; when it quits on a lost Redis, wait and start a fresh one.
+
+    RQ's worker logs an unhandled exception (a Redis connection error included) and quits.
+    The inbox, not Redis, holds the events, so the worker only needs to come back: the sweeper
+    re-queues whatever Redis lost meanwhile. A stop asked for by a signal is honoured.
+    """
+    while True:
+        worker = SimpleWorker([queue], connection=queue.connection)
+        try:
+            worker.work(with_scheduler=True, logging_level="WARNING")
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as problem:
+            log.warning("worker: lost Redis (%s)", problem)
+        if getattr(worker, "_stop_requested", False):
+            return
+        log.warning("worker: RQ worker quit without a stop request; restarting in %ss", pause)
+        time.sleep(pause)
+        # RQ's signal handler still points at this worker during the pause.
+        if getattr(worker, "_stop_requested", False):
+            return

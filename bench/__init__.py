@@ -1,0 +1,1 @@
+"""Benchmarks: each prints JSON, compares against a baseline measured in the same run."""

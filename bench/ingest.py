@@ -1,0 +1,131 @@
+"""Ingest throughput: verified webhooks through gunicorn vs. a bare Flask route, same settings.
+
+Both apps run under gunicorn on free loopback ports with the same settings (2 gthread workers
+x 4 threads: keep-alive, and the thread pool overlaps the database and Redis round trips). The
+real app verifies each signature, commits the event to the inbox on PostgreSQL (a fresh
+database) and queues it on RQ (a private Redis). A separate process (bench/load.py) sends
+pre-signed unique events over keep-alive connections. Median of the runs; stops by itself.
+
+    python bench/ingest.py [--requests 3000] [--threads 8] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import database, fresh_databases, median
+from tests.support.histories import histories, serialized
+from tests.support.redis_server import PrivateRedis, free_port
+from tests.support.stripe_sign import signature_header
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "whsec_bench"
+GUNICORN = ["--workers", "2", "--worker-class", "gthread", "--threads", "4"]
+
+
+@contextmanager
+def gunicorn(app: str, env: dict[str, str], logdir: Path) -> Iterator[int]:
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", *GUNICORN, "--bind", f"127.0.0.1:{port}", app]
+    with (logdir / f"gunicorn-{port}.log").open("ab") as log:
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        import http.client
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{app} did not start") from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def drive(port: int, bodies: list[str], threads: int, workdir: Path) -> dict[str, Any]:
+    path = workdir / f"requests-{uuid.uuid4().hex[:8]}.jsonl"
+    with path.open("w") as out:
+        for body in bodies:
+            out.write(json.dumps([body, signature_header(body, SECRET)]) + "\n")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "load.py"), str(port), str(path), str(threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    if result["errors"]:
+        raise RuntimeError(f"{result['errors']} requests failed: {result}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    runs: dict[str, list[dict[str, Any]]] = {"webhook": [], "bare": []}
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mrr-ingest-")))
+        templates = stack.enter_context(fresh_databases())
+        url = stack.enter_context(database(templates, "postgresql"))
+        redis_server = PrivateRedis(workdir)
+        redis_server.start()
+        stack.callback(redis_server.stop)
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "REDIS_URL": redis_server.url,
+            "MRR_QUEUE": f"bench-{uuid.uuid4().hex[:10]}",
+            "STRIPE_WEBHOOK_SECRET": SECRET,
+            "PYTHONPATH": str(ROOT),
+        }
+        real = stack.enter_context(gunicorn("ingest.app:create_app()", env, workdir))
+        bare = stack.enter_context(gunicorn("bench.bare_app:create_app()", env, workdir))
+        warm = list(serialized(histories(200, 20, prefix="evt_warm")))
+        drive(real, warm, args.threads, workdir)
+        drive(bare, warm, args.threads, workdir)
+        for n in range(args.runs):
+            fresh = histories(args.requests, max(1, args.requests // 10), prefix=f"evt_r{n}")
+            bodies = list(serialized(fresh))
+            runs["bare"].append(drive(bare, bodies, args.threads, workdir))
+            runs["webhook"].append(drive(real, bodies, args.threads, workdir))
+    out: dict[str, Any] = {
+        "requests_per_run": args.requests,
+        "threads": args.threads,
+        "runs": args.runs,
+        "gunicorn": " ".join(GUNICORN),
+    }
+    for name, results in runs.items():
+        out[name] = {
+            key: median([float(r[key]) for r in results])
+            for key in ("requests_per_s", "p50_ms", "p99_ms")
+        }
+    out["ratio"] = round(out["webhook"]["requests_per_s"] / out["bare"]["requests_per_s"], 3)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
