@@ -96,8 +96,7 @@ def receive() -> tuple[Response, int]:
         return _reject(problem)
 
     try:
-        with found.engine.begin() as conn:
-            stored = inbox.store_event(conn, payload, body)
+        stored = inbox.store_durably(found.engine, payload, body)
     except SQLAlchemyError as problem:
         log.error(
             "webhook: database unavailable, asking Stripe to retry: %s", type(problem).__name__

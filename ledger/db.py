@@ -48,7 +48,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(parsed, connect_args={"timeout": 30}, **kwargs)
         _serialize_sqlite_writers(engine)
         return engine
-    return create_engine(parsed, pool_pre_ping=True, **kwargs)
+    # No pre-ping: it costs a round trip per checkout (a sixth of a webhook's time). A
+    # connection that died with the server fails its statement instead; the pool then drops
+    # every connection, the webhook answers 503 and Stripe retries, a job is retried.
+    return create_engine(parsed, pool_recycle=1800, **kwargs)
 
 
 def _serialize_sqlite_writers(engine: Engine) -> None:
