@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ledger.entries import Category
 from ledger.exports import AMOUNT_FIELDS, LEDGER_FIELDS, METRIC_FIELDS
 
 _MONEY = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
@@ -42,20 +43,7 @@ _ENTRY_PROPERTIES: dict[str, Any] = {
     "month": _MONTH,
     "customer_id": {"type": "string"},
     "subscription_id": {"type": "string"},
-    "category": {
-        "type": "string",
-        "enum": [
-            "new",
-            "reactivation",
-            "expansion",
-            "contraction",
-            "churn",
-            "delinquent",
-            "recovered",
-            "delinquent_churn",
-            "delinquent_change",
-        ],
-    },
+    "category": {"type": "string", "enum": [category.value for category in Category]},
     "currency": _CURRENCY,
     "amount": _MONEY,
     "source_event_id": {"type": "string"},

@@ -36,17 +36,7 @@ __all__ = [
 ]
 
 # Movement columns, in the order the report lists them.
-MOVEMENTS: tuple[Category, ...] = (
-    Category.NEW,
-    Category.REACTIVATION,
-    Category.EXPANSION,
-    Category.CONTRACTION,
-    Category.CHURN,
-    Category.DELINQUENT,
-    Category.RECOVERED,
-    Category.DELINQUENT_CHURN,
-    Category.DELINQUENT_CHANGE,
-)
+MOVEMENTS: tuple[Category, ...] = tuple(Category)
 _SLOT = {category.value: slot for slot, category in enumerate(MOVEMENTS)}
 _ACTIVE = {c.value: active_effect(c, 1) for c in Category}
 _DELINQUENT = {c.value: delinquent_effect(c, 1) for c in Category}
