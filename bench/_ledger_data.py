@@ -200,9 +200,7 @@ def load(url: str, entries: int, customers: int = CUSTOMERS, seed: int = 7) -> N
     """Fill the (empty, migrated) ledger of `url` with `entries` generated rows and links."""
     with psycopg.connect(libpq_url(url)) as conn:
         conn.execute("ALTER TABLE ledger_entries DISABLE TRIGGER USER")
-        with conn.cursor().copy(
-            f"COPY ledger_entries ({', '.join(COLUMNS)}) FROM STDIN"
-        ) as copy:
+        with conn.cursor().copy(f"COPY ledger_entries ({', '.join(COLUMNS)}) FROM STDIN") as copy:
             for row in rows(entries, customers, seed):
                 copy.write_row(row)
         # Placeholder hashes (unique, 64 characters): not a verifiable chain.
