@@ -23,6 +23,8 @@ from ledger.money import exponent, round_major
 from ledger.months import Month, span
 
 __all__ = [
+    "ACTIVE_WEIGHTS",
+    "DELINQUENT_WEIGHTS",
     "MOVEMENTS",
     "MonthBalance",
     "MonthTotals",
@@ -40,6 +42,9 @@ MOVEMENTS: tuple[Category, ...] = tuple(Category)
 _SLOT = {category.value: slot for slot, category in enumerate(MOVEMENTS)}
 _ACTIVE = {c.value: active_effect(c, 1) for c in Category}
 _DELINQUENT = {c.value: delinquent_effect(c, 1) for c in Category}
+# How one unit of each category moves the active and the delinquent balances (for SQL too).
+ACTIVE_WEIGHTS: dict[str, int] = dict(_ACTIVE)
+DELINQUENT_WEIGHTS: dict[str, int] = dict(_DELINQUENT)
 _CHANGE, _LOST = len(MOVEMENTS), len(MOVEMENTS) + 1
 _WIDTH = len(MOVEMENTS) + 2
 

@@ -1,0 +1,72 @@
+"""The benchmark scripts still run: tiny ledgers, one run each, JSON with the expected keys.
+
+Figures are not checked here (speed targets live in bench/, see README "Performance").
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(script: str, *args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
+
+
+def test_projection_benchmark_runs() -> None:
+    found = run(
+        "projection.py",
+        "--entries",
+        "2000",
+        "--runs",
+        "1",
+        "--memory-factor",
+        "2",
+        "--customers",
+        "200",
+    )
+    assert found["benchmark"] == "projection"
+    assert [s["entries"] for s in found["sizes"]] == [2000, 4000]
+    small = found["sizes"][0]
+    for key in (
+        "group_by_seconds_median",
+        "replay_seconds_median",
+        "ratio_replay_to_group_by",
+        "replay_peak_rss_mb",
+        "duckdb",
+        "python_fold_seconds_one_run",
+    ):
+        assert key in small
+    assert small["replay_rows_read"] == 2000
+    assert all(s["replay_totals_match_group_by"] for s in found["sizes"])
+    assert found["peak_rss_ratio_largest_to_smallest"] > 0
+
+
+def test_report_benchmark_runs() -> None:
+    found = run(
+        "report.py", "--entries", "2000", "--runs", "1", "--requests", "10", "--customers", "200"
+    )
+    assert found["benchmark"] == "report"
+    for key in (
+        "report_p50_ms_median",
+        "report_p99_ms_median",
+        "report_after_one_append_p99_ms_median",
+        "baseline_healthz_p99_ms_median",
+        "ratio_report_p99_to_healthz_p99",
+        "build_report_in_process_ms_median",
+    ):
+        assert found[key] > 0
