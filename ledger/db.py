@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import DateTime, Engine, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
 
+IDLE_TX_TIMEOUT_MS = 60_000
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes, stored naive-UTC so SQLite and PostgreSQL agree."""
@@ -51,7 +53,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # No pre-ping: it costs a round trip per checkout (a sixth of a webhook's time). A
     # connection that died with the server fails its statement instead; the pool then drops
     # every connection, the webhook answers 503 and Stripe retries, a job is retried.
-    return create_engine(parsed, pool_recycle=1800, **kwargs)
+    # A transaction left idle (a client stuck or gone without closing its socket) releases
+    # its customer and chain locks after a minute instead of holding up every writer.
+    engine = create_engine(
+        parsed,
+        pool_recycle=1800,
+        connect_args={"options": f"-c idle_in_transaction_session_timeout={IDLE_TX_TIMEOUT_MS}"},
+        **kwargs,
+    )
+    return engine
 
 
 def _serialize_sqlite_writers(engine: Engine) -> None:

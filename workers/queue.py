@@ -12,7 +12,9 @@ from ledger.settings import Settings
 from workers.redis_server import LOCAL_URL
 
 JOB = "workers.jobs.process_inbox"
-RETRY = Retry(max=3, interval=[2, 10, 30])
+# Immediate retries need no RQ scheduler; a row still failing stays pending, and the sweeper
+# queues it again after MRR_SWEEP_AFTER seconds: that is the backoff.
+RETRY = Retry(max=3)
 WAKE_TTL_SECONDS = 10
 
 

@@ -88,7 +88,10 @@ def _work_through_redis_outages(queue: Queue, pause: float = 1.0) -> None:
     while True:
         worker = SimpleWorker([queue], connection=queue.connection)
         try:
-            worker.work(with_scheduler=True, logging_level="WARNING")
+            # No RQ scheduler: it runs in a forked process that would inherit this process's
+            # database connections, and keep a killed worker's transaction (and its locks)
+            # open. Retries are immediate; the sweeper is the backoff (see workers.queue).
+            worker.work(with_scheduler=False, logging_level="WARNING")
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as problem:
             log.warning("worker: lost Redis (%s)", problem)
         if getattr(worker, "_stop_requested", False):
