@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -38,6 +39,8 @@ def run_local(settings: Settings, *, host: str, port: int, demo: bool) -> int:
     migrate.upgrade(settings.database_url)
     redis = redis_server.resolve(settings.redis_url)
     env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=redis.url)
+    token = settings.api_token or secrets.token_urlsafe(24)
+    env["MRR_API_TOKEN"] = token
     loaded = _load_demo_if_empty(settings) if demo else 0
 
     click.echo(f"MRR Ledger on http://{host}:{port}")
@@ -45,6 +48,11 @@ def run_local(settings: Settings, *, host: str, port: int, demo: bool) -> int:
     click.echo(f"  health:   GET  http://{host}:{port}/readyz")
     click.echo(f"  database: {_describe_database(settings.database_url)}")
     click.echo(f"  redis:    {redis.description}")
+    if settings.api_token:
+        click.echo(f"  reports:  http://{host}:{port}/ and /api/mrr with MRR_API_TOKEN")
+    else:
+        click.echo(f"  reports:  http://{host}:{port}/ with the token {token} (made for this run;")
+        click.echo("            set MRR_API_TOKEN to choose one)")
     if not settings.webhook_secrets:
         click.echo(
             "  warning:  STRIPE_WEBHOOK_SECRET is not set; the webhook answers 503 until it is"
