@@ -83,7 +83,13 @@ def run_local(settings: Settings, *, host: str, port: int, demo: bool) -> int:
             redis_server.stop_embedded(redis.url)
 
 
+def _stop_on_sigterm(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _supervise(children: list[subprocess.Popen[bytes]]) -> int:
+    # A process manager stops us with SIGTERM: shut the children (and Redis) down as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         while all(child.poll() is None for child in children):
             time.sleep(0.5)

@@ -94,10 +94,17 @@ def _work_through_redis_outages(queue: Queue, pause: float = 1.0) -> None:
             worker.work(with_scheduler=False, logging_level="WARNING")
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as problem:
             log.warning("worker: lost Redis (%s)", problem)
-        if getattr(worker, "_stop_requested", False):
+        if _stop_asked(worker):
             return
         log.warning("worker: RQ worker quit without a stop request; restarting in %ss", pause)
         time.sleep(pause)
         # RQ's signal handler still points at this worker during the pause.
-        if getattr(worker, "_stop_requested", False):
+        if _stop_asked(worker):
             return
+
+
+def _stop_asked(worker: SimpleWorker) -> bool:
+    """A signal asked RQ to stop: busy, it sets `_stop_requested`; idle, it only records when."""
+    return bool(getattr(worker, "_stop_requested", False)) or (
+        getattr(worker, "_shutdown_requested_date", None) is not None
+    )
