@@ -125,3 +125,21 @@ def test_cli_argument_errors_name_the_problem(settings: Settings) -> None:
     assert bad_status.exit_code == 2 and "'lost' is not one of" in bad_status.output
     bad_env = runner.invoke(main, ["inbox"], env={**env, "MRR_MAX_ATTEMPTS": "lots"})
     assert bad_env.exit_code == 2 and "MRR_MAX_ATTEMPTS must be a whole number" in bad_env.output
+
+
+def test_a_row_left_pending_after_its_entries_were_written_appends_nothing_twice(
+    settings: Settings, engine: Engine
+) -> None:
+    """As if a worker died after appending but before marking the row: the ledger is
+    derived again from the stored events, so reprocessing finds nothing missing."""
+    body = subscription_event("evt_a", "customer.subscription.created", NOW)
+    with engine.begin() as conn:
+        stored = inbox.store_event(conn, inbox.dumps(body), body)
+    with engine.begin() as conn:
+        ledger.processing.recompute_customer(conn, "cus_1", "evt_a")
+    with engine.connect() as conn:
+        assert inbox.get(conn, stored.inbox_id).status == "pending"  # type: ignore[union-attr]
+    outcome = ledger.processing.process_inbox_row(engine, stored.inbox_id, max_attempts=1)
+    assert (outcome.status, outcome.appended, outcome.reversed) == ("processed", 0, 0)
+    with engine.connect() as conn:
+        assert [e.amount for e in store.all_entries(conn)] == [10000]
