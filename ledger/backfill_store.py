@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger import inbox, processing, store
+from ledger.db import dialect_insert
 from ledger.events import customer_of, parse_event
 from ledger.history import is_synthetic
 from ledger.schema import backfill_checkpoints
@@ -96,9 +96,8 @@ def _insert_synthetic(conn: Connection, bodies: Sequence[dict[str, Any]]) -> int
                 "payload": inbox.dumps(body),
             }
         )
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     statement = (
-        dialect.insert(inbox_table)
+        dialect_insert(conn, inbox_table)
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(inbox_table.c.id)
     )

@@ -7,7 +7,7 @@ marking rows. The diff itself is `store.apply`'s, on ledgers loaded up front.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +16,7 @@ from sqlalchemy import Connection, exists, insert, select, update
 from sqlalchemy.orm import aliased
 
 from ledger import store
-from ledger.entries import DesiredEntry
+from ledger.db import dialect_insert
 from ledger.events import EventRecord, parse_event
 from ledger.inbox import InboxRow
 from ledger.schema import customers, inbox, ledger_entries
@@ -90,9 +90,7 @@ def lock_customers(conn: Connection, customer_ids: Sequence[str]) -> None:
         return
     now = datetime.now(UTC)
     conn.execute(
-        store._dialect_insert(conn, customers).on_conflict_do_nothing(
-            index_elements=["customer_id"]
-        ),
+        dialect_insert(conn, customers).on_conflict_do_nothing(index_elements=["customer_id"]),
         [{"customer_id": c, "first_seen_at": now} for c in ordered],
     )
     if conn.dialect.name == "postgresql":
@@ -142,32 +140,9 @@ def in_effect_by_customer(
     )
     found: dict[str, list[store.StoredEntry]] = defaultdict(list)
     for mapping in conn.execute(query).mappings():
-        entry = store._entry(mapping)
+        entry = store.entry_from_row(mapping)
         found[entry.customer_id].append(entry)
     return found
-
-
-def diff_rows(
-    current: Sequence[store.StoredEntry],
-    desired: Sequence[DesiredEntry],
-    cause_event_id: str,
-    now: datetime,
-) -> list[dict[str, Any]]:
-    """The rows `store.apply` would append: reversals of the surplus, then what is missing."""
-    wanted = Counter(entry.key() for entry in desired)
-    have = Counter(entry.key() for entry in current)
-    rows: list[dict[str, Any]] = []
-    surplus = have - wanted
-    for entry in current:
-        if surplus[entry.key()] > 0:
-            surplus[entry.key()] -= 1
-            rows.append(store._reversal_row(entry, cause_event_id, now))
-    missing = wanted - have
-    for want in desired:
-        if missing[want.key()] > 0:
-            missing[want.key()] -= 1
-            rows.append(store._new_row(want, cause_event_id, now))
-    return rows
 
 
 def append_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:

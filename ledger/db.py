@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, TypeDecorator, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, Table, TypeDecorator, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 
 IDLE_TX_TIMEOUT_MS = 60_000
@@ -34,6 +35,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 def sha256_hex(text: str | None) -> str | None:
     """Hex SHA-256 of the UTF-8 text, as PostgreSQL's encode(sha256(convert_to(t, 'UTF8')))."""
     return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def dialect_insert(conn: Connection, table: Table) -> Any:
+    """INSERT with the dialect's ON CONFLICT clauses (PostgreSQL and SQLite share the form)."""
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 def is_sqlite(engine: Engine) -> bool:

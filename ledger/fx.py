@@ -19,8 +19,8 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql, sqlite
 
+from ledger.db import dialect_insert
 from ledger.money import exponent
 from ledger.schema import fx_rates
 
@@ -136,8 +136,7 @@ def store_rates(conn: Connection, rates: Iterable[Rate]) -> int:
     ]
     if not rows:
         return 0
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(fx_rates)
+    statement = dialect_insert(conn, fx_rates)
     statement = statement.on_conflict_do_update(
         index_elements=["currency", "rate_date"],
         set_={"rate": statement.excluded.rate, "loaded_at": statement.excluded.loaded_at},

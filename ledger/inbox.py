@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from ledger.db import dialect_insert
 from ledger.events import EventRecord, MalformedEvent, customer_of, parse_event
 from ledger.schema import inbox
 
@@ -39,10 +39,6 @@ class Stored:
     inbox_id: int
     inserted: bool
     status: str
-
-
-def _insert(conn: Connection) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(inbox)
 
 
 # Column limits (ledger/schema.py) and PostgreSQL's BIGINT: what a stored event's header
@@ -127,7 +123,11 @@ def store_event(
             "customer_id": customer_of(event),
             "status": "pending",
         }
-    statement = _insert(conn).values(**values).on_conflict_do_nothing(index_elements=["event_id"])
+    statement = (
+        dialect_insert(conn, inbox)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+    )
     inserted = conn.execute(statement.returning(inbox.c.id)).scalar_one_or_none()
     if inserted is not None:
         return Stored(int(inserted), True, values["status"])

@@ -306,7 +306,7 @@ def _run_batch(
     for customer_id in affected:
         replay = replay_customer(customer_id, events.get(customer_id, []), refs)
         store.record_dependencies(conn, customer_id, replay.depends_on)
-        new_rows += bulk.diff_rows(
+        new_rows += store.diff_rows(
             current.get(customer_id, []), replay.entries, cause[customer_id], now
         )
     bulk.append_rows(conn, new_rows)

@@ -31,7 +31,6 @@ from itertools import islice
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Select, TextClause, delete, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.balances import (
     ACTIVE_WEIGHTS,
@@ -42,6 +41,7 @@ from ledger.balances import (
     customer_changes,
     effects,
 )
+from ledger.db import dialect_insert
 from ledger.months import Month, month_index
 from ledger.schema import MONTH_TOTAL_COLUMNS, ledger_chain, ledger_entries, mrr_month_totals
 from ledger.schema import projector_checkpoints as checkpoints
@@ -164,7 +164,7 @@ def _lock_checkpoint(conn: Connection) -> int:
     found = conn.execute(query).scalar_one_or_none()
     if found is None:
         conn.execute(
-            _dialect_insert(conn, checkpoints)
+            dialect_insert(conn, checkpoints)
             .values(name=CHECKPOINT, last_entry_id=0, updated_at=datetime.now(UTC))
             .on_conflict_do_nothing(index_elements=["name"])
         )
@@ -370,7 +370,7 @@ def _add_totals(conn: Connection, sums: dict[tuple[str, int], list[int]]) -> Non
     ]
     if not rows:
         return
-    statement = _dialect_insert(conn, mrr_month_totals)
+    statement = dialect_insert(conn, mrr_month_totals)
     statement = statement.on_conflict_do_update(
         index_elements=["currency", "month"],
         set_={
@@ -389,10 +389,6 @@ def _totals_row(t: MonthTotals) -> dict[str, object]:
         "month": str(t.month),
         **dict(zip(MONTH_TOTAL_COLUMNS, values, strict=True)),
     }
-
-
-def _dialect_insert(conn: Connection, table: Any) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 def _chunks(items: list[_T], size: int) -> Iterator[list[_T]]:

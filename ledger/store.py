@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, exists, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
+from ledger.db import dialect_insert
 from ledger.entries import Category, DesiredEntry, EntryKey
 from ledger.schema import customer_references, customers, ledger_entries, reference_objects
 
@@ -49,7 +49,7 @@ class Applied:
     reversed: int
 
 
-def _entry(m: Any) -> StoredEntry:
+def entry_from_row(m: Any) -> StoredEntry:
     return StoredEntry(
         id=int(m["id"]),
         customer_id=m["customer_id"],
@@ -66,10 +66,6 @@ def _entry(m: Any) -> StoredEntry:
     )
 
 
-def _dialect_insert(conn: Connection, table: Any) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
-
-
 def lock_customer(conn: Connection, customer_id: str) -> None:
     """Serialize all ledger writes for one customer until the transaction ends.
 
@@ -77,7 +73,7 @@ def lock_customer(conn: Connection, customer_id: str) -> None:
     write-locked by BEGIN IMMEDIATE (see ledger.db), so the row is only created.
     """
     conn.execute(
-        _dialect_insert(conn, customers)
+        dialect_insert(conn, customers)
         .values(customer_id=customer_id, first_seen_at=datetime.now(UTC))
         .on_conflict_do_nothing(index_elements=["customer_id"])
     )
@@ -102,14 +98,14 @@ def in_effect(conn: Connection, customer_id: str | None = None) -> list[StoredEn
     )
     if customer_id is not None:
         query = query.where(ledger_entries.c.customer_id == customer_id)
-    return [_entry(m) for m in conn.execute(query).mappings()]
+    return [entry_from_row(m) for m in conn.execute(query).mappings()]
 
 
 def all_entries(conn: Connection, customer_id: str | None = None) -> list[StoredEntry]:
     query = select(ledger_entries).order_by(ledger_entries.c.id)
     if customer_id is not None:
         query = query.where(ledger_entries.c.customer_id == customer_id)
-    return [_entry(m) for m in conn.execute(query).mappings()]
+    return [entry_from_row(m) for m in conn.execute(query).mappings()]
 
 
 def get_entry(conn: Connection, entry_id: int) -> StoredEntry | None:
@@ -118,7 +114,7 @@ def get_entry(conn: Connection, entry_id: int) -> StoredEntry | None:
         .mappings()
         .first()
     )
-    return None if found is None else _entry(found)
+    return None if found is None else entry_from_row(found)
 
 
 def reversed_by(conn: Connection, entry_id: int) -> StoredEntry | None:
@@ -127,7 +123,7 @@ def reversed_by(conn: Connection, entry_id: int) -> StoredEntry | None:
         .mappings()
         .first()
     )
-    return None if found is None else _entry(found)
+    return None if found is None else entry_from_row(found)
 
 
 def apply(
@@ -137,12 +133,24 @@ def apply(
     cause_event_id: str,
 ) -> Applied:
     """Make the customer's ledger in effect equal `desired`, by reversals and appends only."""
-    current = in_effect(conn, customer_id)
+    rows = diff_rows(in_effect(conn, customer_id), desired, cause_event_id, datetime.now(UTC))
+    if rows:
+        conn.execute(insert(ledger_entries), rows)
+    reversals = sum(1 for row in rows if row["reversal_of"] is not None)
+    return Applied(appended=len(rows) - reversals, reversed=reversals)
+
+
+def diff_rows(
+    current: Sequence[StoredEntry],
+    desired: Sequence[DesiredEntry],
+    cause_event_id: str,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The rows that turn `current` (in effect) into `desired`: reversals of the surplus,
+    then what is missing, compared as multisets of entry keys."""
     wanted = Counter(entry.key() for entry in desired)
     have = Counter(entry.key() for entry in current)
-    now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
-
     surplus = have - wanted
     for entry in current:
         if surplus[entry.key()] > 0:
@@ -153,10 +161,7 @@ def apply(
         if missing[want.key()] > 0:
             missing[want.key()] -= 1
             rows.append(_new_row(want, cause_event_id, now))
-    if rows:
-        conn.execute(insert(ledger_entries), rows)
-    reversals = sum(1 for row in rows if row["reversal_of"] is not None)
-    return Applied(appended=len(rows) - reversals, reversed=reversals)
+    return rows
 
 
 def _new_row(entry: DesiredEntry, cause_event_id: str, now: datetime) -> dict[str, Any]:
@@ -221,7 +226,7 @@ def put_reference(
         "source": source,
         "updated_at": datetime.now(UTC),
     }
-    statement = _dialect_insert(conn, table).values(**values)
+    statement = dialect_insert(conn, table).values(**values)
     statement = statement.on_conflict_do_update(
         index_elements=["kind", "object_id"],
         set_={k: statement.excluded[k] for k in ("payload", "version", "source", "updated_at")},
@@ -235,7 +240,7 @@ def record_dependencies(
 ) -> None:
     rows = [{"kind": k, "object_id": o, "customer_id": customer_id} for k, o in refs]
     if rows:
-        conn.execute(_dialect_insert(conn, customer_references).on_conflict_do_nothing(), rows)
+        conn.execute(dialect_insert(conn, customer_references).on_conflict_do_nothing(), rows)
 
 
 def dependents(conn: Connection, kind: str, object_id: str) -> list[str]:
