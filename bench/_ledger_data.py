@@ -30,26 +30,14 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from ledger import migrate
+from ledger.schema import ledger_entries
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 CUSTOMERS = 20_000
 MONTHS = 36
 FIRST = datetime(2023, 1, 1, tzinfo=UTC)
 PRICES = (900, 1_900, 2_900, 4_900, 9_900, 19_900, 49_900)
-COLUMNS = (
-    "id",
-    "customer_id",
-    "subscription_id",
-    "category",
-    "currency",
-    "amount",
-    "effective_at",
-    "recorded_at",
-    "source_event_id",
-    "cause_event_id",
-    "reversal_of",
-    "explanation",
-)
+COLUMNS = tuple(column.name for column in ledger_entries.columns)
 Row = tuple[int, str, str, str, str, int, datetime, datetime, str, str, int | None, str]
 
 
