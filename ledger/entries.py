@@ -6,7 +6,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 
 class Category(enum.StrEnum):
@@ -52,6 +52,35 @@ def active_effect(category: Category, amount: int) -> int:
 EntryKey = tuple[str, str, str, str, int, datetime]
 
 
+class Keyed(Protocol):
+    """What identifies an entry, whether wanted by the rules or already stored."""
+
+    @property
+    def source_event_id(self) -> str: ...
+    @property
+    def subscription_id(self) -> str: ...
+    @property
+    def category(self) -> Category: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def effective_at(self) -> datetime: ...
+
+
+def entry_key(entry: Keyed) -> EntryKey:
+    """Identity used to diff the ledger in effect against what the rules want."""
+    return (
+        entry.source_event_id,
+        entry.subscription_id,
+        entry.category.value,
+        entry.currency,
+        entry.amount,
+        entry.effective_at,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class DesiredEntry:
     """One ledger entry that the rules say should exist, in integer minor units.
@@ -70,12 +99,4 @@ class DesiredEntry:
     explanation: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def key(self) -> EntryKey:
-        """Identity used to diff the ledger in effect against what the rules want."""
-        return (
-            self.source_event_id,
-            self.subscription_id,
-            self.category.value,
-            self.currency,
-            self.amount,
-            self.effective_at,
-        )
+        return entry_key(self)

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, and_, exists, insert, select
 from sqlalchemy.orm import aliased
 
 from ledger.db import dialect_insert
-from ledger.entries import Category, DesiredEntry, EntryKey
+from ledger.entries import Category, DesiredEntry, EntryKey, entry_key
 from ledger.schema import customer_references, customers, ledger_entries, reference_objects
 
 
@@ -33,14 +33,7 @@ class StoredEntry:
     explanation: dict[str, Any]
 
     def key(self) -> EntryKey:
-        return (
-            self.source_event_id,
-            self.subscription_id,
-            self.category.value,
-            self.currency,
-            self.amount,
-            self.effective_at,
-        )
+        return entry_key(self)
 
 
 @dataclass(frozen=True, slots=True)
