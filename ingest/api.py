@@ -17,7 +17,7 @@ from flask import Blueprint, Response, jsonify, render_template, request, stream
 
 from ingest.openapi import document
 from ingest.services import services
-from ledger import exports, queries, store
+from ledger import exports, queries
 from ledger.reports import BadInput, Report, build_report, parse_month, report_query
 
 reports = Blueprint("reports", __name__, template_folder="templates")
@@ -194,15 +194,14 @@ def ledger_entry(entry_id: str) -> Response:
         raise _bad("entry_id", "an entry id is a positive whole number")
     with services().engine.connect() as conn:
         row = queries.get(conn, int(entry_id))
-        stored = store.get_entry(conn, int(entry_id))
         reversal = (
             None if row is None or row.reversed_by is None else queries.get(conn, row.reversed_by)
         )
-    if row is None or stored is None:
+    if row is None:
         raise ApiError(404, "not_found", f"no ledger entry {entry_id}")
     return jsonify(
         entry=exports.ledger_fields(row),
-        explanation=stored.explanation,
+        explanation=row.explanation,
         reversal=None if reversal is None else exports.ledger_fields(reversal),
     )
 

@@ -7,7 +7,6 @@ import binascii
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, select
@@ -16,6 +15,7 @@ from sqlalchemy.orm import aliased
 from ledger.entries import Category
 from ledger.months import Month
 from ledger.schema import ledger_entries
+from ledger.store import StoredEntry, entry_from_row
 
 MAX_ID_LENGTH = 255
 _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]+")
@@ -38,19 +38,10 @@ class LedgerFilter:
 
 
 @dataclass(frozen=True, slots=True)
-class LedgerRow:
-    id: int
-    customer_id: str
-    subscription_id: str
-    category: Category
-    currency: str
-    amount: int
-    effective_at: datetime
-    recorded_at: datetime
-    source_event_id: str
-    cause_event_id: str
-    reversal_of: int | None
-    reversed_by: int | None
+class LedgerRow(StoredEntry):
+    """A stored entry as listed: with the id of the entry that reverses it, if any."""
+
+    reversed_by: int | None = None
 
 
 def parse_id(text: str, name: str) -> str:
@@ -104,20 +95,10 @@ def _query(filters: LedgerFilter) -> Select[Any]:
 
 
 def _row(m: Any) -> LedgerRow:
-    return LedgerRow(
-        id=int(m["id"]),
-        customer_id=m["customer_id"],
-        subscription_id=m["subscription_id"],
-        category=Category(m["category"]),
-        currency=m["currency"],
-        amount=int(m["amount"]),
-        effective_at=m["effective_at"],
-        recorded_at=m["recorded_at"],
-        source_event_id=m["source_event_id"],
-        cause_event_id=m["cause_event_id"],
-        reversal_of=None if m["reversal_of"] is None else int(m["reversal_of"]),
-        reversed_by=None if m["reversed_by"] is None else int(m["reversed_by"]),
-    )
+    entry = entry_from_row(m)
+    fields = {name: getattr(entry, name) for name in StoredEntry.__dataclass_fields__}
+    reversed_by = None if m["reversed_by"] is None else int(m["reversed_by"])
+    return LedgerRow(**fields, reversed_by=reversed_by)
 
 
 def get(conn: Connection, entry_id: int) -> LedgerRow | None:
