@@ -25,12 +25,14 @@ default READ COMMITTED isolation: each statement must see what committed before 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Select, TextClause, delete, func, select, text, update
+from sqlalchemy import Connection, Engine, Select, TextClause, delete, func, select, text, update
 
 from ledger.balances import (
     ACTIVE_WEIGHTS,
@@ -61,7 +63,15 @@ __all__ = [
 CHECKPOINT = "mrr_balances"
 STREAM_BATCH = 5_000
 CUSTOMER_CHUNK = 500
-REBUILD_WORK_MEM = "64MB"
+# For the rebuild statements, each in its own read-only transaction. The planner, left alone,
+# hashes the whole ledger by customer and month and then sorts the result; reading the
+# customer-month index in order (migration 0005) streams instead and took about half as long at
+# 1M rows (bench/projection.py). Hash tables stay in memory, and no JIT: compiling this
+# statement took about a third of its time.
+REBUILD_SETTINGS = {"work_mem": "64MB", "jit": "off", "enable_seqscan": "off"}
+# Customer ranges rebuilt at once, each on its own connection (about the server's cores).
+REBUILD_PARTS = 2
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
 _SLOT = {category.value: slot for slot, category in enumerate(MOVEMENTS)}
 _CHANGE, _LOST = len(MOVEMENTS), len(MOVEMENTS) + 1
 _T = TypeVar("_T")
@@ -198,24 +208,18 @@ def _save_checkpoint(conn: Connection, horizon: int) -> None:
 
 
 def _rebuild(conn: Connection) -> int:
-    """All totals recomputed inside the database by one statement (`_rebuild_sql`): a few rows
-    per currency and month come back, whatever the size of the ledger. Returns rows read."""
+    """All totals recomputed inside the database (`_rebuild_sql`): a few rows per currency and
+    month come back, whatever the size of the ledger. Returns rows read."""
     conn.execute(delete(mrr_month_totals))
+    if conn.dialect.name == "postgresql":
+        found = _rebuild_rows_postgresql(conn)
+    else:
+        found = [tuple(row) for row in conn.execute(_rebuild_sql("sqlite", None, None))]
     sums: dict[tuple[str, int], list[int]] = {}
     read = horizon = 0
-    postgresql = conn.dialect.name == "postgresql"
-    if postgresql:
-        # The customer-month sorts stay in memory, and no JIT: compiling this statement took
-        # about a third of its time at 1M rows. Both restored after the statement.
-        saved = conn.execute(
-            text("SELECT current_setting('work_mem'), current_setting('jit')")
-        ).one()
-        _set_local(conn, REBUILD_WORK_MEM, "off")
-    for kind, currency, month, category, first, second in conn.execute(
-        _rebuild_sql(conn.dialect.name)
-    ):
+    for kind, currency, month, category, first, second in found:
         if kind == "horizon":
-            horizon = int(first)
+            horizon = max(horizon, int(first))
             continue
         row = _row(sums, currency, _month_of(month))
         if kind == "movement":
@@ -224,8 +228,6 @@ def _rebuild(conn: Connection) -> int:
         else:
             row[_CHANGE] += int(first)
             row[_LOST] += int(second)
-    if postgresql:
-        _set_local(conn, str(saved[0]), str(saved[1]))
     rows = [
         {
             "currency": currency,
@@ -240,11 +242,57 @@ def _rebuild(conn: Connection) -> int:
     return read
 
 
-def _set_local(conn: Connection, work_mem: str, jit: str) -> None:
-    conn.execute(
-        text("SELECT set_config('work_mem', :w, true), set_config('jit', :j, true)"),
-        {"w": work_mem, "j": jit},
-    )
+def _rebuild_rows_postgresql(conn: Connection) -> list[tuple[Any, ...]]:
+    """`_rebuild_sql` over disjoint ranges of customers at once, one connection each, all
+    reading the snapshot this transaction exports: the parts add up to what one statement over
+    the whole ledger would give, in about the time of the largest part (a window function
+    keeps PostgreSQL's own parallel query out of the statement)."""
+    snapshot = str(conn.execute(text("SELECT pg_export_snapshot()")).scalar_one())
+    if not _SNAPSHOT_ID.fullmatch(snapshot):
+        raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
+    splits = _customer_splits(conn, REBUILD_PARTS)
+    bounds = list(zip([None, *splits], [*splits, None], strict=True))
+    engine = conn.engine
+    with ThreadPoolExecutor(len(bounds)) as pool:
+        parts = pool.map(lambda b: _rebuild_part(engine, snapshot, b[0], b[1]), bounds)
+        return [row for part in parts for row in part]
+
+
+def _rebuild_part(
+    engine: Engine, snapshot: str, low: str | None, high: str | None
+) -> list[tuple[Any, ...]]:
+    reading = engine.connect().execution_options(isolation_level="REPEATABLE READ")
+    with reading as part, part.begin():
+        part.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+        _set_local(part, REBUILD_SETTINGS)
+        return [tuple(row) for row in part.execute(_rebuild_sql("postgresql", low, high))]
+
+
+def _customer_splits(conn: Connection, parts: int) -> list[str]:
+    """Customer ids cutting the ledger into about equal parts, from the planner's statistics
+    (ANALYZE's histogram, or its most common values when every customer is one of them); none
+    without statistics. Any cut is correct: a customer's
+    rows all fall on one side of it."""
+    found = conn.execute(
+        text(
+            "SELECT histogram_bounds::text::text[], most_common_vals::text::text[] FROM pg_stats "
+            "WHERE schemaname = current_schema() AND tablename = 'ledger_entries' "
+            "AND attname = 'customer_id'"
+        )
+    ).first()
+    if found is None or parts < 2:
+        return []
+    bounds = sorted(found[0] or found[1] or [])
+    if not bounds:
+        return []
+    cuts = {bounds[len(bounds) * k // parts] for k in range(1, parts)}
+    return sorted(cuts)
+
+
+def _set_local(conn: Connection, settings: dict[str, str]) -> None:
+    """Sets `settings` for the rest of the transaction."""
+    for name, value in settings.items():
+        conn.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
 
 
 def _month_of(value: datetime | str) -> int:
@@ -254,7 +302,7 @@ def _month_of(value: datetime | str) -> int:
     return value.year * 12 + value.month - 1
 
 
-def _rebuild_sql(dialect: str) -> TextClause:
+def _rebuild_sql(dialect: str, low: str | None, high: str | None) -> TextClause:
     """The `Projection` fold (ledger/balances.py) as one SQL statement over the whole ledger.
 
     One statement, so one snapshot: the rows it sees are exactly those whose chain links it
@@ -264,53 +312,59 @@ def _rebuild_sql(dialect: str) -> TextClause:
     `mrr verify` reports it.)
 
     Movements: sums per currency, month and category. Customer counts: per customer (and
-    currency) and month, the net active and delinquent changes; running sums over the
-    customer's months give its month-end standing; it counts at a month end when its active
-    balance is positive, and is lost when it counted at its previous month end with rows and
-    now has neither balance. Months without rows change nothing for it, as in the fold (where
-    a customer's bucket is its currency).
+    currency) and month, the net active and delinquent changes, read in that order from the
+    index of migration 0005; running sums over the customer's months give its month-end
+    standing, and the running sum minus the month's change its standing a month earlier. It
+    counts at a month end when its active balance is positive, and is lost when it counted
+    before the month and now has neither balance. Months without rows change nothing for it, as
+    in the fold (where a customer's bucket is its currency).
     """
     if dialect == "postgresql":
-        month, false, customer = "date_trunc('month', e.effective_at)", "false", 'COLLATE "C"'
+        month = "date_trunc('month', e.effective_at)"
     else:  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (ledger.db.UTCDateTime)
-        month, false, customer = "substr(e.effective_at, 1, 7)", "0", ""
+        month = "substr(e.effective_at, 1, 7)"
+    limits = [
+        f"e.customer_id {op} :{name}"
+        for op, name, v in ((">=", "low", low), ("<", "high", high))
+        if v is not None
+    ]
+    where = f"WHERE {' AND '.join(limits)}" if limits else ""
 
     def weighted(weights: dict[str, int]) -> str:
         cases = " ".join(f"WHEN '{c}' THEN {w} * e.amount" for c, w in weights.items() if w)
-        return f"sum(CASE e.category {cases} ELSE 0 END)"
+        return f"CAST(sum(CASE e.category {cases} ELSE 0 END) AS BIGINT)"
 
-    window = "PARTITION BY customer_id, currency ORDER BY month"
     return text(
         f"""
 WITH customer_months AS (
-  SELECT e.customer_id {customer} AS customer_id, e.currency, {month} AS month,
+  SELECT e.customer_id, e.currency, {month} AS month,
     {weighted(ACTIVE_WEIGHTS)} AS active_change,
     {weighted(DELINQUENT_WEIGHTS)} AS delinquent_change
-  FROM ledger_entries e
+  FROM ledger_entries e {where}
   GROUP BY 1, 2, 3
 ), standings AS (
-  SELECT currency, month, customer_id,
-    sum(active_change) OVER ({window}) > 0 AS counted,
-    sum(delinquent_change) OVER ({window}) > 0 AS owing
+  SELECT currency, month, active_change,
+    sum(active_change) OVER w AS active, sum(delinquent_change) OVER w AS delinquent
   FROM customer_months
-), moves AS (
-  SELECT currency, month, counted, owing, lag(counted, 1, {false}) OVER ({window}) AS was_counted
-  FROM standings
+  WINDOW w AS (PARTITION BY customer_id, currency ORDER BY month ROWS UNBOUNDED PRECEDING)
 )
 SELECT 'movement' AS kind, e.currency, {month} AS month, e.category,
   count(*) AS first, sum(e.amount) AS second
-FROM ledger_entries e
+FROM ledger_entries e {where}
 GROUP BY 2, 3, 4
 UNION ALL
 SELECT 'count', currency, month, NULL,
-  sum(CASE WHEN counted THEN 1 ELSE -1 END),
-  sum(CASE WHEN NOT counted AND NOT owing THEN 1 ELSE 0 END)
-FROM moves
-WHERE counted <> was_counted
+  sum(CASE WHEN (active > 0) = (active - active_change > 0) THEN 0
+           WHEN active > 0 THEN 1 ELSE -1 END),
+  sum(CASE WHEN active - active_change > 0 AND active <= 0 AND delinquent <= 0
+           THEN 1 ELSE 0 END)
+FROM standings
 GROUP BY currency, month
 UNION ALL
 SELECT 'horizon', NULL, NULL, NULL, coalesce(max(seq), 0), 0 FROM ledger_chain
 """
+    ).bindparams(
+        **{name: value for name, value in (("low", low), ("high", high)) if value is not None}
     )
 
 
