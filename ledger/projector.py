@@ -68,7 +68,12 @@ CUSTOMER_CHUNK = 500
 # customer-month index in order (migration 0005) streams instead and took about half as long at
 # 1M rows (bench/projection.py). Hash tables stay in memory, and no JIT: compiling this
 # statement took about a third of its time.
-REBUILD_SETTINGS = {"work_mem": "64MB", "jit": "off", "enable_seqscan": "off"}
+REBUILD_SETTINGS = {
+    "work_mem": "64MB",
+    "jit": "off",
+    "enable_seqscan": "off",
+    "max_parallel_workers_per_gather": "0",
+}
 # Customer ranges rebuilt at once, each on its own connection (about the server's cores).
 REBUILD_PARTS = 2
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
@@ -320,9 +325,9 @@ def _rebuild_sql(dialect: str, low: str | None, high: str | None) -> TextClause:
     in the fold (where a customer's bucket is its currency).
     """
     if dialect == "postgresql":
-        month = "date_trunc('month', e.effective_at)"
+        month, total = "date_trunc('month', e.effective_at)", "ledger_bigint_sum"
     else:  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (ledger.db.UTCDateTime)
-        month = "substr(e.effective_at, 1, 7)"
+        month, total = "substr(e.effective_at, 1, 7)", "sum"
     limits = [
         f"e.customer_id {op} :{name}"
         for op, name, v in ((">=", "low", low), ("<", "high", high))
@@ -332,7 +337,7 @@ def _rebuild_sql(dialect: str, low: str | None, high: str | None) -> TextClause:
 
     def weighted(weights: dict[str, int]) -> str:
         cases = " ".join(f"WHEN '{c}' THEN {w} * e.amount" for c, w in weights.items() if w)
-        return f"CAST(sum(CASE e.category {cases} ELSE 0 END) AS BIGINT)"
+        return f"{total}(CASE e.category {cases} ELSE 0 END)"
 
     return text(
         f"""
@@ -344,12 +349,12 @@ WITH customer_months AS (
   GROUP BY 1, 2, 3
 ), standings AS (
   SELECT currency, month, active_change,
-    sum(active_change) OVER w AS active, sum(delinquent_change) OVER w AS delinquent
+    {total}(active_change) OVER w AS active, {total}(delinquent_change) OVER w AS delinquent
   FROM customer_months
   WINDOW w AS (PARTITION BY customer_id, currency ORDER BY month ROWS UNBOUNDED PRECEDING)
 )
 SELECT 'movement' AS kind, e.currency, {month} AS month, e.category,
-  count(*) AS first, sum(e.amount) AS second
+  count(*) AS first, {total}(e.amount) AS second
 FROM ledger_entries e {where}
 GROUP BY 2, 3, 4
 UNION ALL
