@@ -213,26 +213,21 @@ def _save_checkpoint(conn: Connection, horizon: int) -> None:
 
 
 def _rebuild(conn: Connection) -> int:
-    """All totals recomputed inside the database (`_rebuild_sql`): a few rows per currency and
-    month come back, whatever the size of the ledger. Returns rows read."""
+    """All totals recomputed inside the database (`_rebuild_sql`): one row per currency and
+    month comes back, whatever the size of the ledger. Returns rows read."""
     conn.execute(delete(mrr_month_totals))
     if conn.dialect.name == "postgresql":
-        found = _rebuild_rows_postgresql(conn)
+        found, horizon = _rebuild_postgresql(conn)
     else:
         found = [tuple(row) for row in conn.execute(_rebuild_sql("sqlite", None, None))]
+        horizon = _safe_horizon(conn)
     sums: dict[tuple[str, int], list[int]] = {}
-    read = horizon = 0
-    for kind, currency, month, category, first, second in found:
-        if kind == "horizon":
-            horizon = max(horizon, int(first))
-            continue
+    read = 0
+    for currency, month, count, *values in found:
         row = _row(sums, currency, _month_of(month))
-        if kind == "movement":
-            row[_SLOT[category]] += int(second)
-            read += int(first)
-        else:
-            row[_CHANGE] += int(first)
-            row[_LOST] += int(second)
+        for slot, value in enumerate(values):
+            row[slot] += int(value or 0)
+        read += int(count)
     rows = [
         {
             "currency": currency,
@@ -247,11 +242,12 @@ def _rebuild(conn: Connection) -> int:
     return read
 
 
-def _rebuild_rows_postgresql(conn: Connection) -> list[tuple[Any, ...]]:
+def _rebuild_postgresql(conn: Connection) -> tuple[list[tuple[Any, ...]], int]:
     """`_rebuild_sql` over disjoint ranges of customers at once, one connection each, all
     reading the snapshot this transaction exports: the parts add up to what one statement over
     the whole ledger would give, in about the time of the largest part (a window function
-    keeps PostgreSQL's own parallel query out of the statement)."""
+    keeps PostgreSQL's own parallel query out of the statement). Also returns the horizon of
+    that snapshot."""
     snapshot = str(conn.execute(text("SELECT pg_export_snapshot()")).scalar_one())
     if not _SNAPSHOT_ID.fullmatch(snapshot):
         raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
@@ -259,18 +255,19 @@ def _rebuild_rows_postgresql(conn: Connection) -> list[tuple[Any, ...]]:
     bounds = list(zip([None, *splits], [*splits, None], strict=True))
     engine = conn.engine
     with ThreadPoolExecutor(len(bounds)) as pool:
-        parts = pool.map(lambda b: _rebuild_part(engine, snapshot, b[0], b[1]), bounds)
-        return [row for part in parts for row in part]
+        parts = list(pool.map(lambda b: _rebuild_part(engine, snapshot, b[0], b[1]), bounds))
+    return [row for rows, _ in parts for row in rows], max(horizon for _, horizon in parts)
 
 
 def _rebuild_part(
     engine: Engine, snapshot: str, low: str | None, high: str | None
-) -> list[tuple[Any, ...]]:
+) -> tuple[list[tuple[Any, ...]], int]:
     reading = engine.connect().execution_options(isolation_level="REPEATABLE READ")
     with reading as part, part.begin():
         part.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
         _set_local(part, REBUILD_SETTINGS)
-        return [tuple(row) for row in part.execute(_rebuild_sql("postgresql", low, high))]
+        rows = [tuple(row) for row in part.execute(_rebuild_sql("postgresql", low, high))]
+        return rows, _safe_horizon(part)
 
 
 def _customer_splits(conn: Connection, parts: int) -> list[str]:
@@ -308,21 +305,23 @@ def _month_of(value: datetime | str) -> int:
 
 
 def _rebuild_sql(dialect: str, low: str | None, high: str | None) -> TextClause:
-    """The `Projection` fold (ledger/balances.py) as one SQL statement over the whole ledger.
+    """The `Projection` fold (ledger/balances.py) as one SQL statement over the ledger's rows
+    for customers from `low` (included) to `high` (excluded), each bound optional.
 
-    One statement, so one snapshot: the rows it sees are exactly those whose chain links it
+    Rows: currency, month, rows read, the sum of each category (in `MOVEMENTS` order, NULL for
+    none), the change in customers counted and the customers lost. Per customer (and currency)
+    and month, read in that order from the index of migration 0005: the count and sum of each
+    category, and the net active and delinquent changes; running sums over the customer's
+    months give its month-end standing, and the running sum minus the month's change its
+    standing a month earlier. It counts at a month end when its active balance is positive,
+    and is lost when it counted before the month and now has neither balance. Months without
+    rows change nothing for it, as in the fold (where a customer's bucket is its currency).
+
+    One statement sees one snapshot: the rows it sees are exactly those whose chain links it
     sees (a row and its link commit together), and those links are the chain's committed
-    prefix, up to the `horizon` it returns; no join to the chain is needed. (A row inserted
-    with the triggers disabled has no link: a rebuild counts it, `catch_up` never reads it;
-    `mrr verify` reports it.)
-
-    Movements: sums per currency, month and category. Customer counts: per customer (and
-    currency) and month, the net active and delinquent changes, read in that order from the
-    index of migration 0005; running sums over the customer's months give its month-end
-    standing, and the running sum minus the month's change its standing a month earlier. It
-    counts at a month end when its active balance is positive, and is lost when it counted
-    before the month and now has neither balance. Months without rows change nothing for it, as
-    in the fold (where a customer's bucket is its currency).
+    prefix, which `_safe_horizon` reads in the same snapshot. (A row inserted with the triggers
+    disabled has no link: a rebuild counts it, `catch_up` never reads it; `mrr verify`
+    reports it.)
     """
     if dialect == "postgresql":
         month, total = "date_trunc('month', e.effective_at)", "ledger_bigint_sum"
@@ -334,39 +333,39 @@ def _rebuild_sql(dialect: str, low: str | None, high: str | None) -> TextClause:
         if v is not None
     ]
     where = f"WHERE {' AND '.join(limits)}" if limits else ""
+    names = [f"m_{c.value}" for c in MOVEMENTS]
+    per_category = ",\n    ".join(
+        f"{total}(e.amount) FILTER (WHERE e.category = '{c.value}') AS {name}"
+        for c, name in zip(MOVEMENTS, names, strict=True)
+    )
 
     def weighted(weights: dict[str, int]) -> str:
-        cases = " ".join(f"WHEN '{c}' THEN {w} * e.amount" for c, w in weights.items() if w)
-        return f"{total}(CASE e.category {cases} ELSE 0 END)"
+        return " + ".join(
+            f"{w} * coalesce({name}, 0)"
+            for c, name in zip(MOVEMENTS, names, strict=True)
+            if (w := weights[c.value])
+        )
 
     return text(
         f"""
 WITH customer_months AS (
-  SELECT e.customer_id, e.currency, {month} AS month,
-    {weighted(ACTIVE_WEIGHTS)} AS active_change,
-    {weighted(DELINQUENT_WEIGHTS)} AS delinquent_change
+  SELECT e.customer_id, e.currency, {month} AS month, count(*) AS n,
+    {per_category}
   FROM ledger_entries e {where}
   GROUP BY 1, 2, 3
 ), standings AS (
-  SELECT currency, month, active_change,
-    {total}(active_change) OVER w AS active, {total}(delinquent_change) OVER w AS delinquent
+  SELECT *, {weighted(ACTIVE_WEIGHTS)} AS active_change,
+    {total}({weighted(ACTIVE_WEIGHTS)}) OVER w AS active,
+    {total}({weighted(DELINQUENT_WEIGHTS)}) OVER w AS owing
   FROM customer_months
   WINDOW w AS (PARTITION BY customer_id, currency ORDER BY month ROWS UNBOUNDED PRECEDING)
 )
-SELECT 'movement' AS kind, e.currency, {month} AS month, e.category,
-  count(*) AS first, {total}(e.amount) AS second
-FROM ledger_entries e {where}
-GROUP BY 2, 3, 4
-UNION ALL
-SELECT 'count', currency, month, NULL,
+SELECT currency, month, sum(n), {", ".join(f"{total}({name})" for name in names)},
   sum(CASE WHEN (active > 0) = (active - active_change > 0) THEN 0
            WHEN active > 0 THEN 1 ELSE -1 END),
-  sum(CASE WHEN active - active_change > 0 AND active <= 0 AND delinquent <= 0
-           THEN 1 ELSE 0 END)
+  sum(CASE WHEN active - active_change > 0 AND active <= 0 AND owing <= 0 THEN 1 ELSE 0 END)
 FROM standings
 GROUP BY currency, month
-UNION ALL
-SELECT 'horizon', NULL, NULL, NULL, coalesce(max(seq), 0), 0 FROM ledger_chain
 """
     ).bindparams(
         **{name: value for name, value in (("low", low), ("high", high)) if value is not None}
