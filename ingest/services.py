@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 import redis
 from flask import current_app
+from redis import Redis
 from rq import Queue
 from sqlalchemy import Engine
 
 from ledger.settings import Settings
+from workers.queue import thread_client
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +21,11 @@ class Services:
     engine: Engine
     redis: redis.Redis
     queue: Queue
+    threads: threading.local = field(default_factory=threading.local)
+
+    def wake_client(self) -> Redis:
+        """This thread's client for the queue's wake flag (`workers.queue.thread_client`)."""
+        return thread_client(self.redis, self.threads)
 
 
 def services() -> Services:

@@ -106,7 +106,7 @@ def receive() -> tuple[Response, int]:
     queued = False
     if stored.inserted and stored.status == "pending":
         try:
-            enqueue(found.queue, [stored.inbox_id])
+            enqueue(found.queue, [stored.inbox_id], flag=found.wake_client())
             queued = True
         except (redis.exceptions.RedisError, OSError) as problem:
             log.warning(

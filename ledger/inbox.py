@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -9,9 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 
-from ledger.db import dialect_insert
 from ledger.events import EventRecord, MalformedEvent, customer_of, parse_event
 from ledger.schema import inbox
 
@@ -47,6 +50,15 @@ TEXT_LIMITS = {"event_id": 255, "event_type": 255, "customer_id": 255, "api_vers
 BIGINT = range(-(2**63), 2**63)
 # Stripe's API versions: a date, then from 2024-09-30 a release name ("2025-03-31.basil").
 API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
+# Built once: the values come as parameters, so each write reuses the compiled statement
+# instead of building and hashing a new one (a fifth of a webhook's CPU time). Given many rows,
+# SQLAlchemy sends them as one multi-row INSERT ("insertmanyvalues").
+_INSERT = {
+    name: dialect.insert(inbox)
+    .on_conflict_do_nothing(index_elements=["event_id"])
+    .returning(inbox.c.id, inbox.c.event_id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
 
 
 def storable_text(value: object, limit: int) -> bool:
@@ -88,9 +100,13 @@ def store_event(
     be read further is still kept, marked failed with the reason, so nothing Stripe signed is
     ever dropped.
     """
-    event_id = body["id"]
+    return store_rows(conn, [row_values(raw, body, source=source)])[0]
+
+
+def row_values(raw: str, body: dict[str, Any], *, source: str = "webhook") -> dict[str, Any]:
+    """The inbox row for an event (see `store_event`): pending, or failed with the reason."""
     values: dict[str, Any] = {
-        "event_id": event_id,
+        "event_id": body["id"],
         "source": source,
         "received_at": datetime.now(UTC),
         "attempts": 0,
@@ -103,7 +119,7 @@ def store_event(
             raise MalformedEvent(reason)
     except MalformedEvent as problem:
         created, kind = body.get("created"), body.get("type")
-        values |= {
+        return values | {
             "event_type": kind if kind and storable_text(kind, 255) else "unknown",
             "created": created
             if isinstance(created, int) and not isinstance(created, bool) and created in BIGINT
@@ -114,27 +130,49 @@ def store_event(
             "status": "failed",
             "error": f"malformed event: {problem}",
         }
-    else:
-        values |= {
-            "event_type": event.type,
-            "created": event.created,
-            "api_version": event.api_version,
-            "livemode": event.livemode,
-            "customer_id": customer_of(event),
-            "status": "pending",
+    return values | {
+        "event_type": event.type,
+        "created": event.created,
+        "api_version": event.api_version,
+        "livemode": event.livemode,
+        "customer_id": customer_of(event),
+        "status": "pending",
+        "error": None,
+    }
+
+
+def store_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Stored]:
+    """Insert `row_values` rows in one statement, each event id once: for each row, in order,
+    where it is stored and whether this call inserted it (the first copy of an id in `rows`
+    that was not stored before)."""
+    if not rows:
+        return []
+    inserted = {
+        str(found.event_id): int(found.id)
+        for found in conn.execute(_INSERT[conn.dialect.name], list(rows))
+    }
+    missing = {str(r["event_id"]) for r in rows} - inserted.keys()
+    existing = (
+        {
+            str(found.event_id): Stored(int(found.id), False, str(found.status))
+            for found in conn.execute(
+                select(inbox.c.event_id, inbox.c.id, inbox.c.status).where(
+                    inbox.c.event_id.in_(sorted(missing))
+                )
+            )
         }
-    statement = (
-        dialect_insert(conn, inbox)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["event_id"])
+        if missing
+        else {}
     )
-    inserted = conn.execute(statement.returning(inbox.c.id)).scalar_one_or_none()
-    if inserted is not None:
-        return Stored(int(inserted), True, values["status"])
-    existing = conn.execute(
-        select(inbox.c.id, inbox.c.status).where(inbox.c.event_id == event_id)
-    ).one()
-    return Stored(int(existing.id), False, str(existing.status))
+    stored: list[Stored] = []
+    for row in rows:
+        event_id = str(row["event_id"])
+        if event_id in existing:
+            stored.append(existing[event_id])
+        else:
+            stored.append(Stored(inserted[event_id], True, str(row["status"])))
+            existing[event_id] = Stored(inserted[event_id], False, str(row["status"]))
+    return stored
 
 
 def store_durably(engine: Engine, raw: str, body: dict[str, Any]) -> Stored:
@@ -143,17 +181,64 @@ def store_durably(engine: Engine, raw: str, body: dict[str, Any]) -> Stored:
     On PostgreSQL the single INSERT ... ON CONFLICT DO NOTHING is atomic by itself, so it runs
     in autocommit: no BEGIN and COMMIT round trips. SQLite's writers need their BEGIN IMMEDIATE.
     """
+    row = row_values(raw, body)
     if engine.dialect.name != "postgresql":
         with engine.begin() as conn:
-            return store_event(conn, raw, body)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        return store_event(conn, raw, body)
+            return store_rows(conn, [row])[0]
+    return _store_autocommit(engine, row)
+
+
+def _store_autocommit(engine: Engine, row: dict[str, Any]) -> Stored:
+    """One row on a pooled DBAPI connection, with the statement compiled once: SQLAlchemy's
+    execution layer took as much CPU as the rest of a webhook (bench/ingest.py). Errors come
+    out as SQLAlchemy's, and a connection the server dropped leaves the pool."""
+    insert, lookup, processors = _autocommit_sql(engine.dialect)
+    params = {
+        name: value if (process := processors[name]) is None else process(value)
+        for name, value in row.items()
+    }
+    error = engine.dialect.loaded_dbapi.Error
+    try:
+        fairy = engine.raw_connection()
+    except error as problem:
+        raise DBAPIError.instance(None, None, problem, error, hide_parameters=True) from problem
+    dbapi = fairy.driver_connection
+    assert dbapi is not None
+    try:
+        dbapi.autocommit = True
+        cursor = dbapi.cursor()
+        try:
+            found = cursor.execute(insert, params).fetchone()
+            if found is not None:
+                return Stored(int(found[0]), True, str(row["status"]))
+            existing = cursor.execute(lookup, {"event_id": row["event_id"]}).fetchone()
+            return Stored(int(existing[0]), False, str(existing[1]))
+        finally:
+            cursor.close()
+    except error as problem:
+        if engine.dialect.is_disconnect(problem, dbapi, None):
+            fairy.invalidate(problem)
+        raise DBAPIError.instance(insert, None, problem, error, hide_parameters=True) from problem
+    finally:
+        if fairy.is_valid and not dbapi.closed:
+            dbapi.autocommit = False
+        fairy.close()
+
+
+@functools.cache
+def _autocommit_sql(dialect: Dialect) -> tuple[str, str, dict[str, Any]]:
+    """The INSERT and the lookup of an existing row, and each column's bind processor."""
+    columns = [c for c in inbox.columns if c.name not in ("id", "processed_at")]
+    insert = _INSERT[dialect.name].values({c.name: bindparam(c.name) for c in columns})
+    lookup = select(inbox.c.id, inbox.c.status).where(inbox.c.event_id == bindparam("event_id"))
+    processors = {c.name: c.type.bind_processor(dialect) for c in columns}
+    return str(insert.compile(dialect=dialect)), str(lookup.compile(dialect=dialect)), processors
 
 
 def store_events(engine: Engine, raws: Sequence[str], *, source: str) -> list[Stored]:
     """Store many already-serialized events in one transaction (backfill, benchmarks)."""
     with engine.begin() as conn:
-        return [store_event(conn, raw, json.loads(raw), source=source) for raw in raws]
+        return store_rows(conn, [row_values(raw, json.loads(raw), source=source) for raw in raws])
 
 
 def dumps(body: dict[str, Any]) -> str:

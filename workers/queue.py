@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import redis
@@ -28,7 +29,9 @@ def make_queue(settings: Settings, connection: redis.Redis) -> Queue:
     return Queue(settings.queue_name, connection=connection)
 
 
-def enqueue(queue: Queue, inbox_ids: Sequence[int]) -> Job | None:
+def enqueue(
+    queue: Queue, inbox_ids: Sequence[int], *, flag: redis.Redis | None = None
+) -> Job | None:
     """Wake the workers for newly stored rows: queue a job unless one is already waiting.
 
     A job claims pending rows from the inbox itself, so one waiting job serves every row
@@ -36,10 +39,28 @@ def enqueue(queue: Queue, inbox_ids: Sequence[int]) -> Job | None:
     row committed while the flag is set is seen by that job. One RQ job per event would cost
     RQ's bookkeeping (several Redis round trips, milliseconds) per event. The flag expires,
     so a job lost with its flag costs at most WAKE_TTL of latency; the sweeper is the backstop.
+    `flag`: the client that sets the flag (`thread_client`), if not the queue's.
     """
-    if not queue.connection.set(wake_key(queue.name), b"1", nx=True, ex=WAKE_TTL_SECONDS):
+    setter = flag if flag is not None else queue.connection
+    if not setter.set(wake_key(queue.name), b"1", nx=True, ex=WAKE_TTL_SECONDS):
         return None
     return enqueue_now(queue, inbox_ids)
+
+
+def thread_client(connection: redis.Redis, threads: threading.local) -> redis.Redis:
+    """A client of `connection`'s pool that keeps one connection for the calling thread, kept
+    in `threads` (one per process and pool).
+
+    Every checkout from a redis-py pool polls the socket for stray data, which cost more CPU
+    than the SET it served (a sixth of a webhook's, bench/ingest.py); a web thread that sets
+    the wake flag on every request keeps its connection instead."""
+    client: redis.Redis | None = getattr(threads, "client", None)
+    if client is None:
+        client = redis.Redis(
+            connection_pool=connection.connection_pool, single_connection_client=True
+        )
+        threads.client = client
+    return client
 
 
 def enqueue_now(queue: Queue, inbox_ids: Sequence[int]) -> Job:
