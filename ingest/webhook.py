@@ -96,7 +96,7 @@ def receive() -> tuple[Response, int]:
         return _reject(problem)
 
     try:
-        stored = inbox.store_durably(found.engine, payload, body)
+        stored = inbox.store_durably(found.engine, payload, body, found.threads)
     except SQLAlchemyError as problem:
         log.error(
             "webhook: database unavailable, asking Stripe to retry: %s", type(problem).__name__

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from ledger.events import EventRecord, MalformedEvent, customer_of, parse_event
 from ledger.schema import inbox
@@ -175,38 +177,39 @@ def store_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Stored]
     return stored
 
 
-def store_durably(engine: Engine, raw: str, body: dict[str, Any]) -> Stored:
+def store_durably(
+    engine: Engine, raw: str, body: dict[str, Any], threads: threading.local
+) -> Stored:
     """`store_event` committed before returning, in as few round trips as the database allows.
 
     On PostgreSQL the single INSERT ... ON CONFLICT DO NOTHING is atomic by itself, so it runs
-    in autocommit: no BEGIN and COMMIT round trips. SQLite's writers need their BEGIN IMMEDIATE.
+    in autocommit: no BEGIN and COMMIT round trips; each calling thread keeps its connection
+    in `threads` (one per process). SQLite's writers need their BEGIN IMMEDIATE.
     """
     row = row_values(raw, body)
     if engine.dialect.name != "postgresql":
         with engine.begin() as conn:
             return store_rows(conn, [row])[0]
-    return _store_autocommit(engine, row)
+    return _store_autocommit(engine, row, threads)
 
 
-def _store_autocommit(engine: Engine, row: dict[str, Any]) -> Stored:
-    """One row on a pooled DBAPI connection, with the statement compiled once: SQLAlchemy's
-    execution layer took as much CPU as the rest of a webhook (bench/ingest.py). Errors come
-    out as SQLAlchemy's, and a connection the server dropped leaves the pool."""
+def _store_autocommit(engine: Engine, row: dict[str, Any], threads: threading.local) -> Stored:
+    """One row on this thread's own connection from the pool, kept in autocommit, with the
+    statement compiled once: SQLAlchemy's execution layer and the pool's checkouts took as much
+    CPU as the rest of a webhook (bench/ingest.py). Errors come out as SQLAlchemy's; a
+    connection the server dropped leaves the pool, and the next call takes a new one."""
     insert, lookup, processors = _autocommit_sql(engine.dialect)
     params = {
         name: value if (process := processors[name]) is None else process(value)
         for name, value in row.items()
     }
     error = engine.dialect.loaded_dbapi.Error
+    fairy: PoolProxiedConnection | None = getattr(threads, "inbox_connection", None)
     try:
-        fairy = engine.raw_connection()
-    except error as problem:
-        raise DBAPIError.instance(None, None, problem, error, hide_parameters=True) from problem
-    dbapi = fairy.driver_connection
-    assert dbapi is not None
-    try:
-        dbapi.autocommit = True
-        cursor = dbapi.cursor()
+        if fairy is None or not fairy.is_valid:
+            fairy = threads.inbox_connection = engine.raw_connection()
+            fairy.driver_connection.autocommit = True  # type: ignore[union-attr]
+        cursor = fairy.cursor()
         try:
             found = cursor.execute(insert, params).fetchone()
             if found is not None:
@@ -216,13 +219,12 @@ def _store_autocommit(engine: Engine, row: dict[str, Any]) -> Stored:
         finally:
             cursor.close()
     except error as problem:
-        if engine.dialect.is_disconnect(problem, dbapi, None):
+        dropped = engine.dialect.is_disconnect(
+            problem, getattr(fairy, "driver_connection", None), None
+        )
+        if fairy is not None and fairy.is_valid and dropped:
             fairy.invalidate(problem)
         raise DBAPIError.instance(insert, None, problem, error, hide_parameters=True) from problem
-    finally:
-        if fairy.is_valid and not dbapi.closed:
-            dbapi.autocommit = False
-        fairy.close()
 
 
 @functools.cache
