@@ -33,13 +33,13 @@ from tests.support.stripe_sign import signature_header
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "whsec_bench"
-GUNICORN = ["--workers", "2", "--worker-class", "gthread", "--threads", "4"]
+GUNICORN = "--workers 2 --worker-class gthread --threads 4"
 
 
 @contextmanager
-def gunicorn(app: str, env: dict[str, str], logdir: Path) -> Iterator[int]:
+def gunicorn(app: str, env: dict[str, str], logdir: Path, settings: str) -> Iterator[int]:
     port = free_port()
-    argv = [sys.executable, "-m", "gunicorn", *GUNICORN, "--bind", f"127.0.0.1:{port}", app]
+    argv = [sys.executable, "-m", "gunicorn", *settings.split(), "--bind", f"127.0.0.1:{port}", app]
     with (logdir / f"gunicorn-{port}.log").open("ab") as log:
         process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--gunicorn", default=GUNICORN, help="settings for both apps")
     args = parser.parse_args()
     runs: dict[str, list[dict[str, Any]]] = {"webhook": [], "bare": []}
     with ExitStack() as stack:
@@ -102,8 +103,10 @@ def main() -> None:
             "STRIPE_WEBHOOK_SECRET": SECRET,
             "PYTHONPATH": str(ROOT),
         }
-        real = stack.enter_context(gunicorn("ingest.app:create_app()", env, workdir))
-        bare = stack.enter_context(gunicorn("bench.bare_app:create_app()", env, workdir))
+        real = stack.enter_context(gunicorn("ingest.app:create_app()", env, workdir, args.gunicorn))
+        bare = stack.enter_context(
+            gunicorn("bench.bare_app:create_app()", env, workdir, args.gunicorn)
+        )
         warm = list(serialized(histories(200, 20, prefix="evt_warm")))
         drive(real, warm, args.threads, workdir)
         drive(bare, warm, args.threads, workdir)
@@ -116,7 +119,7 @@ def main() -> None:
         "requests_per_run": args.requests,
         "threads": args.threads,
         "runs": args.runs,
-        "gunicorn": " ".join(GUNICORN),
+        "gunicorn": args.gunicorn,
     }
     for name, results in runs.items():
         out[name] = {

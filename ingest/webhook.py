@@ -7,9 +7,9 @@ import logging
 from typing import Any
 
 import redis
-import stripe
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
+from stripe import SignatureVerificationError, WebhookSignature
 
 from ingest.services import services
 from ledger import inbox
@@ -45,11 +45,11 @@ def verify(payload: str, header: str | None, secrets: tuple[str, ...]) -> None:
     stale = False
     for secret in secrets:
         try:
-            stripe.WebhookSignature.verify_header(
+            WebhookSignature.verify_header(
                 payload, header, secret, tolerance=SIGNATURE_TOLERANCE_SECONDS
             )
             return
-        except stripe.SignatureVerificationError as problem:
+        except SignatureVerificationError as problem:
             stale = stale or "tolerance" in str(problem)
     if stale:
         raise Rejected(

@@ -209,15 +209,13 @@ def _store_autocommit(engine: Engine, row: dict[str, Any], threads: threading.lo
         if fairy is None or not fairy.is_valid:
             fairy = threads.inbox_connection = engine.raw_connection()
             fairy.driver_connection.autocommit = True  # type: ignore[union-attr]
-        cursor = fairy.cursor()
-        try:
-            found = cursor.execute(insert, params).fetchone()
-            if found is not None:
-                return Stored(int(found[0]), True, str(row["status"]))
-            existing = cursor.execute(lookup, {"event_id": row["event_id"]}).fetchone()
-            return Stored(int(existing[0]), False, str(existing[1]))
-        finally:
-            cursor.close()
+            threads.inbox_cursor = fairy.cursor()
+        cursor = threads.inbox_cursor
+        found = cursor.execute(insert, params).fetchone()
+        if found is not None:
+            return Stored(int(found[0]), True, str(row["status"]))
+        existing = cursor.execute(lookup, {"event_id": row["event_id"]}).fetchone()
+        return Stored(int(existing[0]), False, str(existing[1]))
     except error as problem:
         dropped = engine.dialect.is_disconnect(
             problem, getattr(fairy, "driver_connection", None), None
