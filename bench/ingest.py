@@ -127,6 +127,14 @@ def main() -> None:
             for key in ("requests_per_s", "p50_ms", "p99_ms")
         }
     out["ratio"] = round(out["webhook"]["requests_per_s"] / out["bare"]["requests_per_s"], 3)
+    # Each run posts to the bare app, then to the webhook: a ratio per run cancels the drift of
+    # a shared machine's speed between runs.
+    pairs = [
+        w["requests_per_s"] / b["requests_per_s"]
+        for w, b in zip(runs["webhook"], runs["bare"], strict=True)
+    ]
+    out["ratio_per_run"] = [round(r, 3) for r in pairs]
+    out["ratio_median_of_runs"] = round(median(pairs), 3)
     print(json.dumps(out, indent=2))
 
 
