@@ -67,10 +67,14 @@ def run(
     connection = connect(settings)
     queue = make_queue(settings, connection)
     engine = runtime.engine()
-    requeue_pending(engine, queue, timedelta(0) if burst or requeue_now else sweep.older_than)
     if burst:
+        requeue_pending(engine, queue, timedelta(0))
         SimpleWorker([queue], connection=connection).work(burst=True, logging_level="WARNING")
         return
+    try:
+        requeue_pending(engine, queue, timedelta(0) if requeue_now else sweep.older_than)
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as problem:
+        log.warning("worker: Redis unavailable at start (%s); the sweeper will queue", problem)
     stop = start_periodic(engine, queue, sweep.every, sweep.older_than)
     try:
         _work_through_redis_outages(queue)
@@ -86,20 +90,23 @@ def _work_through_redis_outages(queue: Queue, pause: float = 1.0) -> None:
     re-queues whatever Redis lost meanwhile. A stop asked for by a signal is honoured.
     """
     while True:
-        worker = SimpleWorker([queue], connection=queue.connection)
+        worker: SimpleWorker | None = None
         try:
+            # Connects to Redis (CLIENT SETNAME): inside the try, for a worker started or
+            # restarted while Redis is down.
+            worker = SimpleWorker([queue], connection=queue.connection)
             # No RQ scheduler: it runs in a forked process that would inherit this process's
             # database connections, and keep a killed worker's transaction (and its locks)
             # open. Retries are immediate; the sweeper is the backoff (see workers.queue).
             worker.work(with_scheduler=False, logging_level="WARNING")
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as problem:
             log.warning("worker: lost Redis (%s)", problem)
-        if _stop_asked(worker):
+        if worker is not None and _stop_asked(worker):
             return
         log.warning("worker: RQ worker quit without a stop request; restarting in %ss", pause)
         time.sleep(pause)
         # RQ's signal handler still points at this worker during the pause.
-        if _stop_asked(worker):
+        if worker is not None and _stop_asked(worker):
             return
 
 

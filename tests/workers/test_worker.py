@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -143,3 +147,44 @@ def test_a_row_left_pending_after_its_entries_were_written_appends_nothing_twice
     assert (outcome.status, outcome.appended, outcome.reversed) == ("processed", 0, 0)
     with engine.connect() as conn:
         assert [e.amount for e in store.all_entries(conn)] == [10000]
+
+
+def test_a_worker_started_while_redis_is_down_waits_for_it(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    server = PrivateRedis(tmp_path)  # not started yet
+    with engine.begin() as conn:
+        body = subscription_event("evt_a", "customer.subscription.created", NOW)
+        inbox.store_event(conn, inbox.dumps(body), body)
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": server.url,
+        "MRR_QUEUE": settings.queue_name,
+        "MRR_SWEEP_EVERY": "0.2",
+        "MRR_SWEEP_AFTER": "0.1",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "scripts.cli", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(2)
+        assert worker.poll() is None, "the worker exited while Redis was down"
+        server.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                if [r.status for r in inbox.list_rows(conn)] == ["processed"]:
+                    break
+            time.sleep(0.2)
+        with engine.connect() as conn:
+            assert [r.status for r in inbox.list_rows(conn)] == ["processed"]
+        assert worker.poll() is None
+    finally:
+        worker.terminate()
+        _, errors = worker.communicate(timeout=30)
+        server.stop()
+    assert b"Redis unavailable at start" in errors
