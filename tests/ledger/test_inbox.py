@@ -1,0 +1,49 @@
+"""Storing events in the inbox: once per event id, however they come."""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import Engine, func, select
+
+from ledger import inbox
+from ledger.schema import inbox as inbox_table
+from tests.support.pipeline import subscription_event
+
+NOW = 1_767_225_600
+
+
+def _row(event_id: str) -> dict[str, object]:
+    body = subscription_event(event_id, "customer.subscription.created", NOW)
+    return inbox.row_values(inbox.dumps(body), body)
+
+
+def test_a_batch_stores_each_event_once_and_says_which_copy_was_new(engine: Engine) -> None:
+    with engine.begin() as conn:
+        [before] = inbox.store_rows(conn, [_row("evt_old")])
+    with engine.begin() as conn:
+        stored = inbox.store_rows(
+            conn, [_row("evt_a"), _row("evt_old"), _row("evt_a"), _row("evt_b")]
+        )
+    assert [s.inserted for s in stored] == [True, False, False, True]
+    assert stored[1].inbox_id == before.inbox_id
+    assert stored[0].inbox_id == stored[2].inbox_id != stored[3].inbox_id
+    assert {s.status for s in stored} == {"pending"}
+    with engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(inbox_table)).scalar_one()
+    assert count == 3
+
+
+def test_the_webhook_path_stores_once_and_finds_the_first_copy(engine: Engine) -> None:
+    threads = threading.local()
+    body = subscription_event("evt_a", "customer.subscription.created", NOW)
+    first = inbox.store_durably(engine, inbox.dumps(body), body, threads)
+    again = inbox.store_durably(engine, inbox.dumps(body), body, threads)
+    assert first.inserted and not again.inserted
+    assert again.inbox_id == first.inbox_id and again.status == "pending"
+    malformed = {"id": "evt_bad", "object": "event", "type": "customer.subscription.created"}
+    failed = inbox.store_durably(engine, inbox.dumps(malformed), malformed, threads)
+    assert failed.inserted and failed.status == "failed"
+    with engine.connect() as conn:
+        row = inbox.get(conn, failed.inbox_id)
+    assert row is not None and row.error is not None and row.error.startswith("malformed event")
