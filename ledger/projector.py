@@ -229,15 +229,7 @@ def _rebuild(conn: Connection) -> int:
         for slot, value in enumerate(values):
             row[slot] += int(value or 0)
         read += int(count)
-    rows = [
-        {
-            "currency": currency,
-            "month": str(Month(month)),
-            **dict(zip(MONTH_TOTAL_COLUMNS, values, strict=True)),
-        }
-        for (currency, month), values in sorted(sums.items())
-    ]
-    for batch in _chunks(rows, 1_000):
+    for batch in _chunks(_stored_rows(sums, keep_empty=True), 1_000):
         conn.execute(mrr_month_totals.insert(), batch)
     _save_checkpoint(conn, horizon)
     return read
@@ -417,16 +409,23 @@ def _row(sums: dict[tuple[str, int], list[int]], currency: str, month: int) -> l
     return found
 
 
-def _add_totals(conn: Connection, sums: dict[tuple[str, int], list[int]]) -> None:
-    rows = [
+def _stored_rows(
+    sums: dict[tuple[str, int], list[int]], *, keep_empty: bool
+) -> list[dict[str, object]]:
+    """`mrr_month_totals` rows for `sums`, in currency and month order."""
+    return [
         {
             "currency": currency,
             "month": str(Month(month)),
             **dict(zip(MONTH_TOTAL_COLUMNS, values, strict=True)),
         }
         for (currency, month), values in sorted(sums.items())
-        if any(values)
+        if keep_empty or any(values)
     ]
+
+
+def _add_totals(conn: Connection, sums: dict[tuple[str, int], list[int]]) -> None:
+    rows = _stored_rows(sums, keep_empty=False)
     if not rows:
         return
     statement = dialect_insert(conn, mrr_month_totals)
@@ -439,15 +438,6 @@ def _add_totals(conn: Connection, sums: dict[tuple[str, int], list[int]]) -> Non
     )
     for batch in _chunks(rows, 1_000):
         conn.execute(statement, batch)
-
-
-def _totals_row(t: MonthTotals) -> dict[str, object]:
-    values = (*t.movements, t.customers_change, t.customers_lost)
-    return {
-        "currency": t.currency,
-        "month": str(t.month),
-        **dict(zip(MONTH_TOTAL_COLUMNS, values, strict=True)),
-    }
 
 
 def _chunks(items: list[_T], size: int) -> Iterator[list[_T]]:
