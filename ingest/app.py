@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from flask import Flask
@@ -12,7 +13,8 @@ from ingest.services import Services
 from ingest.webhook import webhook
 from ledger.db import make_engine
 from ledger.settings import Settings
-from workers.queue import connect, make_queue
+from workers.queue import WakeFlag, connect, make_queue
+from workers.waker import Waker
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -20,11 +22,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     connection = connect(settings)
+    queue = make_queue(settings, connection)
     app.extensions["mrr"] = Services(
         settings=settings,
         engine=make_engine(settings.database_url),
         redis=connection,
-        queue=make_queue(settings, connection),
+        queue=queue,
+        waker=Waker(functools.partial(WakeFlag, queue)),
     )
     app.register_blueprint(webhook)
     app.register_blueprint(health)

@@ -1,4 +1,4 @@
-"""What the web process shares between requests: settings, engine, queue."""
+"""What the web process shares between requests: settings, engine, queue, waker."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ from dataclasses import dataclass, field
 
 import redis
 from flask import current_app
-from redis import Redis
 from rq import Queue
 from sqlalchemy import Engine
 
 from ledger.settings import Settings
-from workers.queue import thread_client
+from workers.waker import Waker
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,11 +20,8 @@ class Services:
     engine: Engine
     redis: redis.Redis
     queue: Queue
+    waker: Waker
     threads: threading.local = field(default_factory=threading.local)
-
-    def wake_client(self) -> Redis:
-        """This thread's client for the queue's wake flag (`workers.queue.thread_client`)."""
-        return thread_client(self.redis, self.threads)
 
 
 def services() -> Services:

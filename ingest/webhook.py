@@ -1,4 +1,4 @@
-"""POST /webhooks/stripe: verify, store durably, queue, and only then answer 200."""
+"""POST /webhooks/stripe: verify, store durably, wake the workers, and answer 200."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import logging
 from typing import Any
 
-import redis
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from stripe import SignatureVerificationError, WebhookSignature
@@ -14,7 +13,6 @@ from stripe import SignatureVerificationError, WebhookSignature
 from ingest.services import services
 from ledger import inbox
 from ledger.settings import SIGNATURE_TOLERANCE_SECONDS
-from workers.queue import enqueue
 
 log = logging.getLogger(__name__)
 
@@ -103,21 +101,8 @@ def receive() -> tuple[Response, int]:
         )
         return jsonify(error="storage_unavailable", reason="the database is unavailable"), 503
 
-    queued = False
     if stored.inserted and stored.status == "pending":
-        try:
-            enqueue(found.queue, [stored.inbox_id], flag=found.wake_client())
-            queued = True
-        except (redis.exceptions.RedisError, OSError) as problem:
-            log.warning(
-                "webhook: event %s stored but not queued (%s); the sweeper will queue it",
-                body["id"],
-                type(problem).__name__,
-            )
+        found.waker.poke()
     return jsonify(
-        received=True,
-        event_id=body["id"],
-        duplicate=not stored.inserted,
-        status=stored.status,
-        queued=queued,
+        received=True, event_id=body["id"], duplicate=not stored.inserted, status=stored.status
     ), 200

@@ -50,7 +50,7 @@ def test_the_seed_example_through_webhook_worker_and_api(settings: Settings, que
                 )
             )  # fmt: skip
     post_all(client, events)
-    drain(queue)
+    drain(queue, client)
 
     auth = {"Authorization": f"Bearer {settings.api_token}"}
     report = client.get("/api/mrr?from=2026-01&to=2026-02&currency=usd", headers=auth)
@@ -150,7 +150,7 @@ def test_stripe_reference_payloads_are_accepted_and_never_fail(
     runtime.use(replace(settings, stripe_api_key="sk_test_fixtures"))
     client = create_app(settings).test_client()
     post_all(client, [body])
-    drain(queue)
+    drain(queue, client)
     with engine.connect() as conn:
         (row,) = inbox.list_rows(conn)
     assert row.status in ("processed", "ignored"), row.error

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 
 import redis
@@ -47,20 +46,27 @@ def enqueue(
     return enqueue_now(queue, inbox_ids)
 
 
-def thread_client(connection: redis.Redis, threads: threading.local) -> redis.Redis:
-    """A client of `connection`'s pool that keeps one connection for the calling thread, kept
-    in `threads` (one per process and pool).
+class WakeFlag:
+    """`enqueue(queue, [])` on one connection of the queue's pool, taken at the first call and
+    kept until `close`: every checkout from a redis-py pool polls the socket for stray data,
+    which cost more CPU than the SET it served. For one thread at a time (`workers.waker`)."""
 
-    Every checkout from a redis-py pool polls the socket for stray data, which cost more CPU
-    than the SET it served (a sixth of a webhook's, bench/ingest.py); a web thread that sets
-    the wake flag on every request keeps its connection instead."""
-    client: redis.Redis | None = getattr(threads, "client", None)
-    if client is None:
-        client = redis.Redis(
-            connection_pool=connection.connection_pool, single_connection_client=True
-        )
-        threads.client = client
-    return client
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+        self.client: redis.Redis | None = None
+
+    def __call__(self) -> Job | None:
+        if self.client is None:
+            self.client = redis.Redis(
+                connection_pool=self.queue.connection.connection_pool,
+                single_connection_client=True,
+            )
+        return enqueue(self.queue, [], flag=self.client)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
 
 
 def enqueue_now(queue: Queue, inbox_ids: Sequence[int]) -> Job:

@@ -85,7 +85,7 @@ def test_malformed_events_fail_with_reasons_and_good_ones_still_count(
     ]
     for body in good:
         post(client, body)
-    drain(queue)
+    drain(queue, client)
 
     with engine.connect() as conn:
         rows = {row.event_id: row for row in inbox.list_rows(conn, limit=1000)}
@@ -109,14 +109,14 @@ def test_a_later_unreadable_event_fails_alone_and_the_ledger_stays(
     client: FlaskClient, queue: Queue, engine: Engine
 ) -> None:
     post(client, subscription_event("evt_1", "customer.subscription.created", NOW))
-    drain(queue)
+    drain(queue, client)
     broken = subscription_event("evt_2", "customer.subscription.updated", NOW + 5, amount=9000)
     _sub(broken)["items"] = "lots"
     post(client, broken)
     post(
         client, subscription_event("evt_3", "customer.subscription.updated", NOW + 9, amount=20000)
     )
-    drain(queue)
+    drain(queue, client)
     with engine.connect() as conn:
         statuses = {row.event_id: row.status for row in inbox.list_rows(conn)}
         effective = store.in_effect(conn, "cus_1")

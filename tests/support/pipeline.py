@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask.testing import FlaskClient
 from rq import Queue, SimpleWorker
 
 from scripts.demo import _event, _subscription
 
 
-def drain(queue: Queue) -> None:
+def drain(queue: Queue, *clients: FlaskClient) -> None:
+    """Run the queue's jobs, once the wake-ups of these clients' apps have been sent."""
+    for client in clients:
+        assert client.application.extensions["mrr"].waker.flush()
     SimpleWorker([queue], connection=queue.connection).work(burst=True, logging_level="ERROR")
 
 

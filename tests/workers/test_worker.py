@@ -41,7 +41,10 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 
 def test_redis_down_the_event_is_kept_and_the_sweeper_queues_it(
-    settings: Settings, engine: Engine, private_redis: PrivateRedis
+    settings: Settings,
+    engine: Engine,
+    private_redis: PrivateRedis,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     own = replace(settings, redis_url=private_redis.url)
     runtime.use(own)
@@ -52,8 +55,9 @@ def test_redis_down_the_event_is_kept_and_the_sweeper_queues_it(
         subscription_event("evt_a", "customer.subscription.created", NOW), WEBHOOK_SECRET
     )
     response = client.post("/webhooks/stripe", data=payload, headers=headers)
-    assert response.status_code == 200
-    assert response.json["queued"] is False
+    assert response.status_code == 200 and response.json["status"] == "pending"
+    assert client.application.extensions["mrr"].waker.flush()
+    assert "could not wake the workers (ConnectionError)" in caplog.text
     assert client.get("/readyz").status_code == 503
 
     private_redis.start()
