@@ -34,10 +34,39 @@ from tests.support.stripe_sign import signature_header
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "whsec_bench"
 GUNICORN = "--workers 2 --worker-class gthread --threads 4"
+FIGURES = ("requests_per_s", "p50_ms", "p99_ms")
+CPU_FIGURES = ("machine_cpu_ms_per_request", "web_cpu_ms_per_request")
+
+
+TICK_MS = 1000 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 10.0
+
+
+def machine_busy_ms() -> float | None:
+    """CPU time the whole machine spent busy so far (Linux /proc/stat), or None."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) * TICK_MS
+
+
+def tree_cpu_ms(pid: int) -> float | None:
+    """CPU time of a process and its children (gunicorn's master and workers), or None."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    own = (int(fields[11]) + int(fields[12])) * TICK_MS
+    below = [tree_cpu_ms(int(child)) for child in children]
+    return own + sum(ms for ms in below if ms is not None)
 
 
 @contextmanager
-def gunicorn(app: str, env: dict[str, str], logdir: Path, settings: str) -> Iterator[int]:
+def gunicorn(
+    app: str, env: dict[str, str], logdir: Path, settings: str
+) -> Iterator[tuple[int, int]]:
     port = free_port()
     argv = [sys.executable, "-m", "gunicorn", *settings.split(), "--bind", f"127.0.0.1:{port}", app]
     with (logdir / f"gunicorn-{port}.log").open("ab") as log:
@@ -56,17 +85,23 @@ def gunicorn(app: str, env: dict[str, str], logdir: Path, settings: str) -> Iter
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{app} did not start") from None
                 time.sleep(0.1)
-        yield port
+        yield port, process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-def drive(port: int, bodies: list[str], threads: int, workdir: Path) -> dict[str, Any]:
+def drive(
+    server: tuple[int, int], bodies: list[str], threads: int, workdir: Path
+) -> dict[str, Any]:
+    """One run: the load generator's figures, plus the CPU milliseconds per request that the
+    web server and the whole machine spent (a steadier gauge than requests/s on a busy box)."""
+    port, pid = server
     path = workdir / f"requests-{uuid.uuid4().hex[:8]}.jsonl"
     with path.open("w") as out:
         for body in bodies:
             out.write(json.dumps([body, signature_header(body, SECRET)]) + "\n")
+    machine, web = machine_busy_ms(), tree_cpu_ms(pid)
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "load.py"), str(port), str(path), str(threads)],
         capture_output=True,
@@ -74,7 +109,12 @@ def drive(port: int, bodies: list[str], threads: int, workdir: Path) -> dict[str
         check=True,
         timeout=600,
     )
+    machine_after, web_after = machine_busy_ms(), tree_cpu_ms(pid)
     result: dict[str, Any] = json.loads(done.stdout)
+    if machine is not None and machine_after is not None:
+        result["machine_cpu_ms_per_request"] = (machine_after - machine) / len(bodies)
+    if web is not None and web_after is not None:
+        result["web_cpu_ms_per_request"] = (web_after - web) / len(bodies)
     if result["errors"]:
         raise RuntimeError(f"{result['errors']} requests failed: {result}")
     return result
@@ -123,8 +163,9 @@ def main() -> None:
     }
     for name, results in runs.items():
         out[name] = {
-            key: median([float(r[key]) for r in results])
-            for key in ("requests_per_s", "p50_ms", "p99_ms")
+            key: round(median([float(r[key]) for r in results]), 3)
+            for key in (*FIGURES, *CPU_FIGURES)
+            if all(key in r for r in results)
         }
     out["ratio"] = round(out["webhook"]["requests_per_s"] / out["bare"]["requests_per_s"], 3)
     # Each run posts to the bare app, then to the webhook: a ratio per run cancels the drift of
@@ -135,6 +176,13 @@ def main() -> None:
     ]
     out["ratio_per_run"] = [round(r, 3) for r in pairs]
     out["ratio_median_of_runs"] = round(median(pairs), 3)
+    # CPU per request, bare over webhook: when the machine is saturated, the throughput ratio
+    # it predicts, with less of the run-to-run noise of requests/s.
+    for key in CPU_FIGURES:
+        if key in out["webhook"] and key in out["bare"]:
+            out[f"{key.removesuffix('_ms_per_request')}_ratio"] = round(
+                out["bare"][key] / out["webhook"][key], 3
+            )
     print(json.dumps(out, indent=2))
 
 

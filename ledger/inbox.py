@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
+from psycopg import pq
 from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
@@ -194,45 +196,98 @@ def store_durably(
 
 
 def _store_autocommit(engine: Engine, row: dict[str, Any], threads: threading.local) -> Stored:
-    """One row on this thread's own connection from the pool, kept in autocommit, with the
-    statement compiled once: SQLAlchemy's execution layer and the pool's checkouts took as much
-    CPU as the rest of a webhook (bench/ingest.py). Errors come out as SQLAlchemy's; a
-    connection the server dropped leaves the pool, and the next call takes a new one."""
-    insert, lookup, processors = _autocommit_sql(engine.dialect)
-    params = {
-        name: value if (process := processors[name]) is None else process(value)
-        for name, value in row.items()
-    }
+    """One row on this thread's own connection from the pool, kept in autocommit, through
+    libpq's prepared-statement call (`psycopg.pq`, one blocking call that releases the GIL)
+    with the values as text: SQLAlchemy's execution layer and the pool's checkouts took as much
+    CPU as the rest of a webhook, and psycopg's cursor a third of what remained
+    (bench/ingest.py). Errors come out as SQLAlchemy's; a connection the server dropped leaves
+    the pool, and the next call takes a new one with the statement prepared again."""
+    sql = _autocommit_sql(engine.dialect)
     error = engine.dialect.loaded_dbapi.Error
     fairy: PoolProxiedConnection | None = getattr(threads, "inbox_connection", None)
     try:
         if fairy is None or not fairy.is_valid:
             fairy = threads.inbox_connection = engine.raw_connection()
             fairy.driver_connection.autocommit = True  # type: ignore[union-attr]
-            threads.inbox_cursor = fairy.cursor()
-        cursor = threads.inbox_cursor
-        found = cursor.execute(insert, params).fetchone()
-        if found is not None:
-            return Stored(int(found[0]), True, str(row["status"]))
-        existing = cursor.execute(lookup, {"event_id": row["event_id"]}).fetchone()
-        return Stored(int(existing[0]), False, str(existing[1]))
+        pgconn: pq.abc.PGconn = fairy.driver_connection.pgconn  # type: ignore[union-attr]
+        if getattr(threads, "inbox_prepared", None) is not pgconn:
+            _answer(pgconn, pgconn.prepare(_INSERT_NAME, sql.insert))
+            threads.inbox_prepared = pgconn
+        values = [
+            _text(row[name] if (process := sql.processors[name]) is None else process(row[name]))
+            for name in sql.columns
+        ]
+        # None is SQL NULL to libpq, whatever psycopg's stub says.
+        inserted = _answer(pgconn, pgconn.exec_prepared(_INSERT_NAME, values))  # type: ignore[arg-type]
+        if inserted.ntuples:
+            return Stored(int(inserted.get_value(0, 0) or b""), True, str(row["status"]))
+        found = _answer(pgconn, pgconn.exec_params(sql.lookup, [_text(row["event_id"])]))
+        return Stored(
+            int(found.get_value(0, 0) or b""), False, bytes(found.get_value(0, 1) or b"").decode()
+        )
     except error as problem:
-        dropped = engine.dialect.is_disconnect(
-            problem, getattr(fairy, "driver_connection", None), None
+        driver = getattr(fairy, "driver_connection", None)
+        dropped = engine.dialect.is_disconnect(problem, driver, None) or (
+            driver is not None and driver.pgconn.status == pq.ConnStatus.BAD
         )
         if fairy is not None and fairy.is_valid and dropped:
             fairy.invalidate(problem)
-        raise DBAPIError.instance(insert, None, problem, error, hide_parameters=True) from problem
+        raise DBAPIError.instance(
+            sql.insert.decode(), None, problem, error, hide_parameters=True
+        ) from problem
+
+
+_INSERT_NAME = b"mrr_inbox_insert"
+
+
+@dataclass(frozen=True, slots=True)
+class _AutocommitSql:
+    insert: bytes
+    lookup: bytes
+    columns: tuple[str, ...]
+    processors: dict[str, Any]
 
 
 @functools.cache
-def _autocommit_sql(dialect: Dialect) -> tuple[str, str, dict[str, Any]]:
-    """The INSERT and the lookup of an existing row, and each column's bind processor."""
+def _autocommit_sql(dialect: Dialect) -> _AutocommitSql:
+    """The INSERT and the lookup of an existing row with `$n` parameters, the INSERT's columns
+    in parameter order, and each column's bind processor."""
+    numbered = type(dialect)(paramstyle="numeric_dollar")  # type: ignore[call-arg]
     columns = [c for c in inbox.columns if c.name not in ("id", "processed_at")]
     insert = _INSERT[dialect.name].values({c.name: bindparam(c.name) for c in columns})
     lookup = select(inbox.c.id, inbox.c.status).where(inbox.c.event_id == bindparam("event_id"))
-    processors = {c.name: c.type.bind_processor(dialect) for c in columns}
-    return str(insert.compile(dialect=dialect)), str(lookup.compile(dialect=dialect)), processors
+    compiled = insert.compile(dialect=numbered)
+    return _AutocommitSql(
+        insert=str(compiled).encode(),
+        lookup=str(lookup.compile(dialect=numbered)).encode(),
+        columns=tuple(compiled.positiontup or ()),
+        processors={c.name: c.type.bind_processor(dialect) for c in columns},
+    )
+
+
+def _text(value: object) -> bytes | None:
+    """A parameter in PostgreSQL's text format (the statement's casts give the types)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return b"t" if value else b"f"
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, int):
+        return str(value).encode()
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ").encode()
+    raise TypeError(f"no text form for {type(value).__name__}")
+
+
+def _answer(pgconn: pq.abc.PGconn, result: pq.abc.PGresult) -> pq.abc.PGresult:
+    """The result, or psycopg's exception for it."""
+    if result.status in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+        return result
+    if pgconn.status == pq.ConnStatus.BAD:
+        reason = result.error_message.decode(errors="replace")
+        raise psycopg.OperationalError(f"the connection to the database was lost: {reason}")
+    raise psycopg.errors.error_from_result(result, encoding="utf-8")
 
 
 def store_events(engine: Engine, raws: Sequence[str], *, source: str) -> list[Stored]:

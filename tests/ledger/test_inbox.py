@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import DBAPIError
 
 from ledger import inbox
 from ledger.schema import inbox as inbox_table
@@ -47,3 +49,24 @@ def test_the_webhook_path_stores_once_and_finds_the_first_copy(engine: Engine) -
     with engine.connect() as conn:
         row = inbox.get(conn, failed.inbox_id)
     assert row is not None and row.error is not None and row.error.startswith("malformed event")
+
+
+def test_the_webhook_path_takes_a_new_connection_after_the_server_drops_one(
+    engine: Engine,
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the autocommit path with a pinned connection is PostgreSQL's")
+    threads = threading.local()
+    body = subscription_event("evt_a", "customer.subscription.created", NOW)
+    first = inbox.store_durably(engine, inbox.dumps(body), body, threads)
+    backend = threads.inbox_connection.driver_connection.info.backend_pid
+    with engine.connect() as conn:
+        conn.execute(select(func.pg_terminate_backend(backend)))
+    body["id"] = "evt_b"
+    with pytest.raises(DBAPIError):
+        inbox.store_durably(engine, inbox.dumps(body), body, threads)
+    second = inbox.store_durably(engine, inbox.dumps(body), body, threads)
+    again = inbox.store_durably(engine, inbox.dumps(body), body, threads)
+    assert threads.inbox_connection.driver_connection.info.backend_pid != backend
+    assert first.inserted and second.inserted and not again.inserted
+    assert again.inbox_id == second.inbox_id
