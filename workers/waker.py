@@ -60,7 +60,6 @@ class Waker:
         self._connect = connect
         self._pause = pause
         self._idle = idle
-        self._thread: threading.Thread | None = None
         self._started = 0
         self._finished = 0
         self._failing = False
@@ -71,7 +70,7 @@ class Waker:
         self._poked = threading.Event()
         self._lock = threading.Lock()
         self._rounds = threading.Condition()
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
     def poke(self) -> None:
         """Ask for a round that starts after this call. Cheap: no I/O, no waiting."""
