@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -30,6 +29,7 @@ from bench.common import database, fresh_databases, median
 from tests.support.histories import histories, serialized
 from tests.support.redis_server import PrivateRedis, free_port
 from tests.support.stripe_sign import signature_header
+from tests.support.web import answers_health
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "whsec_bench"
@@ -72,19 +72,8 @@ def gunicorn(
     with (logdir / f"gunicorn-{port}.log").open("ab") as log:
         process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        import http.client
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{app} did not start") from None
-                time.sleep(0.1)
+        if not answers_health(port):
+            raise RuntimeError(f"{app} did not start")
         yield port, process.pid
     finally:
         process.terminate()

@@ -34,6 +34,7 @@ from ledger.schema import ledger_entries
 from tests.support.histories import histories, storm_order
 from tests.support.redis_server import PrivateRedis, free_port
 from tests.support.stripe_sign import signature_header
+from tests.support.web import answers_health
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -78,16 +79,8 @@ class Processes:
         argv = [PYTHON, "-m", "gunicorn", "--workers", "2", "--worker-class", "gthread"]
         argv += ["--threads", "4", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
         self.web = self._spawn("web", [*argv, "ingest.app:create_app()"], self.env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("gunicorn did not answer /healthz")
+        if not answers_health(port):
+            raise RuntimeError("gunicorn did not answer /healthz")
 
     def start_worker(self, name: str) -> None:
         env = dict(self.env)
