@@ -210,9 +210,11 @@ def _store_autocommit(engine: Engine, row: dict[str, Any], threads: threading.lo
             fairy = threads.inbox_connection = engine.raw_connection()
             fairy.driver_connection.autocommit = True  # type: ignore[union-attr]
         pgconn: pq.abc.PGconn = fairy.driver_connection.pgconn  # type: ignore[union-attr]
-        if getattr(threads, "inbox_prepared", None) is not pgconn:
+        # Marked on the connection, not the thread: a connection another thread left in the
+        # pool has its statement already.
+        if fairy.info.get(_INSERT_NAME) is not pgconn:
             _answer(pgconn, pgconn.prepare(_INSERT_NAME, sql.insert))
-            threads.inbox_prepared = pgconn
+            fairy.info[_INSERT_NAME] = pgconn
         values = [
             _text(row[name] if (process := sql.processors[name]) is None else process(row[name]))
             for name in sql.columns

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import DBAPIError
 
 from ledger import inbox
+from ledger.db import make_engine
 from ledger.schema import inbox as inbox_table
 from tests.support.pipeline import subscription_event
 
@@ -70,3 +71,23 @@ def test_the_webhook_path_takes_a_new_connection_after_the_server_drops_one(
     assert threads.inbox_connection.driver_connection.info.backend_pid != backend
     assert first.inserted and second.inserted and not again.inserted
     assert again.inbox_id == second.inbox_id
+
+
+def test_a_connection_another_thread_left_in_the_pool_keeps_its_prepared_insert(
+    db_url: str,
+) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the autocommit path with a pinned connection is PostgreSQL's")
+    engine = make_engine(db_url, pool_size=1, max_overflow=0)
+    try:
+        gone, comes = threading.local(), threading.local()
+        body = subscription_event("evt_a", "customer.subscription.created", NOW)
+        first = inbox.store_durably(engine, inbox.dumps(body), body, gone)
+        backend = gone.inbox_connection.driver_connection.info.backend_pid
+        gone.inbox_connection.close()  # as when a thread ends and its connection goes back
+        body["id"] = "evt_b"
+        second = inbox.store_durably(engine, inbox.dumps(body), body, comes)
+        assert comes.inbox_connection.driver_connection.info.backend_pid == backend
+        assert first.inserted and second.inserted
+    finally:
+        engine.dispose()
