@@ -1,12 +1,14 @@
 """Ingest throughput: verified webhooks through gunicorn vs. a bare Flask route, same settings.
 
-Both apps run under gunicorn on free loopback ports with the same settings (2 gthread workers
-x 4 threads: keep-alive, and the thread pool overlaps the database and Redis round trips). The
-real app verifies each signature, commits the event to the inbox on PostgreSQL (a fresh
-database) and queues it on RQ (a private Redis). A separate process (bench/load.py) sends
-pre-signed unique events over keep-alive connections. Median of the runs; stops by itself.
+Both apps run under gunicorn on free loopback ports, under each configuration in SETTINGS
+(gunicorn's sync workers, one request per connection; and gthread workers with keep-alive),
+measured in the same run. The real app verifies each signature, commits the event to the inbox
+on PostgreSQL (a fresh database) and wakes the workers on RQ (a private Redis). A separate
+process (bench/load.py) sends pre-signed unique events over 8 connections, reused where the
+server keeps them alive. Medians of the runs; stops by itself.
 
     python bench/ingest.py [--requests 3000] [--threads 8] [--runs 3]
+                           [--gunicorn NAME=SETTINGS ...]
 """
 
 from __future__ import annotations
@@ -33,7 +35,14 @@ from tests.support.web import answers_health
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "whsec_bench"
-GUNICORN = "--workers 2 --worker-class gthread --threads 4"
+SETTINGS = {
+    # gunicorn's default worker class, as many workers as its documentation advises
+    # (2 x cores + 1): the Procfile's web process with WEB_CONCURRENCY set so. One request
+    # per connection, as behind a proxy that does not keep connections to gunicorn open.
+    "sync": f"--workers {2 * (os.cpu_count() or 1) + 1}",
+    # Keep-alive connections; each process's thread pool overlaps the database round trips.
+    "gthread": "--workers 2 --worker-class gthread --threads 4",
+}
 FIGURES = ("requests_per_s", "p50_ms", "p99_ms")
 CPU_FIGURES = ("machine_cpu_ms_per_request", "web_cpu_ms_per_request")
 
@@ -109,14 +118,61 @@ def drive(
     return result
 
 
+def parse_settings(given: list[str] | None) -> dict[str, str]:
+    if not given:
+        return dict(SETTINGS)
+    chosen: dict[str, str] = {}
+    for item in given:
+        name, sep, flags = item.partition("=")
+        if not sep or not name or not flags.strip():
+            raise SystemExit(
+                f"--gunicorn takes NAME=SETTINGS, e.g. 'threads=--threads 8': {item!r}"
+            )
+        chosen[name] = flags
+    return chosen
+
+
+def summary(bare: list[dict[str, Any]], webhook: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of one configuration's runs, and the webhook/bare ratios."""
+    out: dict[str, Any] = {}
+    for name, results in (("webhook", webhook), ("bare", bare)):
+        out[name] = {
+            key: round(median([float(r[key]) for r in results]), 3)
+            for key in (*FIGURES, *CPU_FIGURES)
+            if all(key in r for r in results)
+        }
+    out["ratio"] = round(out["webhook"]["requests_per_s"] / out["bare"]["requests_per_s"], 3)
+    # Each run posts to the bare app, then to the webhook: a ratio per run cancels the drift of
+    # a shared machine's speed between runs.
+    pairs = [w["requests_per_s"] / b["requests_per_s"] for w, b in zip(webhook, bare, strict=True)]
+    out["ratio_per_run"] = [round(r, 3) for r in pairs]
+    out["ratio_median_of_runs"] = round(median(pairs), 3)
+    # CPU per request, bare over webhook: when the machine is saturated, the throughput ratio
+    # it predicts, with less of the run-to-run noise of requests/s.
+    for key in CPU_FIGURES:
+        if key in out["webhook"] and key in out["bare"]:
+            out[f"{key.removesuffix('_ms_per_request')}_ratio"] = round(
+                out["bare"][key] / out["webhook"][key], 3
+            )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--gunicorn", default=GUNICORN, help="settings for both apps")
+    parser.add_argument(
+        "--gunicorn",
+        action="append",
+        metavar="NAME=SETTINGS",
+        help="a configuration for both apps (repeatable; default: " + ", ".join(SETTINGS) + ")",
+    )
     args = parser.parse_args()
-    runs: dict[str, list[dict[str, Any]]] = {"webhook": [], "bare": []}
+    settings = parse_settings(args.gunicorn)
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        name: {"webhook": [], "bare": []} for name in settings
+    }
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mrr-ingest-")))
         templates = stack.enter_context(fresh_databases())
@@ -132,46 +188,34 @@ def main() -> None:
             "STRIPE_WEBHOOK_SECRET": SECRET,
             "PYTHONPATH": str(ROOT),
         }
-        real = stack.enter_context(gunicorn("ingest.app:create_app()", env, workdir, args.gunicorn))
-        bare = stack.enter_context(
-            gunicorn("bench.bare_app:create_app()", env, workdir, args.gunicorn)
-        )
+        servers: dict[str, dict[str, tuple[int, int]]] = {}
         warm = list(serialized(histories(200, 20, prefix="evt_warm")))
-        drive(real, warm, args.threads, workdir)
-        drive(bare, warm, args.threads, workdir)
+        for name, flags in settings.items():
+            servers[name] = {
+                "webhook": stack.enter_context(
+                    gunicorn("ingest.app:create_app()", env, workdir, flags)
+                ),
+                "bare": stack.enter_context(
+                    gunicorn("bench.bare_app:create_app()", env, workdir, flags)
+                ),
+            }
+            for server in servers[name].values():
+                drive(server, warm, args.threads, workdir)
         for n in range(args.runs):
-            fresh = histories(args.requests, max(1, args.requests // 10), prefix=f"evt_r{n}")
-            bodies = list(serialized(fresh))
-            runs["bare"].append(drive(bare, bodies, args.threads, workdir))
-            runs["webhook"].append(drive(real, bodies, args.threads, workdir))
+            for name, pair in servers.items():
+                fresh = histories(
+                    args.requests, max(1, args.requests // 10), prefix=f"evt_{name}{n}"
+                )
+                bodies = list(serialized(fresh))
+                for app in ("bare", "webhook"):
+                    runs[name][app].append(drive(pair[app], bodies, args.threads, workdir))
     out: dict[str, Any] = {
         "requests_per_run": args.requests,
         "threads": args.threads,
         "runs": args.runs,
-        "gunicorn": args.gunicorn,
     }
-    for name, results in runs.items():
-        out[name] = {
-            key: round(median([float(r[key]) for r in results]), 3)
-            for key in (*FIGURES, *CPU_FIGURES)
-            if all(key in r for r in results)
-        }
-    out["ratio"] = round(out["webhook"]["requests_per_s"] / out["bare"]["requests_per_s"], 3)
-    # Each run posts to the bare app, then to the webhook: a ratio per run cancels the drift of
-    # a shared machine's speed between runs.
-    pairs = [
-        w["requests_per_s"] / b["requests_per_s"]
-        for w, b in zip(runs["webhook"], runs["bare"], strict=True)
-    ]
-    out["ratio_per_run"] = [round(r, 3) for r in pairs]
-    out["ratio_median_of_runs"] = round(median(pairs), 3)
-    # CPU per request, bare over webhook: when the machine is saturated, the throughput ratio
-    # it predicts, with less of the run-to-run noise of requests/s.
-    for key in CPU_FIGURES:
-        if key in out["webhook"] and key in out["bare"]:
-            out[f"{key.removesuffix('_ms_per_request')}_ratio"] = round(
-                out["bare"][key] / out["webhook"][key], 3
-            )
+    for name, flags in settings.items():
+        out[name] = {"gunicorn": flags, **summary(runs[name]["bare"], runs[name]["webhook"])}
     print(json.dumps(out, indent=2))
 
 
