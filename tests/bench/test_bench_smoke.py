@@ -70,3 +70,28 @@ def test_report_benchmark_runs() -> None:
         "build_report_in_process_ms_median",
     ):
         assert found[key] > 0
+
+
+def test_ingest_benchmark_runs_each_configuration() -> None:
+    found = run("ingest.py", "--requests", "40", "--runs", "1")
+    assert set(found) >= {"sync", "gthread"}
+    for name in ("sync", "gthread"):
+        figures = found[name]
+        assert figures["gunicorn"]
+        for app in ("webhook", "bare"):
+            assert figures[app]["requests_per_s"] > 0
+            assert figures[app]["p99_ms"] >= figures[app]["p50_ms"] > 0
+        assert len(figures["ratio_per_run"]) == 1
+        assert figures["ratio"] > 0
+
+
+def test_ingest_benchmark_names_a_bad_configuration() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "ingest.py"), "--gunicorn", "--workers 3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode != 0
+    assert "NAME=SETTINGS" in done.stderr and "'--workers 3'" in done.stderr
