@@ -1,4 +1,5 @@
-"""A small load generator: POSTs pre-signed requests over keep-alive connections from threads.
+"""A small load generator: POSTs pre-signed requests from threads, one connection each, reused
+while the server keeps it alive (http.client reconnects after a server that closes it).
 
     python bench/load.py PORT REQUESTS_FILE THREADS   (REQUESTS_FILE: JSON lines [body, sig])
 
