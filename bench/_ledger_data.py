@@ -29,8 +29,8 @@ import psycopg
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from ledger import migrate
-from ledger.schema import ledger_entries
+from ledger.storage import migrate
+from ledger.storage.schema import ledger_entries
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 CUSTOMERS = 20_000

@@ -24,9 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import responses
 
-from ledger import backfill_store, inbox, migrate
-from ledger.db import make_engine
+from ledger.backfill import store as backfill_store
 from ledger.settings import Settings
+from ledger.storage import inbox, migrate
+from ledger.storage.db import make_engine
 from scripts.backfill import Backfill, Options, make_source
 from tests.support.fake_stripe import GOOD_KEY, FakeStripe, make_account
 

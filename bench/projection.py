@@ -58,9 +58,9 @@ def _rss_mb() -> float:
 
 
 def child(mode: str, url: str) -> None:
-    from ledger import projector
-    from ledger.balances import Projection
-    from ledger.db import make_engine
+    from ledger.reporting import projector
+    from ledger.reporting.balances import Projection
+    from ledger.storage.db import make_engine
 
     engine = make_engine(url)
     with engine.connect() as conn:
@@ -113,7 +113,7 @@ def group_by_seconds(url: str, runs: int) -> tuple[float, dict[tuple[str, str, s
 
 
 def stored_sums(url: str) -> dict[tuple[str, str, str], int]:
-    from ledger.balances import MOVEMENTS
+    from ledger.reporting.balances import MOVEMENTS
 
     with psycopg.connect(data.libpq_url(url)) as conn:
         names = ", ".join(f'"{c.value}"' for c in MOVEMENTS)

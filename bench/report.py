@@ -106,8 +106,8 @@ def series(port: int, path: str, count: int, before: Any = None) -> tuple[float,
 
 
 def in_process_seconds(url: str, runs: int) -> float:
-    from ledger.db import make_engine
-    from ledger.reports import build_report, report_query
+    from ledger.reporting.reports import build_report, report_query
+    from ledger.storage.db import make_engine
 
     engine = make_engine(url)
     query = report_query("2023-01", "2025-12", currency="usd")
@@ -132,8 +132,8 @@ def main() -> None:
         parser.error("--entries, --runs, --workers must be at least 1, --requests at least 2")
     with data.fresh_database() as url:
         data.load(url, args.entries, customers=args.customers)
-        from ledger import projector
-        from ledger.db import make_engine
+        from ledger.reporting import projector
+        from ledger.storage.db import make_engine
 
         engine = make_engine(url)
         with engine.begin() as conn:

@@ -37,10 +37,10 @@ from sqlalchemy import (
 )
 
 from bench.common import database, fresh_databases, median
-from ledger import inbox
-from ledger.db import UTCDateTime, make_engine
-from ledger.schema import inbox as inbox_table
 from ledger.settings import Settings
+from ledger.storage import inbox
+from ledger.storage.db import UTCDateTime, make_engine
+from ledger.storage.schema import inbox as inbox_table
 from tests.support.histories import histories, serialized
 from workers import runtime
 from workers.jobs import BATCH_SIZE

@@ -17,8 +17,8 @@ from flask import Blueprint, Response, jsonify, render_template, request, stream
 
 from ingest.openapi import document
 from ingest.services import services
-from ledger import exports, queries
-from ledger.reports import BadInput, Report, build_report, parse_month, report_query
+from ledger.reporting import exports, queries
+from ledger.reporting.reports import BadInput, Report, build_report, parse_month, report_query
 
 reports = Blueprint("reports", __name__, template_folder="templates")
 

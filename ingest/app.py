@@ -11,8 +11,8 @@ from ingest.api import reports
 from ingest.health import health
 from ingest.services import Services
 from ingest.webhook import webhook
-from ledger.db import make_engine
 from ledger.settings import Settings
+from ledger.storage.db import make_engine
 from workers.queue import WakeFlag, connect, make_queue
 from workers.waker import Waker
 

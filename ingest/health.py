@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ingest.services import services
-from ledger.migrate import is_up_to_date
+from ledger.storage.migrate import is_up_to_date
 
 health = Blueprint("health", __name__)
 

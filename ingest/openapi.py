@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.entries import Category
-from ledger.exports import AMOUNT_FIELDS, LEDGER_FIELDS, METRIC_FIELDS
+from ledger.reporting.exports import AMOUNT_FIELDS, LEDGER_FIELDS, METRIC_FIELDS
+from ledger.rules.entries import Category
 
 _MONEY = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
 _NULLABLE_DECIMAL = {"type": ["string", "null"], "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}

@@ -11,8 +11,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from stripe import SignatureVerificationError, WebhookSignature
 
 from ingest.services import services
-from ledger import inbox
 from ledger.settings import SIGNATURE_TOLERANCE_SECONDS
+from ledger.storage import inbox
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import os
 
 import click
 
-from ledger.app_role import AppRoleError, check_role_name, create_app_role
-from ledger.db import make_engine
+from ledger.storage.app_role import AppRoleError, check_role_name, create_app_role
+from ledger.storage.db import make_engine
 
 
 def _role_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:

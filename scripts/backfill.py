@@ -1,8 +1,8 @@
 """The ops backfill: Stripe's objects and recent events into the inbox, then the ledger.
 
 Stripe I/O lives here (a rate-limited, retrying client over the official library); the
-history itself is rebuilt by the pure `ledger.history`, stored and processed by
-`ledger.backfill_store`. Safe to re-run: every event has a fixed id and the inbox stores an id
+history itself is rebuilt by the pure `ledger.backfill.history`, stored and processed by
+`ledger.backfill.store`. Safe to re-run: every event has a fixed id and the inbox stores an id
 once, so a second run, or a run next to live webhooks, stores and appends nothing new.
 """
 
@@ -24,12 +24,13 @@ import stripe
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from ledger import backfill_store, history
-from ledger.db import make_engine
-from ledger.events import customer_of, parse_event
+from ledger.backfill import history
+from ledger.backfill import store as backfill_store
 from ledger.processing import Fetcher
+from ledger.rules.events import customer_of, parse_event
+from ledger.rules.timeline import RELEVANT_TYPES
 from ledger.settings import Settings
-from ledger.timeline import RELEVANT_TYPES
+from ledger.storage.db import make_engine
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from datetime import timedelta
 
 import click
 
-from ledger import inbox
-from ledger.db import make_engine
 from ledger.settings import ConfigError
+from ledger.storage import inbox
+from ledger.storage.db import make_engine
 from scripts.app_role_cli import create_app_role_cmd
 from scripts.backfill_cli import backfill
 from scripts.explain_cli import explain_cmd
@@ -39,8 +39,8 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply migrations (alembic) to DATABASE_URL."""
-    from ledger import migrate
     from ledger.settings import redact_url
+    from ledger.storage import migrate
 
     settings = load_settings()
     migrate.upgrade(settings.database_url, revision)

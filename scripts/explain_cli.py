@@ -6,8 +6,8 @@ import json
 
 import click
 
-from ledger.db import make_engine
-from ledger.explain import explain, render
+from ledger.reporting.explain import explain, render
+from ledger.storage.db import make_engine
 from scripts.settings_cli import load_settings
 
 

@@ -12,10 +12,10 @@ import time
 import click
 from sqlalchemy import func, select
 
-from ledger import inbox, migrate
-from ledger.db import make_engine
-from ledger.schema import inbox as inbox_table
 from ledger.settings import Settings, redact_url
+from ledger.storage import inbox, migrate
+from ledger.storage.db import make_engine
+from ledger.storage.schema import inbox as inbox_table
 from scripts.demo import demo_events
 from workers import redis_server
 

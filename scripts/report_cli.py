@@ -10,11 +10,11 @@ from typing import TextIO
 import click
 from sqlalchemy import Engine
 
-from ledger import exports, fx, projector, queries
-from ledger.db import make_engine
-from ledger.entries import Category
-from ledger.reports import BadInput, build_report, parse_month, report_query
+from ledger.reporting import exports, fx, projector, queries
+from ledger.reporting.reports import BadInput, build_report, parse_month, report_query
+from ledger.rules.entries import Category
 from ledger.settings import ConfigError, Settings
+from ledger.storage.db import make_engine
 
 FLAGS = {
     "from": "--from",

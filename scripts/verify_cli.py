@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ledger.chain import verify as verify_chain
-from ledger.db import make_engine
+from ledger.storage.chain import verify as verify_chain
+from ledger.storage.db import make_engine
 
 
 @click.command()

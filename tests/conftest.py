@@ -10,8 +10,8 @@ import redis
 from rq import Queue
 from sqlalchemy import Engine
 
-from ledger.db import make_engine
 from ledger.settings import Settings
+from ledger.storage.db import make_engine
 from tests.support.databases import Templates
 from workers import runtime
 

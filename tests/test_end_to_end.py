@@ -12,9 +12,9 @@ from rq import Queue
 from sqlalchemy import Engine
 
 from ingest.app import create_app
-from ledger import inbox, store
 from ledger.processing import process_inbox_row
 from ledger.settings import Settings
+from ledger.storage import inbox, store
 from tests.conftest import WEBHOOK_SECRET
 from tests.rules import builders as b
 from tests.rules.fixtures import FIXTURES, load

@@ -18,11 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from ingest.app import create_app
-from ledger import inbox
-from ledger.db import make_engine
 from ledger.processing import StoredReferences, process_inbox_row
-from ledger.schema import inbox as inbox_table
 from ledger.settings import Settings
+from ledger.storage import inbox
+from ledger.storage.db import make_engine
+from ledger.storage.schema import inbox as inbox_table
 from scripts.cli import main
 from tests.conftest import REDIS_URL
 from tests.support.databases import Templates

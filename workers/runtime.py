@@ -6,9 +6,9 @@ from functools import cache
 
 from sqlalchemy import Engine
 
-from ledger.db import make_engine
 from ledger.processing import Fetcher
 from ledger.settings import Settings
+from ledger.storage.db import make_engine
 
 
 @cache

@@ -9,7 +9,7 @@ from datetime import timedelta
 from rq import Queue
 from sqlalchemy import Engine
 
-from ledger import bulk
+from ledger.storage import bulk
 from workers.queue import enqueue_batches
 
 log = logging.getLogger(__name__)

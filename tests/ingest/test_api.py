@@ -15,9 +15,9 @@ from sqlalchemy import Engine
 
 from ingest.app import create_app
 from ingest.openapi import document
-from ledger import store
-from ledger.entries import Category, DesiredEntry
+from ledger.rules.entries import Category, DesiredEntry
 from ledger.settings import Settings
+from ledger.storage import store
 
 JAN = datetime(2026, 1, 5, tzinfo=UTC)
 

@@ -12,8 +12,8 @@ from rq import Queue
 from sqlalchemy import Engine
 
 from ingest.app import create_app
-from ledger import inbox, store
 from ledger.settings import Settings
+from ledger.storage import inbox, store
 from tests.conftest import WEBHOOK_SECRET
 from tests.support.pipeline import drain, subscription_event
 from tests.support.stripe_sign import signed

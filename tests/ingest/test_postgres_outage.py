@@ -14,10 +14,10 @@ from rq import Queue
 from sqlalchemy import select
 
 from ingest.app import create_app
-from ledger import chain, inbox, migrate, store
-from ledger.db import make_engine
-from ledger.schema import inbox as inbox_table
 from ledger.settings import Settings
+from ledger.storage import chain, inbox, migrate, store
+from ledger.storage.db import make_engine
+from ledger.storage.schema import inbox as inbox_table
 from tests.conftest import REDIS_URL, WEBHOOK_SECRET
 from tests.support.pipeline import subscription_event
 from tests.support.private_postgres import PrivatePostgres

@@ -11,9 +11,9 @@ from rq import Queue
 from sqlalchemy import Engine, func, select
 
 from ingest.app import create_app
-from ledger import inbox, store
-from ledger.schema import inbox as inbox_table
 from ledger.settings import Settings
+from ledger.storage import inbox, store
+from ledger.storage.schema import inbox as inbox_table
 from tests.conftest import WEBHOOK_SECRET
 from tests.support.pipeline import drain, subscription_event
 from tests.support.stripe_sign import signature_header, signed

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
 from ingest.app import create_app
-from ledger.schema import inbox as inbox_table
 from ledger.settings import Settings
+from ledger.storage.schema import inbox as inbox_table
 from tests.conftest import WEBHOOK_SECRET
 from tests.support.pipeline import subscription_event
 from tests.support.stripe_sign import signature_header

@@ -11,9 +11,10 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from ledger import chain, inbox, projector
-from ledger.db import make_engine
 from ledger.processing import process_inbox_row
+from ledger.reporting import projector
+from ledger.storage import chain, inbox
+from ledger.storage.db import make_engine
 from scripts.cli import main
 from tests.support.pipeline import subscription_event
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.balances import (
+from ledger.reporting.balances import (
     MonthBalance,
     Posting,
     Projection,
@@ -18,9 +18,9 @@ from ledger.balances import (
     effects,
     posting,
 )
-from ledger.entries import Category
-from ledger.metrics import metrics
-from ledger.months import Month
+from ledger.reporting.metrics import metrics
+from ledger.rules.entries import Category
+from ledger.rules.months import Month
 
 JAN = Month.parse("2026-01")
 

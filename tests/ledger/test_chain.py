@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import DBAPIError
 
-from ledger import chain, migrate, store
-from ledger.db import make_engine
-from ledger.entries import Category, DesiredEntry
-from ledger.schema import ledger_chain, ledger_entries
+from ledger.rules.entries import Category, DesiredEntry
+from ledger.storage import chain, migrate, store
+from ledger.storage.db import make_engine
+from ledger.storage.schema import ledger_chain, ledger_entries
 from scripts.cli import main
 from tests.support.databases import _admin_execute, pg_url
 

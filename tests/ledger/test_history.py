@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from ledger.events import parse_event
-from ledger.history import (
+from ledger.backfill.history import (
     EVENT_RETENTION_SECONDS,
     cutoffs_from_real_events,
     drop_overlapping,
@@ -15,6 +14,7 @@ from ledger.history import (
     subscription_of,
     synthesize,
 )
+from ledger.rules.events import parse_event
 
 DAY = 86_400
 MONTH = 30 * DAY

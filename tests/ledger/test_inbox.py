@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import DBAPIError
 
-from ledger import inbox
-from ledger.db import make_engine
-from ledger.schema import inbox as inbox_table
+from ledger.storage import inbox
+from ledger.storage.db import make_engine
+from ledger.storage.schema import inbox as inbox_table
 from tests.support.pipeline import subscription_event
 
 NOW = 1_767_225_600

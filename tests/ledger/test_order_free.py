@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from ledger import inbox, store
-from ledger.db import make_engine
 from ledger.processing import process_inbox_row
+from ledger.storage import inbox, store
+from ledger.storage.db import make_engine
 from tests.rules.histories import histories as customer_histories
 from tests.support.arrivals import Event, arrival, histories
 from tests.support.databases import Templates

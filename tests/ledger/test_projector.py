@@ -10,12 +10,13 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Engine, select
 
-from ledger import fx, projector, store
-from ledger.balances import MonthTotals
-from ledger.entries import Category, DesiredEntry
-from ledger.months import Month
-from ledger.reports import BadInput, build_report, report_query
-from ledger.schema import mrr_month_totals
+from ledger.reporting import fx, projector
+from ledger.reporting.balances import MonthTotals
+from ledger.reporting.reports import BadInput, build_report, report_query
+from ledger.rules.entries import Category, DesiredEntry
+from ledger.rules.months import Month
+from ledger.storage import store
+from ledger.storage.schema import mrr_month_totals
 
 JAN = datetime(2026, 1, 10, tzinfo=UTC)
 
@@ -58,7 +59,7 @@ def replayed(engine: Engine) -> list[tuple[object, ...]]:
 
 
 def months(engine: Engine, first: str, last: str, **kwargs: str) -> list[dict[str, object]]:
-    from ledger.exports import month_fields
+    from ledger.reporting.exports import month_fields
 
     report = build_report(engine, report_query(first, last, **kwargs))
     return [month_fields(b) for b in report.main.months]

@@ -1,4 +1,4 @@
-"""The projector's SQL rebuild equals the pure fold (ledger/balances.py) on a random ledger."""
+"""The projector's SQL rebuild equals the pure fold (reporting/balances.py) on a random ledger."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, select, text
 
-from ledger import projector, store
-from ledger.balances import Projection
-from ledger.entries import Category, DesiredEntry
-from ledger.schema import mrr_month_totals
+from ledger.reporting import projector
+from ledger.reporting.balances import Projection
+from ledger.rules.entries import Category, DesiredEntry
+from ledger.storage import store
+from ledger.storage.schema import mrr_month_totals
 
 START = datetime(2025, 11, 3, tzinfo=UTC)
 

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from ledger import store
-from ledger.entries import Category, DesiredEntry
+from ledger.rules.entries import Category, DesiredEntry
+from ledger.storage import store
 
 T0 = datetime(2026, 1, 15, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from ledger.events import EventRecord, parse_event
+from ledger.rules.events import EventRecord, parse_event
 
 Shape = Literal["old", "new"]
 ItemSpec = tuple[int | str, str, int, int] | Mapping[str, Any]

@@ -7,7 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from ledger.payloads import Coupon, Discount, Item, Price, Tier
+from ledger.rules.payloads import Coupon, Discount, Item, Price, Tier
 from tests.rules import builders as b
 
 CUSTOMER = "cus_p"

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from ledger.money import exponent, format_major, to_major
+from ledger.rules.money import exponent, format_major, to_major
 
 
 @pytest.mark.parametrize(

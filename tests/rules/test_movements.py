@@ -1,5 +1,5 @@
-from ledger.entries import Category, active_effect, delinquent_effect
-from ledger.movements import Change, Lifecycle, classify, next_lifecycle
+from ledger.rules.entries import Category, active_effect, delinquent_effect
+from ledger.rules.movements import Change, Lifecycle, classify, next_lifecycle
 
 
 def moves(

@@ -1,6 +1,12 @@
 from decimal import Decimal
 
-from ledger.payloads import read_coupon, read_discount, read_invoice, read_price, read_subscription
+from ledger.rules.payloads import (
+    read_coupon,
+    read_discount,
+    read_invoice,
+    read_price,
+    read_subscription,
+)
 from tests.rules.fixtures import load
 
 

@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from ledger.money import to_major
-from ledger.payloads import (
+from ledger.rules.money import to_major
+from ledger.rules.payloads import (
     Coupon,
     Discount,
     Item,
@@ -16,7 +16,7 @@ from ledger.payloads import (
     read_price,
     read_subscription,
 )
-from ledger.pricing import (
+from ledger.rules.pricing import (
     MissingReference,
     Mrr,
     Standing,

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from ledger.entries import Category, DesiredEntry, active_effect
-from ledger.money import to_major
-from ledger.timeline import (
+from ledger.rules.entries import Category, DesiredEntry, active_effect
+from ledger.rules.money import to_major
+from ledger.rules.timeline import (
     MissingReference,
     Replay,
     is_relevant,

@@ -7,10 +7,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.entries import active_effect, delinquent_effect
-from ledger.payloads import read_discount, read_subscription
-from ledger.pricing import subscription_mrr
-from ledger.timeline import Replay, replay_customer
+from ledger.rules.entries import active_effect, delinquent_effect
+from ledger.rules.payloads import read_discount, read_subscription
+from ledger.rules.pricing import subscription_mrr
+from ledger.rules.timeline import Replay, replay_customer
 from tests.rules import builders as b
 from tests.rules.histories import CUSTOMER, HALF, History, OwnTerms, histories
 

@@ -14,12 +14,14 @@ from click.testing import CliRunner
 from rq import Queue
 from sqlalchemy import Engine, func, select
 
-from ledger import backfill_store, inbox, processing, store
-from ledger.events import customer_of, parse_event
-from ledger.schema import inbox as inbox_table
-from ledger.schema import ledger_entries
+from ledger import processing
+from ledger.backfill import store as backfill_store
+from ledger.rules.events import customer_of, parse_event
+from ledger.rules.timeline import replay_customer
 from ledger.settings import Settings
-from ledger.timeline import replay_customer
+from ledger.storage import inbox, store
+from ledger.storage.schema import inbox as inbox_table
+from ledger.storage.schema import ledger_entries
 from scripts.backfill import Backfill, BackfillError, Options, RateLimiter, make_source
 from scripts.cli import main
 from tests.support.fake_stripe import (

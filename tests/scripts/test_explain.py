@@ -7,9 +7,9 @@ import json
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
-from ledger import inbox
 from ledger.processing import process_inbox_row
 from ledger.settings import Settings
+from ledger.storage import inbox
 from scripts.cli import main
 from tests.support.pipeline import subscription_event
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine
 
-from ledger import store
-from ledger.entries import Category, DesiredEntry
+from ledger.rules.entries import Category, DesiredEntry
+from ledger.storage import store
 from scripts.cli import main
 
 JAN = datetime(2026, 1, 5, tzinfo=UTC)

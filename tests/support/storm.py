@@ -24,13 +24,13 @@ from typing import Any
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from ledger import inbox, store
-from ledger.db import make_engine
-from ledger.entries import EntryKey
-from ledger.events import parse_event
 from ledger.processing import apply_event
-from ledger.schema import inbox as inbox_table
-from ledger.schema import ledger_entries
+from ledger.rules.entries import EntryKey
+from ledger.rules.events import parse_event
+from ledger.storage import inbox, store
+from ledger.storage.db import make_engine
+from ledger.storage.schema import inbox as inbox_table
+from ledger.storage.schema import ledger_entries
 from tests.support.histories import histories, storm_order
 from tests.support.redis_server import PrivateRedis, free_port
 from tests.support.stripe_sign import signature_header

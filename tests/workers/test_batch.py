@@ -14,13 +14,13 @@ from click.testing import CliRunner
 from rq import Queue
 from sqlalchemy import Engine, select
 
-import ledger.processing
-from ledger import bulk, inbox, store
-from ledger.db import make_engine
-from ledger.entries import EntryKey
+import ledger.processing.apply
 from ledger.processing import process_batch, process_inbox_row
-from ledger.schema import inbox as inbox_table
+from ledger.rules.entries import EntryKey
 from ledger.settings import Settings
+from ledger.storage import bulk, inbox, store
+from ledger.storage.db import make_engine
+from ledger.storage.schema import inbox as inbox_table
 from scripts.cli import main
 from tests.support.databases import Templates
 from tests.support.histories import histories
@@ -126,14 +126,14 @@ def test_one_failing_customer_does_not_hold_back_the_batch(
     bad = bodies[0]["data"]["object"]["customer"]
     owners = [b["data"]["object"]["customer"] for b in bodies]
     bad_ids = {i for i, owner in zip(ids, owners, strict=True) if owner == bad}
-    real = ledger.processing.replay_customer
+    real = ledger.processing.apply.replay_customer
 
     def flaky(customer_id: str, *args: Any) -> Any:
         if customer_id == bad:
             raise RuntimeError("rules bug")
         return real(customer_id, *args)
 
-    monkeypatch.setattr(ledger.processing, "replay_customer", flaky)
+    monkeypatch.setattr(ledger.processing.apply, "replay_customer", flaky)
     outcome = process_batch(engine, ids, max_attempts=MAX)
     assert outcome.counts == {"processed": 40 - len(bad_ids)}
     assert sorted(outcome.retry) == sorted(bad_ids)

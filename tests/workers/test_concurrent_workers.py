@@ -13,9 +13,9 @@ from pathlib import Path
 from rq import Queue
 from sqlalchemy import Engine
 
-from ledger import inbox, store
-from ledger.db import make_engine
 from ledger.settings import Settings
+from ledger.storage import inbox, store
+from ledger.storage.db import make_engine
 from tests.ledger.test_order_free import deliver, in_effect, monthly_sums
 from tests.support.databases import Templates
 from tests.support.pipeline import subscription_event

@@ -17,10 +17,10 @@ from click.testing import CliRunner
 from rq import Queue
 from sqlalchemy import Engine
 
-import ledger.processing
+import ledger.processing.apply
 from ingest.app import create_app
-from ledger import inbox, store
 from ledger.settings import Settings
+from ledger.storage import inbox, store
 from scripts.cli import main
 from tests.conftest import WEBHOOK_SECRET
 from tests.support.pipeline import drain, subscription_event
@@ -91,7 +91,7 @@ def test_a_failing_event_is_retried_then_marked_failed_then_retried_by_hand(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("rules bug")
 
-    monkeypatch.setattr(ledger.processing, "replay_customer", broken)
+    monkeypatch.setattr(ledger.processing.apply, "replay_customer", broken)
     for attempt in range(1, settings.max_attempts + 1):
         try:
             outcome = ledger.processing.process_inbox_row(
@@ -144,7 +144,7 @@ def test_a_row_left_pending_after_its_entries_were_written_appends_nothing_twice
     with engine.begin() as conn:
         stored = inbox.store_event(conn, inbox.dumps(body), body)
     with engine.begin() as conn:
-        ledger.processing.recompute_customer(conn, "cus_1", "evt_a")
+        ledger.processing.apply.recompute_customer(conn, "cus_1", "evt_a")
     with engine.connect() as conn:
         assert inbox.get(conn, stored.inbox_id).status == "pending"  # type: ignore[union-attr]
     outcome = ledger.processing.process_inbox_row(engine, stored.inbox_id, max_attempts=1)

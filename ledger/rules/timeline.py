@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeGuard
 
-from ledger.entries import DesiredEntry
-from ledger.events import EventRecord
-from ledger.movements import Change, Lifecycle, Movement, classify, next_lifecycle
-from ledger.payloads import (
+from ledger.rules.entries import DesiredEntry
+from ledger.rules.events import EventRecord
+from ledger.rules.movements import Change, Lifecycle, Movement, classify, next_lifecycle
+from ledger.rules.payloads import (
     Coupon,
     Discount,
     Invoice,
@@ -49,7 +49,7 @@ from ledger.payloads import (
     read_price,
     read_subscription,
 )
-from ledger.pricing import (
+from ledger.rules.pricing import (
     Figures,
     MissingReference,
     Mrr,

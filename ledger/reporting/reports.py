@@ -13,10 +13,10 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection, Engine
 
-from ledger import fx, projector
-from ledger.balances import MonthBalance, MonthTotals, Posting, Projection, balances
-from ledger.months import BadMonth, Month, month_index
-from ledger.schema import ledger_entries
+from ledger.reporting import fx, projector
+from ledger.reporting.balances import MonthBalance, MonthTotals, Posting, Projection, balances
+from ledger.rules.months import BadMonth, Month, month_index
+from ledger.storage.schema import ledger_entries
 
 MAX_MONTHS = 1200
 _CURRENCY = re.compile(r"[a-z]{3}")

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-from ledger.db import UTCDateTime
+from ledger.storage.db import UTCDateTime
 
 revision = "0002"
 down_revision = "0001"

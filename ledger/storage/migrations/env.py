@@ -1,16 +1,16 @@
-"""Alembic environment: the URL comes from the caller (ledger.migrate), never from a file."""
+"""Alembic environment: the URL comes from the caller (ledger.storage.migrate), not a file."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from ledger.db import make_engine
-from ledger.schema import metadata
+from ledger.storage.db import make_engine
+from ledger.storage.schema import metadata
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")
 if not url:
-    raise RuntimeError("ledger.migrate sets sqlalchemy.url; run `mrr db upgrade`")
+    raise RuntimeError("ledger.storage.migrate sets sqlalchemy.url; run `mrr db upgrade`")
 
 engine = make_engine(url)
 with engine.connect() as connection:

@@ -12,11 +12,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
-from ledger.balances import MonthBalance
-from ledger.metrics import metrics
-from ledger.money import to_major
-from ledger.queries import LedgerRow
-from ledger.reports import CurrencyReport, Report
+from ledger.reporting.balances import MonthBalance
+from ledger.reporting.metrics import metrics
+from ledger.reporting.queries import LedgerRow
+from ledger.reporting.reports import CurrencyReport, Report
+from ledger.rules.money import to_major
 
 AMOUNT_FIELDS = (
     "opening_mrr",

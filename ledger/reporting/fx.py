@@ -20,9 +20,9 @@ from fractions import Fraction
 
 from sqlalchemy import Connection, select
 
-from ledger.db import dialect_insert
-from ledger.money import exponent
-from ledger.schema import fx_rates
+from ledger.rules.money import exponent
+from ledger.storage.db import dialect_insert
+from ledger.storage.schema import fx_rates
 
 CURRENCY = re.compile(r"[a-z]{3}")
 

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Select, TextClause, delete, func, select, text, update
 
-from ledger.balances import (
+from ledger.reporting.balances import (
     ACTIVE_WEIGHTS,
     DELINQUENT_WEIGHTS,
     MOVEMENTS,
@@ -44,10 +44,15 @@ from ledger.balances import (
     customer_changes,
     effects,
 )
-from ledger.db import dialect_insert
-from ledger.months import Month, month_index
-from ledger.schema import MONTH_TOTAL_COLUMNS, ledger_chain, ledger_entries, mrr_month_totals
-from ledger.schema import projector_checkpoints as checkpoints
+from ledger.rules.months import Month, month_index
+from ledger.storage.db import dialect_insert
+from ledger.storage.schema import (
+    MONTH_TOTAL_COLUMNS,
+    ledger_chain,
+    ledger_entries,
+    mrr_month_totals,
+)
+from ledger.storage.schema import projector_checkpoints as checkpoints
 
 __all__ = [
     "CHECKPOINT",
@@ -298,8 +303,8 @@ def _month_of(value: datetime | str) -> int:
 
 
 def _rebuild_sql(dialect: str, low: str | None, high: str | None) -> TextClause:
-    """The `Projection` fold (ledger/balances.py) as one SQL statement over the ledger's rows
-    for customers from `low` (included) to `high` (excluded), each bound optional.
+    """The `Projection` fold (ledger/reporting/balances.py) as one SQL statement over the
+    ledger's rows for customers from `low` (included) to `high` (excluded), each bound optional.
 
     Rows: currency, month, rows read, the sum of each category (in `MOVEMENTS` order, NULL for
     none), the change in customers counted and the customers lost. Per customer (and currency)

@@ -1,4 +1,4 @@
-"""The database tables. Migrations in ledger/migrations create them; code reads these."""
+"""The database tables. Migrations in ledger/storage/migrations create them; code reads these."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sqlalchemy import (
     Text,
 )
 
-from ledger.db import UTCDateTime
+from ledger.storage.db import UTCDateTime
 
 metadata = MetaData()
 
@@ -67,9 +67,9 @@ ledger_entries = Table(
 )
 
 # The tamper-evidence hash chain over ledger_entries, written only by a database trigger
-# (migration 0003; the hashed content is defined in ledger/chain.py). `seq` is the position in
-# the chain; unique `prev_hash` means the chain cannot fork. No foreign key to ledger_entries:
-# it would refuse TRUNCATE before the append-only trigger could say why.
+# (migration 0003; the hashed content is defined in ledger/storage/chain.py). `seq` is the
+# position in the chain; unique `prev_hash` means the chain cannot fork. No foreign key to
+# ledger_entries: it would refuse TRUNCATE before the append-only trigger could say why.
 ledger_chain = Table(
     "ledger_chain",
     metadata,
@@ -108,7 +108,7 @@ customer_references = Table(
 # --- projections (migration 0002) ------------------------------------------------------------
 
 # Movement sums and month-end customer count changes per currency and month ("YYYY-MM"), kept by
-# ledger.projector; a report is a running sum over these rows.
+# ledger.reporting.projector; a report is a running sum over these rows.
 MONTH_TOTAL_COLUMNS = (
     "new",
     "reactivation",

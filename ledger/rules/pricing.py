@@ -20,7 +20,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Protocol
 
-from ledger.payloads import Coupon, Discount, Item, Price, Subscription, Tier
+from ledger.rules.payloads import Coupon, Discount, Item, Price, Subscription, Tier
 
 __all__ = [
     "Figures",

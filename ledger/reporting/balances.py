@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
 
-from ledger.entries import Category, active_effect, delinquent_effect
-from ledger.money import exponent, round_major
-from ledger.months import Month, span
+from ledger.rules.entries import Category, active_effect, delinquent_effect
+from ledger.rules.money import exponent, round_major
+from ledger.rules.months import Month, span
 
 __all__ = [
     "ACTIVE_WEIGHTS",

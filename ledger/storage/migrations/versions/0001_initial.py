@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from ledger.db import UTCDateTime
+from ledger.storage.db import UTCDateTime
 
 revision = "0001"
 down_revision = None

@@ -15,13 +15,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from ledger import inbox, processing, store
-from ledger.db import dialect_insert
-from ledger.events import customer_of, parse_event
-from ledger.history import is_synthetic
-from ledger.schema import backfill_checkpoints
-from ledger.schema import inbox as inbox_table
-from ledger.timeline import replay_customer
+from ledger import processing
+from ledger.backfill.history import is_synthetic
+from ledger.rules.events import customer_of, parse_event
+from ledger.rules.timeline import replay_customer
+from ledger.storage import inbox, store
+from ledger.storage.db import dialect_insert
+from ledger.storage.schema import backfill_checkpoints
+from ledger.storage.schema import inbox as inbox_table
 
 SYNTHETIC_SOURCE = "backfill"
 EVENTS_API_SOURCE = "events_api"

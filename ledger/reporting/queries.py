@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy import Connection, Select, select
 from sqlalchemy.orm import aliased
 
-from ledger.entries import Category
-from ledger.months import Month
-from ledger.schema import ledger_entries
-from ledger.store import StoredEntry, entry_from_row
+from ledger.rules.entries import Category
+from ledger.rules.months import Month
+from ledger.storage.schema import ledger_entries
+from ledger.storage.store import StoredEntry, entry_from_row
 
 MAX_ID_LENGTH = 255
 _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]+")

@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import Connection, and_, exists, insert, select
 from sqlalchemy.orm import aliased
 
-from ledger.db import dialect_insert
-from ledger.entries import Category, DesiredEntry, EntryKey, entry_key
-from ledger.schema import customer_references, customers, ledger_entries, reference_objects
+from ledger.rules.entries import Category, DesiredEntry, EntryKey, entry_key
+from ledger.storage.db import dialect_insert
+from ledger.storage.schema import customer_references, customers, ledger_entries, reference_objects
 
 
 @dataclass(frozen=True, slots=True)

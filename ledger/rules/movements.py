@@ -15,7 +15,7 @@ import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ledger.entries import Category
+from ledger.rules.entries import Category
 
 __all__ = ["Change", "Lifecycle", "Movement", "classify", "next_lifecycle"]
 

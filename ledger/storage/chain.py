@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, func, select
 
-from ledger.schema import ledger_chain, ledger_entries
+from ledger.storage.schema import ledger_chain, ledger_entries
 
 __all__ = [
     "GENESIS",

@@ -19,8 +19,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
-from ledger.events import EventRecord, MalformedEvent, customer_of, parse_event
-from ledger.schema import inbox
+from ledger.rules.events import EventRecord, MalformedEvent, customer_of, parse_event
+from ledger.storage.schema import inbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ class Stored:
     status: str
 
 
-# Column limits (ledger/schema.py) and PostgreSQL's BIGINT: what a stored event's header
+# Column limits (ledger/storage/schema.py) and PostgreSQL's BIGINT: what a stored event's header
 # fields must fit, or the insert fails in the database on every redelivery.
 TEXT_LIMITS = {"event_id": 255, "event_type": 255, "customer_id": 255, "api_version": 64}
 BIGINT = range(-(2**63), 2**63)

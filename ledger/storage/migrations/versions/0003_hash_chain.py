@@ -1,7 +1,7 @@
 """Tamper evidence: a hash chain over ledger_entries, appended by a trigger inside the database.
 
 Every inserted ledger row gets one `ledger_chain` link (seq, entry_id, prev_hash, row_hash);
-the hashed text is defined in ledger/chain.py, which `mrr verify` recomputes. Writers of the
+the hashed text is defined in ledger/storage/chain.py, which `mrr verify` recomputes. Writers of the
 chain are serialized (PostgreSQL: a transaction-level advisory lock taken in the trigger;
 SQLite: BEGIN IMMEDIATE already locks the database), and the primary key on `seq` plus the
 unique `prev_hash` make a fork fail in the database rather than be stored.
@@ -27,7 +27,7 @@ CHAIN_LOCK_KEY = 7_236_837_420_180_517_733
 
 
 def _fields(row: str, dialect: str) -> str:
-    """SQL for the canonical text after prev_hash (ledger/chain.py documents the format)."""
+    """SQL for the canonical text after prev_hash (ledger/storage/chain.py documents the format)."""
 
     def field(text_sql: str) -> str:
         if dialect == "postgresql":

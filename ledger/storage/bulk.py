@@ -15,11 +15,11 @@ from typing import Any
 from sqlalchemy import Connection, exists, insert, select, update
 from sqlalchemy.orm import aliased
 
-from ledger import store
-from ledger.db import dialect_insert
-from ledger.events import EventRecord, parse_event
-from ledger.inbox import InboxRow
-from ledger.schema import customers, inbox, ledger_entries
+from ledger.rules.events import EventRecord, parse_event
+from ledger.storage import store
+from ledger.storage.db import dialect_insert
+from ledger.storage.inbox import InboxRow
+from ledger.storage.schema import customers, inbox, ledger_entries
 
 
 def claim_pending(conn: Connection, inbox_ids: Sequence[int], extra: int = 0) -> list[InboxRow]:

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from ledger import store
-from ledger.money import to_major
-from ledger.schema import inbox
+from ledger.rules.money import to_major
+from ledger.storage import store
+from ledger.storage.schema import inbox
 
 
 def _event_summary(conn: Connection, event_id: str) -> dict[str, Any] | None:

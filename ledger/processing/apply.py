@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from ledger import bulk, inbox, store
-from ledger.events import EventRecord, MalformedEvent, customer_of
-from ledger.timeline import MissingReference, is_relevant, references_in, replay_customer
+from ledger.rules.events import EventRecord, MalformedEvent, customer_of
+from ledger.rules.timeline import MissingReference, is_relevant, references_in, replay_customer
+from ledger.storage import bulk, inbox, store
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from ledger.balances import MonthBalance
-from ledger.money import round_major
+from ledger.reporting.balances import MonthBalance
+from ledger.rules.money import round_major
 
 RATIO_PLACES = Decimal("0.0001")
 
