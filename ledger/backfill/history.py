@@ -11,7 +11,7 @@ here are shallow: the backfill builds tens of thousands of snapshots.
 Each synthetic event id is `bf_<object id>_<field>`: the Stripe object and the field that
 dates it (`bf_sub_1_start_date`, `bf_in_1_paid_at`), so a re-run produces the same ids and
 every ledger entry derived from one names where it came from. The assumptions made where the
-objects are ambiguous are listed in the README ("Backfill").
+objects are ambiguous are listed in docs/backfill.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Monthly MRR balances per currency, folded from ledger rows (rules section 5). Pure.
+"""Monthly MRR balances per currency, folded from ledger rows (docs/mrr-rules.md §6). Pure.
 
 Two inputs, one result:
 - `Projection` folds postings that arrive in month order (the ledger read by effective time):
@@ -7,7 +7,7 @@ Two inputs, one result:
 - `customer_changes` gives one customer's month-end count changes from its own history; the
   incremental projector diffs it before and after new rows to correct stored counts.
 `balances` then turns the sparse per-month totals of one currency into consecutive months with
-carried balances. The identities of section 5 hold by construction: every figure is a running
+carried balances. The identities of §6.1 hold by construction: every figure is a running
 sum of the same integer movements.
 """
 
@@ -216,7 +216,7 @@ def effects(category: str, amount: int) -> tuple[int, int]:
 
 @dataclass(frozen=True, slots=True)
 class MonthBalance:
-    """One month of one currency (rules section 5), amounts in integer minor units."""
+    """One month of one currency (docs/mrr-rules.md §6), amounts in integer minor units."""
 
     month: Month
     currency: str

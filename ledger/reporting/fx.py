@@ -1,4 +1,4 @@
-"""Exchange rates: the ops-supplied table, lookup by date, per-entry conversion (rules 5).
+"""Exchange rates: the ops-supplied table, lookup by date, conversion (docs/mrr-rules.md §6.5).
 
 A rate says what one major unit of `currency` is worth in one base currency that ops choose
 (the base itself needs no rows). Converting from X to a reporting currency R on day d uses the

@@ -1,4 +1,4 @@
-"""Companion metrics of a month's balances (README "Metrics"). Pure, exact Decimal.
+"""Companion metrics of a month's balances (docs/mrr-rules.md §7). Pure, exact Decimal.
 
 Ratios are Decimals rounded half-even to 4 places; `None` where a denominator is zero.
 """

@@ -36,7 +36,7 @@ ACTIVE_CATEGORIES = frozenset(
 
 
 def delinquent_effect(category: Category, amount: int) -> int:
-    """How an entry moves the delinquent balance (rules section 5)."""
+    """How an entry moves the delinquent balance (docs/mrr-rules.md §6.1)."""
     if category in (Category.DELINQUENT, Category.RECOVERED):
         return -amount
     if category in (Category.DELINQUENT_CHURN, Category.DELINQUENT_CHANGE):
@@ -45,7 +45,7 @@ def delinquent_effect(category: Category, amount: int) -> int:
 
 
 def active_effect(category: Category, amount: int) -> int:
-    """How an entry moves the active MRR balance (rules section 5)."""
+    """How an entry moves the active MRR balance (docs/mrr-rules.md §6.1)."""
     return amount if category in ACTIVE_CATEGORIES else 0
 
 
@@ -85,7 +85,7 @@ def entry_key(entry: Keyed) -> EntryKey:
 class DesiredEntry:
     """One ledger entry that the rules say should exist, in integer minor units.
 
-    `amount` carries its sign as the rules file defines it per category.
+    `amount` carries its sign as docs/mrr-rules.md §5.1 defines it per category.
     `effective_at` is timezone-aware UTC.
     """
 

@@ -23,7 +23,7 @@ class EventRecord:
 
     @property
     def sort_key(self) -> tuple[int, str]:
-        """Rules 6.2: order by `created`, ties broken by event id."""
+        """docs/mrr-rules.md §5.3: order by `created`, ties broken by event id."""
         return (self.created, self.id)
 
 

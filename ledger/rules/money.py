@@ -1,4 +1,4 @@
-"""Currency exponents and conversion of integer minor units to major units (rules section 1)."""
+"""Currency exponents and conversion of minor units to major units (docs/mrr-rules.md §1)."""
 
 from __future__ import annotations
 

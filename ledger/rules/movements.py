@@ -1,4 +1,4 @@
-"""A customer's before/after figures -> categorized movements (rules section 4).
+"""A customer's before/after figures -> categorized movements (docs/mrr-rules.md §5).
 
 Each subscription's change is split into its delinquent-side part (delinquent, recovered,
 delinquent_churn, delinquent_change) and a plain active-side rest, which is classified at

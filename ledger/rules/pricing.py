@@ -1,4 +1,4 @@
-"""A subscription's state -> its active and delinquent MRR in minor units (rules sections 2, 3).
+"""A subscription's state -> its active and delinquent MRR, minor units (docs/mrr-rules.md §2, §3).
 
 Arithmetic is exact: payload amounts are read as `Decimal` and combined as `Fraction`, because
 the month normalisation divides by 12 (or 3, 7, ...) and a rounded `Decimal` quotient could tip
@@ -63,7 +63,7 @@ class Terms(Protocol):
 
 
 class Standing(enum.StrEnum):
-    """Where a subscription's MRR counts (rules section 2)."""
+    """Where a subscription's MRR counts (docs/mrr-rules.md §2)."""
 
     ACTIVE = "active"
     DELINQUENT = "delinquent"
@@ -122,7 +122,7 @@ _NORMALISERS = {"month": (1, 1), "year": (1, 12), "week": (52, 12), "day": (365,
 
 
 def monthly_factor(interval: str, interval_count: int) -> Fraction:
-    """Multiplier from one billing interval to a month (rules section 3.2)."""
+    """Multiplier from one billing interval to a month (docs/mrr-rules.md §3.4)."""
     if interval not in _NORMALISERS:
         raise ValueError(f"unknown billing interval {interval!r}")
     times, per = _NORMALISERS[interval]

@@ -6,7 +6,7 @@ events are deduplicated by id and sorted by (created, id) here, and reference te
 terms, which coupon a discount applies, a price's tiers) are timeless facts gathered from the
 whole event set before the replay starts.
 
-Payment state (rules section 2), per subscription:
+Payment state (docs/mrr-rules.md §4), per subscription:
 - A `past_due`/`unpaid` snapshot is delinquent once the subscription has been paid at least once;
   before its first payment (incomplete, a trial whose first charge fails) it counts nothing.
 - `invoice.payment_failed` for a renewal (billing_reason `subscription_cycle`, or a subscription

@@ -1,6 +1,6 @@
 """The benchmark scripts still run: tiny ledgers, one run each, JSON with the expected keys.
 
-Figures are not checked here (speed targets live in bench/, see README "Performance").
+Figures are not checked here (speed targets live in bench/, see bench/README.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Monthly balances folded from postings: section 5's identities, the worked example."""
+"""Monthly balances folded from postings: docs/mrr-rules.md §6.1, the worked example."""
 
 from __future__ import annotations
 

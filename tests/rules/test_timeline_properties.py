@@ -1,4 +1,4 @@
-"""Property tests: generated Stripe histories replay order-free and add up (rules section 6)."""
+"""Property tests: generated Stripe histories replay order-free, add up (docs/mrr-rules.md §8)."""
 
 from __future__ import annotations
 
