@@ -1,11 +1,11 @@
 """Benchmark: the backfill against the fake Stripe API. Prints JSON.
 
-    python bench/backfill.py [--customers 500] [--runs 3] [--database-url URL]
+    python bench/backfill.py [--customers 500] [--years 3] [--runs 3] [--concurrency 4]
 
 Reports, as medians over the runs: objects (customers + subscriptions + invoices) per second,
 Stripe requests per customer, and the ratio of the backfill's time to a baseline measured in
 the same run: the same history delivered as webhook events (inbox + one replay per customer).
-Each run uses a fresh SQLite file unless --database-url names an empty, migrated database.
+Each run (backfill and baseline alike) uses a fresh SQLite file.
 """
 
 from __future__ import annotations

@@ -1,16 +1,20 @@
 """The docs cannot drift from the code.
 
 The worked examples of docs/mrr-rules.md are recomputed by the real rules (and the bridge also
-through the webhook, the worker and `mrr report`, on both databases).
+through the webhook, the worker and `mrr report`, on both databases); every relative link in
+README.md, bench/README.md and docs/*.md resolves to a file in the repository, and every anchor
+to a heading of it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from rq import Queue
 
@@ -262,3 +266,72 @@ def test_bridge_example_through_the_webhook_the_worker_and_mrr_report(
     )
     assert printed.exit_code == 0, printed.output
     assert printed.output == example_block("bridge")
+
+
+# --- links -------------------------------------------------------------------------------------
+
+LINKED = [ROOT / "README.md", ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```.*?^```", re.M | re.S)
+CODE_SPAN = re.compile(r"`[^`\n]*`")
+INLINE_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+REFERENCE_LINK = re.compile(r"^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+\"[^\"]*\")?\s*$", re.M)
+SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+
+
+def prose(text: str) -> str:
+    """The text without fenced code blocks and code spans, where brackets are not links."""
+    return CODE_SPAN.sub("", FENCE.sub("", text))
+
+
+def anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens; a repeated
+    heading gets -1, -2, ..."""
+    found: set[str] = set()
+    for line in prose(path.read_text(encoding="utf-8")).splitlines():
+        heading = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if heading is None:
+            continue
+        text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.group(1))
+        slug = re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
+        candidate, n = slug, 0
+        while candidate in found:
+            n += 1
+            candidate = f"{slug}-{n}"
+        found.add(candidate)
+    return found
+
+
+def relative_links(path: Path) -> list[str]:
+    text = prose(path.read_text(encoding="utf-8"))
+    targets = INLINE_LINK.findall(text) + REFERENCE_LINK.findall(text)
+    return [t for t in targets if not SCHEME.match(t)]
+
+
+def broken(path: Path, target: str) -> str | None:
+    file_part, _, anchor = target.partition("#")
+    linked = path if not file_part else (path.parent / file_part).resolve()
+    if not linked.is_relative_to(ROOT):
+        return "points outside the repository"
+    if not linked.exists():
+        return "no such file"
+    if anchor and linked.suffix == ".md" and anchor not in anchors(linked):
+        return f"no heading #{anchor} in {linked.relative_to(ROOT)}"
+    return None
+
+
+def test_the_documents_exist_and_link_to_each_other() -> None:
+    readme_links = relative_links(ROOT / "README.md")
+    for doc in ("docs/mrr-rules.md", "docs/architecture.md", "bench/README.md"):
+        assert (ROOT / doc).is_file(), doc
+        assert any(link.partition("#")[0] == doc for link in readme_links), doc
+
+
+@pytest.mark.parametrize("path", LINKED, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_resolves_inside_the_repository(path: Path) -> None:
+    problems = [
+        f"{target}: {problem}"
+        for target in relative_links(path)
+        if (problem := broken(path, target)) is not None
+    ]
+    assert problems == [], f"{path.relative_to(ROOT)}: broken links {problems}"
+    assert "../shared" not in path.read_text(encoding="utf-8")
