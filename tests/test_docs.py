@@ -334,4 +334,3 @@ def test_every_relative_link_resolves_inside_the_repository(path: Path) -> None:
         if (problem := broken(path, target)) is not None
     ]
     assert problems == [], f"{path.relative_to(ROOT)}: broken links {problems}"
-    assert "../shared" not in path.read_text(encoding="utf-8")
