@@ -136,7 +136,7 @@ def test_tiers_example() -> None:
 
 def test_yearly_price_example() -> None:
     created = b.subscription_event(
-        "created", "sub_y", "cus_y", at(1, 5), items=[("100014", "year", 1, 1)]
+        "created", "sub_y", "cus_y", at(1, 5), items=[(100014, "year", 1, 1)]
     )
     assert example_table("yearly") == [priced("cus_y", created)]
 
