@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
 from ingest import formatting
 from ingest.auth import auth, current_user, require_user
@@ -17,17 +18,23 @@ from ingest.pages.quality import banner, quality
 from ingest.pages.rules import rules
 
 PAGES = (overview, bridge, entries, customers, quality, rules)
+_GUARDED = frozenset(blueprint.name for blueprint in PAGES)
 
 
 def register(app: Flask) -> None:
     app.register_blueprint(auth)
     for blueprint in PAGES:
-        blueprint.before_request(require_user)
         app.register_blueprint(blueprint)
+    app.before_request(_guard)
     app.jinja_env.filters.update(formatting.FILTERS)
     app.context_processor(_context)
     for status in (400, 403, 404, 405):
         app.register_error_handler(status, _problem)
+
+
+def _guard() -> BaseResponse | None:
+    """Every page of the workspace needs a signed-in user; the API and webhook have their own."""
+    return require_user() if request.blueprint in _GUARDED else None
 
 
 def _context() -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask import abort, request
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from ledger.reporting import projector
 from ledger.reporting.fx import load_table
@@ -63,9 +63,12 @@ def id_arg(name: str) -> str | None:
         abort(404, problem.message)
 
 
-def currencies(conn: Connection) -> list[str]:
-    """The currencies the ledger holds (as of the stored month totals)."""
-    return projector.stored_currencies(conn)
+def currencies(engine: Engine) -> list[str]:
+    """The currencies the ledger holds: the stored month totals', brought up to date first."""
+    with engine.begin() as conn:
+        projector.catch_up(conn)
+    with engine.connect() as conn:
+        return projector.stored_currencies(conn)
 
 
 def currency_arg(known: list[str], name: str = "currency") -> str | None:

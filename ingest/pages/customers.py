@@ -37,8 +37,9 @@ def customers_page() -> str:
     number = request.args.get("page", "1")
     if not number.isdigit() or not 1 <= int(number) <= 100_000:
         abort(404, "no such page")
-    with services().engine.connect() as conn:
-        held = currencies(conn)
+    engine = services().engine
+    held = currencies(engine)
+    with engine.connect() as conn:
         currency = currency_arg(held) if text_arg("currency") else None
         lines = queries.at_month_end(conn, month, currency)
         if search:

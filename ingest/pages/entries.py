@@ -29,8 +29,8 @@ STRIPE_DASHBOARD = "https://dashboard.stripe.com"
 def filters_from_args() -> queries.LedgerFilter:
     """The filter in the URL; anything unknown is a 404 naming it."""
     engine = services().engine
+    held = currencies(engine)
     with engine.connect() as conn:
-        held = currencies(conn)
         customer = id_arg("customer")
         if customer is not None and not customer_queries.known(conn, customer):
             abort(404, f"no customer {customer} in the ledger or the inbox")
@@ -66,10 +66,11 @@ def _after() -> int:
 def entries_page() -> str:
     filters = filters_from_args()
     after = _after()
-    with services().engine.connect() as conn:
+    engine = services().engine
+    with engine.connect() as conn:
         rows, more = queries.page(conn, filters, after_id=after, limit=PAGE_SIZE)
         count, sums = queries.totals(conn, filters)
-        held = currencies(conn)
+    held = currencies(engine)
     return render_template(
         "workspace/entries.html",
         rows=rows,

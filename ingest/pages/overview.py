@@ -18,7 +18,6 @@ from ingest.pages.common import (
     this_month,
 )
 from ingest.services import services
-from ledger.reporting import projector
 from ledger.reporting.balances import MonthBalance
 from ledger.reporting.overview import headline
 from ledger.reporting.reports import MAX_MONTHS, Report, ReportQuery, build_report
@@ -46,10 +45,8 @@ def report_for(first: Month, last: Month, currency: str, reporting: str | None) 
 
 def choices() -> tuple[list[str], list[str], str | None, str | None]:
     engine = services().engine
-    with engine.begin() as conn:
-        projector.catch_up(conn)
+    held = currencies(engine)
     with engine.connect() as conn:
-        held = currencies(conn)
         reporting_options = reporting_currencies(conn, held)
     currency = currency_arg(held)
     return held, reporting_options, currency, reporting_arg(reporting_options)

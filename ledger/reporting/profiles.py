@@ -2,8 +2,9 @@
 
 The workers ignore these events (they move no MRR); pages call `catch_up` before showing names.
 It reads inbox rows after its checkpoint (by inbox id) and keeps, per customer, the fields of
-the newest event by Stripe's `created`. Rows younger than `SETTLE` are left for the next call:
-a webhook insert that took a lower id but commits later must not be skipped. Names and emails
+the newest event by Stripe's `created` (so reading a row twice changes nothing). The checkpoint
+only passes rows older than `SETTLE`: a webhook insert that took a lower id but commits later
+is read by a later call, not skipped. Names and emails
 come from outside: they are stored and shown (escaped), never logged.
 """
 
@@ -55,15 +56,9 @@ def catch_up(conn: Connection, now: datetime) -> int:
         select(func.max(inbox.c.id)).where(inbox.c.received_at <= now - SETTLE)
     ).scalar()
     start = int(after or 0)
-    if horizon is None or int(horizon) <= start:
-        return 0
     rows = conn.execute(
         select(inbox.c.event_id, inbox.c.created, inbox.c.payload)
-        .where(
-            inbox.c.id > start,
-            inbox.c.id <= int(horizon),
-            inbox.c.event_type.in_(EVENT_TYPES),
-        )
+        .where(inbox.c.id > start, inbox.c.event_type.in_(EVENT_TYPES))
         .order_by(inbox.c.id)
     ).all()
     stored = 0
@@ -72,6 +67,8 @@ def catch_up(conn: Connection, now: datetime) -> int:
         if found is not None:
             _keep(conn, event_id, int(created), *found)
             stored += 1
+    if horizon is None or int(horizon) <= start:
+        return stored
     checkpoint = dialect_insert(conn, projector_checkpoints).values(
         name=CHECKPOINT, last_entry_id=int(horizon), updated_at=now
     )

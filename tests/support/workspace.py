@@ -36,7 +36,13 @@ def load_ledger(engine: Engine, events: int = 400, customers: int = 40) -> list[
     bodies = histories(events, customers, seed=5)
     owners = sorted({b["data"]["object"]["customer"] for b in bodies})
     named = [
-        customer_event(f"evt_cus_{i}", owner, f"<b>Customer</b> {i} & Co", f"billing{i}@example.com", 1_735_700_000 + i)
+        customer_event(
+            f"evt_cus_{i}",
+            owner,
+            f"<b>Customer</b> {i} & Co",
+            f"billing{i}@example.com",
+            1_735_700_000 + i,
+        )
         for i, owner in enumerate(owners)
     ]
     raws = [json.dumps(b) for b in [*named, *bodies]]
@@ -59,6 +65,4 @@ def csrf_token(client: FlaskClient, path: str = "/sign-in") -> str:
 
 def sign_in(client: FlaskClient, email: str, password: str = PASSWORD) -> Any:
     token = csrf_token(client)
-    return client.post(
-        "/sign-in", data={"email": email, "password": password, "csrf_token": token}
-    )
+    return client.post("/sign-in", data={"email": email, "password": password, "csrf_token": token})
