@@ -44,8 +44,8 @@ def money_short(amount: int, currency: str) -> str:
 def money(amount: int | Decimal | None, currency: str, major: bool = False) -> Markup:
     """`money_text` in a span marked negative when below zero (shown in red, printable)."""
     text = money_text(amount, currency, major=major)
-    negative = amount is not None and amount < 0
-    return Markup('<span class="num{}">{}</span>').format(" neg" if negative else "", escape(text))
+    tone = "" if amount is None else " neg" if amount < 0 else " zero" if amount == 0 else ""
+    return Markup('<span class="num{}">{}</span>').format(tone, escape(text))
 
 
 def signed_money(amount: int | Decimal | None, currency: str, major: bool = False) -> Markup:
