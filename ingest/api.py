@@ -1,8 +1,8 @@
-"""The read-only accountant surfaces: /api/mrr, /api/ledger, /api/ledger/ID, the report page.
+"""The read-only accountant API for machines: /api/mrr, /api/ledger, /api/ledger/ID.
 
 Every data route needs `Authorization: Bearer $MRR_API_TOKEN` (compared in constant time);
-with no token configured they are all refused (503). The page asks for the token in a POST
-form, so it never lands in a URL or an access log, and renders server-side.
+with no token configured they are all refused (503). People use the workspace (ingest/pages),
+which signs them in with their own accounts and never asks for this token.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, jsonify, render_template, request, stream_with_context
+from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from ingest.openapi import document
 from ingest.services import services
@@ -204,45 +204,6 @@ def ledger_entry(entry_id: str) -> Response:
         explanation=row.explanation,
         reversal=None if reversal is None else exports.ledger_fields(reversal),
     )
-
-
-# --- the page ------------------------------------------------------------------------------
-
-
-@reports.get("/")
-@reports.get("/report")
-def page() -> str:
-    return render_template("reports/report.html", form=request.args, report=None, error=None)
-
-
-@reports.post("/report")
-def page_report() -> tuple[str, int]:
-    form = request.form
-    try:
-        token = form.get("token", "")
-        check_token(token)
-        fields = ("from", "to", "currency", "reporting_currency", "as_of")
-        values = {name: form.get(name) or None for name in fields}
-        for name, value in values.items():
-            if value is not None and ("\x00" in value or len(value) > 1000):
-                raise _bad(name, f"{name} is not a value this page accepts")
-        found = _report_from(values)
-    except ApiError as problem:
-        return render_template(
-            "reports/report.html", form=form, report=None, error=problem.reason
-        ), problem.status
-    tables = [
-        (part.currency, [exports.month_fields(b) for b in part.months])
-        for part in [found.main, *found.unconverted]
-    ]
-    return render_template(
-        "reports/report.html",
-        form=form,
-        report=tables,
-        rows=exports.MONTH_FIELDS[1:],
-        warnings=found.warnings,
-        error=None,
-    ), 200
 
 
 @reports.after_request

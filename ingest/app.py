@@ -7,6 +7,7 @@ import logging
 
 from flask import Flask
 
+from ingest import pages, security
 from ingest.api import reports
 from ingest.health import health
 from ingest.services import Services
@@ -30,9 +31,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         queue=queue,
         waker=Waker(functools.partial(WakeFlag, queue)),
     )
+    security.configure(app, settings)
     app.register_blueprint(webhook)
+    security.csrf.exempt(webhook)  # Stripe signs its requests; no browser session is involved
     app.register_blueprint(health)
     app.register_blueprint(reports)
+    pages.register(app)
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"

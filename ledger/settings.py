@@ -29,6 +29,10 @@ class Settings:
     queue_name: str = DEFAULT_QUEUE
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_attempts: int = 4
+    # Signs the workspace's session cookie; None: a key kept in var/ (ingest/security.py).
+    secret_key: str | None = field(default=None, repr=False)
+    # Send the session cookie only over HTTPS (set where the workspace is served behind TLS).
+    cookie_secure: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -46,11 +50,22 @@ class Settings:
             queue_name=env.get("MRR_QUEUE") or DEFAULT_QUEUE,
             max_body_bytes=_positive_int(env, "MRR_MAX_BODY_BYTES", DEFAULT_MAX_BODY),
             max_attempts=_positive_int(env, "MRR_MAX_ATTEMPTS", 4),
+            secret_key=env.get("MRR_SECRET_KEY") or None,
+            cookie_secure=_flag(env, "MRR_COOKIE_SECURE"),
         )
 
 
 def default_database_url() -> str:
     return f"sqlite:///{DEFAULT_SQLITE_PATH.resolve()}"
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -17,6 +17,7 @@ from scripts.backfill_cli import backfill
 from scripts.explain_cli import explain_cmd
 from scripts.report_cli import fx_cmd, ledger_cmd, replay, report
 from scripts.settings_cli import load_settings
+from scripts.users_cli import users_cmd
 from scripts.verify_cli import verify
 
 
@@ -154,6 +155,7 @@ main.add_command(replay)
 main.add_command(fx_cmd, name="fx")
 main.add_command(verify)
 db.add_command(create_app_role_cmd)
+main.add_command(users_cmd)
 
 if __name__ == "__main__":
     main()

@@ -53,6 +53,7 @@ def settings(db_url: str) -> Iterator[Settings]:
         stripe_api_base=None,
         api_token="test-token-" + uuid.uuid4().hex,
         queue_name=f"test-{uuid.uuid4().hex[:10]}",
+        secret_key="test-secret-" + uuid.uuid4().hex,
     )
     runtime.use(chosen)
     yield chosen

@@ -31,6 +31,27 @@ def _event_summary(conn: Connection, event_id: str) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
+def stored_event(conn: Connection, event_id: str) -> dict[str, Any] | None:
+    """The stored event as received: its summary, whether live mode, and the raw payload."""
+    row = (
+        conn.execute(
+            select(
+                inbox.c.id,
+                inbox.c.event_id,
+                inbox.c.event_type,
+                inbox.c.created,
+                inbox.c.source,
+                inbox.c.status,
+                inbox.c.livemode,
+                inbox.c.payload,
+            ).where(inbox.c.event_id == event_id)
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else dict(row)
+
+
 def _entry_dict(entry: store.StoredEntry) -> dict[str, Any]:
     found = asdict(entry)
     found["category"] = entry.category.value

@@ -79,6 +79,9 @@ class RateTable:
     def has(self, currency: str) -> bool:
         return currency in self._days
 
+    def currencies(self) -> list[str]:
+        return sorted(self._days)
+
     def rate_on(self, currency: str, day: date) -> Decimal | None:
         """The latest rate on or before `day`, if any."""
         days = self._days.get(currency)

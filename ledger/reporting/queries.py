@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import Connection, Select, func, select
 from sqlalchemy.orm import aliased
 
 from ledger.rules.entries import Category
@@ -35,6 +35,7 @@ class LedgerFilter:
     customer_id: str | None = None
     subscription_id: str | None = None
     category: Category | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ def _query(filters: LedgerFilter) -> Select[Any]:
         query = query.where(e.subscription_id == filters.subscription_id)
     if filters.category is not None:
         query = query.where(e.category == filters.category.value)
+    if filters.currency is not None:
+        query = query.where(e.currency == filters.currency)
     return query.order_by(e.id)
 
 
@@ -116,6 +119,16 @@ def page(
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, encode_cursor(rows[-1].id) if more else None
+
+
+def totals(conn: Connection, filters: LedgerFilter) -> tuple[int, dict[str, int]]:
+    """How many entries match, and their amounts summed per currency (minor units)."""
+    inner = _query(filters).order_by(None).subquery()
+    query = select(inner.c.currency, func.count(), func.sum(inner.c.amount)).group_by(
+        inner.c.currency
+    )
+    found = {str(currency): (int(n), int(total)) for currency, n, total in conn.execute(query)}
+    return sum(n for n, _ in found.values()), {c: t for c, (_, t) in sorted(found.items())}
 
 
 def stream(conn: Connection, filters: LedgerFilter) -> Iterator[LedgerRow]:

@@ -302,13 +302,13 @@ def dumps(body: dict[str, Any]) -> str:
     return json.dumps(body, separators=(",", ":"), sort_keys=True)
 
 
-def _row(mapping: Any) -> InboxRow:
+def row_from_mapping(mapping: Any) -> InboxRow:
     return InboxRow(**{name: mapping[name] for name in InboxRow.__slots__})
 
 
 def get(conn: Connection, inbox_id: int) -> InboxRow | None:
     found = conn.execute(select(inbox).where(inbox.c.id == inbox_id)).mappings().first()
-    return None if found is None else _row(found)
+    return None if found is None else row_from_mapping(found)
 
 
 def list_rows(
@@ -317,7 +317,7 @@ def list_rows(
     query = select(inbox).where(inbox.c.id > after_id).order_by(inbox.c.id).limit(limit)
     if status is not None:
         query = query.where(inbox.c.status == status)
-    return [_row(m) for m in conn.execute(query).mappings()]
+    return [row_from_mapping(m) for m in conn.execute(query).mappings()]
 
 
 def customer_events(conn: Connection, customer_id: str) -> list[EventRecord]:

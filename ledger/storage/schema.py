@@ -165,3 +165,45 @@ backfill_checkpoints = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("completed_at", UTCDateTime()),
 )
+
+# --- the workspace (migration 0006) ---------------------------------------------------------
+
+USER_ROLES = ("viewer", "admin")
+
+# People who sign in to the web pages. Emails are stored lowercase; the password only as a
+# salted scrypt hash (ingest/passwords.py). A disabled user keeps its row (who did what).
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("disabled_at", UTCDateTime()),
+    Column("last_sign_in_at", UTCDateTime()),
+)
+
+# Failed sign-ins, counted per account and per client address to throttle guessing.
+sign_in_failures = Table(
+    "sign_in_failures",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(254), nullable=False),
+    Column("ip", String(64), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Index("ix_sign_in_failures_email", "email", "at"),
+    Index("ix_sign_in_failures_ip", "ip", "at"),
+)
+
+# Customer names and emails for display, from the newest stored `customer.*` event of each
+# customer (ledger/reporting/profiles.py keeps it up to date). Never logged.
+customer_profiles = Table(
+    "customer_profiles",
+    metadata,
+    Column("customer_id", String(255), primary_key=True),
+    Column("name", Text),
+    Column("email", Text),
+    Column("version", BigInteger, nullable=False),
+    Column("event_id", String(255), nullable=False),
+)

@@ -71,10 +71,6 @@ def test_without_a_configured_token_the_api_is_refused(settings: Settings) -> No
     for path in ("/api/ledger", "/api/mrr?from=2026-01&to=2026-01", "/api/ledger/1"):
         response = client.get(path, headers={"Authorization": "Bearer anything"})
         assert response.status_code == 503 and response.json["error"] == "not_configured"
-    assert (
-        client.post("/report", data={"from": "2026-01", "to": "2026-01", "token": "x"}).status_code
-        == 503
-    )
 
 
 def test_mrr_matches_the_openapi_document(
@@ -211,22 +207,3 @@ def test_openapi_document_is_served_and_valid(client: FlaskClient) -> None:
     assert set(spec["paths"]) == {"/api/mrr", "/api/ledger", "/api/ledger/{entry_id}"}
     for schema in spec["components"]["schemas"].values():
         V.check_schema(schema)
-
-
-def test_the_page_renders_the_table_behind_the_token(
-    client: FlaskClient, settings: Settings, engine: Engine
-) -> None:
-    seed(engine)
-    form = client.get("/")
-    assert form.status_code == 200 and b'type="password"' in form.data
-    data = {"from": "2026-01", "to": "2026-02", "currency": "usd"}
-    denied = client.post("/report", data=data | {"token": "wrong"})
-    assert denied.status_code == 401 and b"155.00" not in denied.data
-    shown = client.post("/report", data=data | {"token": settings.api_token})
-    assert shown.status_code == 200
-    assert b"155.00" in shown.data and b"closing_mrr" in shown.data
-    assert shown.headers["Cache-Control"] == "no-store"
-    bad = client.post(
-        "/report", data={"from": "<b>x</b>", "to": "2026-01", "token": settings.api_token}
-    )
-    assert bad.status_code == 400 and b"<b>x</b>" not in bad.data

@@ -1,0 +1,236 @@
+"""Customers as the workspace lists them: balances at a month end, and one customer's history.
+
+Balances are sums of ledger rows weighted as the projection weighs them (`ACTIVE_WEIGHTS`,
+`DELINQUENT_WEIGHTS`): a reversal and what it reverses cancel, so every row is summed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, case, func, select
+from sqlalchemy.orm import aliased
+
+from ledger.reporting.balances import ACTIVE_WEIGHTS, DELINQUENT_WEIGHTS, effects
+from ledger.rules.entries import Category
+from ledger.rules.months import Month, span
+from ledger.storage.schema import inbox, ledger_entries
+
+SORTS = ("customer", "active", "delinquent", "status", "first_paid")
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerLine:
+    customer_id: str
+    currency: str
+    active: int
+    delinquent: int
+    first_paid: Month | None
+
+    @property
+    def status(self) -> str:
+        if self.active > 0:
+            return "active, partly delinquent" if self.delinquent > 0 else "active"
+        return "delinquent" if self.delinquent > 0 else "churned"
+
+
+def _weighted(weights: dict[str, int]) -> ColumnElement[Any]:
+    e = ledger_entries.c
+    return func.sum(
+        case(
+            *((e.category == name, e.amount * w) for name, w in weights.items() if w),
+            else_=0,
+        )
+    )
+
+
+def at_month_end(conn: Connection, month: Month, currency: str | None = None) -> list[CustomerLine]:
+    """Every customer with ledger rows effective up to the end of `month`, per currency."""
+    e = ledger_entries.c
+    end = month.next().start()
+    query = (
+        select(
+            e.customer_id,
+            e.currency,
+            _weighted(ACTIVE_WEIGHTS),
+            _weighted(DELINQUENT_WEIGHTS),
+        )
+        .where(e.effective_at < end)
+        .group_by(e.customer_id, e.currency)
+    )
+    if currency is not None:
+        query = query.where(e.currency == currency)
+    first = _first_paid(conn, end, currency)
+    return [
+        CustomerLine(
+            str(cid), str(cur), int(active or 0), int(delinquent or 0), first.get((cid, cur))
+        )
+        for cid, cur, active, delinquent in conn.execute(query)
+    ]
+
+
+def _first_paid(
+    conn: Connection, end: datetime, currency: str | None
+) -> dict[tuple[str, str], Month]:
+    """The month of each customer's first `new` entry in effect (neither reversed nor a
+    reversal), up to `end`."""
+    e = ledger_entries.c
+    reversal = aliased(ledger_entries)
+    query = (
+        select(e.customer_id, e.currency, func.min(e.effective_at))
+        .outerjoin(reversal, reversal.c.reversal_of == e.id)
+        .where(
+            e.category == Category.NEW.value,
+            e.effective_at < end,
+            e.reversal_of.is_(None),
+            reversal.c.id.is_(None),
+        )
+        .group_by(e.customer_id, e.currency)
+    )
+    if currency is not None:
+        query = query.where(e.currency == currency)
+    return {(cid, cur): Month.of(at) for cid, cur, at in conn.execute(query)}
+
+
+def sort_lines(lines: Iterable[CustomerLine], key: str, descending: bool) -> list[CustomerLine]:
+    if key not in SORTS:
+        raise ValueError(f"sort must be one of {', '.join(SORTS)}")
+    values = {
+        "customer": lambda line: (line.customer_id, line.currency),
+        "active": lambda line: (line.active, line.customer_id),
+        "delinquent": lambda line: (line.delinquent, line.customer_id),
+        "status": lambda line: (line.status, line.customer_id),
+        "first_paid": lambda line: (
+            line.first_paid.index if line.first_paid else -1,
+            line.customer_id,
+        ),
+    }
+    return sorted(lines, key=values[key], reverse=descending)  # type: ignore[arg-type]
+
+
+# --- one customer ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """What the history of one customer folds: one ledger row, reduced."""
+
+    subscription_id: str
+    currency: str
+    category: str
+    amount: int
+    effective_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MonthPoint:
+    month: Month
+    active: int
+    delinquent: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionLine:
+    subscription_id: str
+    currency: str
+    active: int
+    delinquent: int
+    since: datetime
+    last_change: datetime
+
+    @property
+    def standing(self) -> str:
+        if self.active > 0:
+            return "active"
+        return "delinquent" if self.delinquent > 0 else "ended"
+
+
+def rows_of(conn: Connection, customer_id: str) -> list[Row]:
+    e = ledger_entries.c
+    query = (
+        select(e.subscription_id, e.currency, e.category, e.amount, e.effective_at)
+        .where(e.customer_id == customer_id)
+        .order_by(e.effective_at, e.id)
+    )
+    return [Row(str(s), str(c), str(k), int(a), at) for s, c, k, a, at in conn.execute(query)]
+
+
+def history(rows: Iterable[Row], currency: str, last: Month) -> list[MonthPoint]:
+    """Active and delinquent MRR at each month end, from the first row's month to `last`."""
+    by_month: dict[Month, tuple[int, int]] = {}
+    for row in rows:
+        if row.currency != currency:
+            continue
+        month = Month.of(row.effective_at)
+        active, delinquent = effects(row.category, row.amount)
+        before = by_month.get(month, (0, 0))
+        by_month[month] = (before[0] + active, before[1] + delinquent)
+    if not by_month:
+        return []
+    points: list[MonthPoint] = []
+    active = delinquent = 0
+    for month in span(min(by_month), max(last, max(by_month))):
+        moved = by_month.get(month, (0, 0))
+        active, delinquent = active + moved[0], delinquent + moved[1]
+        points.append(MonthPoint(month, active, delinquent))
+    return points
+
+
+def subscriptions(rows: Iterable[Row], now: datetime) -> list[SubscriptionLine]:
+    """Each subscription's MRR in effect now (rows effective later are not counted yet)."""
+    found: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        found.setdefault((row.subscription_id, row.currency), []).append(row)
+    lines = []
+    for (sub, currency), own in sorted(found.items()):
+        active = delinquent = 0
+        for row in own:
+            if row.effective_at <= now:
+                a, d = effects(row.category, row.amount)
+                active, delinquent = active + a, delinquent + d
+        times = [row.effective_at for row in own]
+        lines.append(SubscriptionLine(sub, currency, active, delinquent, min(times), max(times)))
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    inbox_id: int
+    event_id: str
+    event_type: str
+    created: int
+    status: str
+    error: str | None
+
+
+def events_of(conn: Connection, customer_id: str, limit: int = 500) -> list[StoredEvent]:
+    query = (
+        select(
+            inbox.c.id,
+            inbox.c.event_id,
+            inbox.c.event_type,
+            inbox.c.created,
+            inbox.c.status,
+            inbox.c.error,
+        )
+        .where(inbox.c.customer_id == customer_id)
+        .order_by(inbox.c.created.desc(), inbox.c.id.desc())
+        .limit(limit)
+    )
+    return [
+        StoredEvent(int(i), str(ev), str(t), int(c), str(s), err)
+        for i, ev, t, c, s, err in conn.execute(query)
+    ]
+
+
+def known(conn: Connection, customer_id: str) -> bool:
+    """Whether the ledger or the inbox has anything for this customer."""
+    in_ledger = select(ledger_entries.c.id).where(ledger_entries.c.customer_id == customer_id)
+    in_inbox = select(inbox.c.id).where(inbox.c.customer_id == customer_id)
+    return (
+        conn.execute(in_ledger.limit(1)).first() is not None
+        or conn.execute(in_inbox.limit(1)).first() is not None
+    )

@@ -1,0 +1,193 @@
+"""Workspace pages over a ledger fed through the real pipeline: every figure opens onto its
+entries, and their total is the figure; bad URLs are 404s that say what was not found."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+from decimal import Decimal
+
+import pytest
+from flask.testing import FlaskClient
+from rq import Queue
+from sqlalchemy import Engine
+
+from ingest.app import create_app
+from ledger.reporting import queries
+from ledger.reporting.reports import build_report, report_query
+from ledger.rules.entries import Category
+from ledger.rules.money import to_major
+from ledger.settings import Settings
+from ledger.storage import inbox
+from tests.support.pipeline import subscription_event
+from tests.support.workspace import add_user, csrf_token, load_ledger, sign_in
+
+CELL = re.compile(
+    r'data-category="([a-z_]+)" data-month="(\d{4}-\d{2})" href="([^"]+)">'
+    r'<span class="num[^"]*">([^<]+)</span>'
+)
+TOTAL = re.compile(r'data-total-currency="([a-z]{3})" data-total-minor="(-?\d+)"')
+
+
+@pytest.fixture
+def client(settings: Settings, engine: Engine) -> FlaskClient:
+    load_ledger(engine)
+    add_user(engine, "ann@example.com", "admin")
+    add_user(engine, "vic@example.com", "viewer")
+    found = create_app(settings).test_client()
+    assert sign_in(found, "ann@example.com").status_code == 302
+    return found
+
+
+def test_every_bridge_cell_opens_onto_entries_that_sum_to_it(
+    client: FlaskClient, engine: Engine
+) -> None:
+    page = client.get("/bridge?currency=usd&from=2025-01&to=2025-12")
+    assert page.status_code == 200
+    cells = CELL.findall(page.get_data(as_text=True))
+    report = build_report(engine, report_query("2025-01", "2025-12", currency="usd"))
+    expected = {
+        (str(b.month), c.value): getattr(b, c.value)
+        for b in report.main.months
+        for c in Category
+        if getattr(b, c.value)
+    }
+    assert {(month, category) for category, month, _, _ in cells} == set(expected)
+    assert {category for category, *_ in cells} >= {"new", "expansion", "contraction", "churn"}
+    for category, month, href, _shown in cells:
+        listed = client.get(href.replace("&amp;", "&"))
+        assert listed.status_code == 200
+        totals = TOTAL.findall(listed.get_data(as_text=True))
+        assert totals == [("usd", str(expected[(month, category)]))], (month, category)
+
+
+def test_entries_filter_pages_and_csv_agree(client: FlaskClient, engine: Engine) -> None:
+    args = "currency=usd"
+    page = client.get(f"/entries?{args}").get_data(as_text=True)
+    [(_, total)] = TOTAL.findall(page)
+    count = int(re.search(r"([\d,]+) entr(?:y|ies)", page).group(1).replace(",", ""))  # type: ignore[union-attr]
+    rows = list(
+        csv.DictReader(io.StringIO(client.get(f"/entries.csv?{args}").get_data(as_text=True)))
+    )
+    assert len(rows) == count and count > 50
+    assert sum(Decimal(r["amount"]) for r in rows) == to_major(int(total), "usd")
+    seen: list[int] = []
+    while True:
+        ids = [int(x) for x in re.findall(r'href="/entries/(\d+)"', page)]
+        assert len(ids) <= 50
+        seen += ids
+        following = re.search(r'id="next-page" href="([^"]+)"', page)
+        if following is None:
+            break
+        page = client.get(following.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    assert seen == sorted(set(seen)) and len(seen) == count == len(rows)
+
+
+def test_an_entry_shows_its_arithmetic_and_stripe_event(
+    client: FlaskClient, engine: Engine
+) -> None:
+    with engine.connect() as conn:
+        rows, _ = queries.page(conn, queries.LedgerFilter(category=Category.EXPANSION), limit=1)
+    entry = rows[0]
+    page = client.get(f"/entries/{entry.id}").get_data(as_text=True)
+    assert entry.source_event_id in page
+    assert f"https://dashboard.stripe.com/test/events/{entry.source_event_id}" in page
+    assert "&#34;customer.subscription." in page  # raw JSON, escaped
+    assert "explanation:" in page and f"/customers/{entry.customer_id}" in page
+
+
+def test_customers_are_searchable_and_names_escaped(client: FlaskClient) -> None:
+    listed = client.get("/customers?month=2025-06").get_data(as_text=True)
+    assert "&lt;b&gt;Customer&lt;/b&gt; 3 &amp; Co" in listed and "<b>Customer</b>" not in listed
+    found = client.get("/customers?month=2025-06&q=billing3@").get_data(as_text=True)
+    assert found.count('href="/customers/cus_') == 1
+    by_id = client.get("/customers?month=2025-06&q=x000004").get_data(as_text=True)
+    assert 'href="/customers/cus_5x000004"' in by_id
+    sorted_page = client.get("/customers?month=2025-06&sort=customer&dir=asc").get_data(
+        as_text=True
+    )
+    ids = re.findall(r'href="/customers/(cus_[^"]+)"', sorted_page)
+    assert ids == sorted(ids)
+
+
+def test_a_customer_page_has_history_subscriptions_entries_and_events(
+    client: FlaskClient,
+) -> None:
+    page = client.get("/customers/cus_5x000002").get_data(as_text=True)
+    for part in ('id="subscriptions"', 'id="customer-entries"', 'id="customer-events"', "<svg"):
+        assert part in page
+    assert "customer.created" in page and "billing2@example.com" in page
+
+
+def test_overview_headline_is_the_report(client: FlaskClient, engine: Engine) -> None:
+    page = client.get("/?currency=usd").get_data(as_text=True)
+    assert 'id="mrr-chart"' in page and 'id="movements-chart"' in page
+    assert "Last complete month" in page and "Month to date" in page
+    assert "<table" in page  # the figures behind the charts, readable without JavaScript
+
+
+@pytest.mark.parametrize(
+    "path, says",
+    [
+        ("/entries?month=2025-13", "no such month"),
+        ("/entries?category=upgrade", "no such category"),
+        ("/entries?currency=xyz", "no entries in XYZ"),
+        ("/entries?currency=%3Cscript%3E", "not a 3-letter currency code"),
+        ("/entries?customer=cus_nobody", "no customer cus_nobody"),
+        ("/entries/999999", "no ledger entry 999999"),
+        ("/entries/99999999999999999999999", "no ledger entry"),
+        ("/entries?after=abc", "no such page"),
+        ("/customers/cus_nobody", "no customer cus_nobody"),
+        ("/customers?month=nope", "no such month"),
+        ("/customers?sort=evil", "no such column"),
+        ("/bridge?currency=eur", "no entries in EUR"),
+        ("/?from=2025-1", "no such month"),
+        ("/?reporting=eur", "no exchange rates for EUR"),
+        ("/nowhere", "not found"),
+    ],
+)
+def test_bad_input_in_a_url_is_a_404_saying_what(client: FlaskClient, path: str, says: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404, path
+    assert says.lower() in response.get_data(as_text=True).lower()
+
+
+def test_failed_rows_show_a_banner_and_an_admin_queues_them_again(
+    settings: Settings,
+    client: FlaskClient,
+    engine: Engine,
+    queue: Queue,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A worker gave up on this event (as it does when tiers or coupon terms cannot be fetched).
+    bad = subscription_event(
+        "evt_bad_1", "customer.subscription.updated", 1_740_000_000, customer="cus_5x000001"
+    )
+    stored = inbox.store_events(engine, [json.dumps(bad)], source="webhook")
+    with engine.begin() as conn:
+        inbox.mark(conn, stored[0].inbox_id, "failed", "price_1 tiers could not be fetched")
+    page = client.get("/bridge").get_data(as_text=True)
+    assert 'id="quality-banner"' in page and "1 stored event failed" in page
+    assert "cus_5x000001" in page
+    listed = client.get("/data-quality").get_data(as_text=True)
+    assert "evt_bad_1" in listed
+    viewer = create_app(settings).test_client()
+    sign_in(viewer, "vic@example.com")
+    token = csrf_token(viewer, "/data-quality")
+    form = {"inbox_id": str(stored[0].inbox_id)}
+    assert (
+        viewer.post("/data-quality/requeue", data=form | {"csrf_token": token}).status_code == 403
+    )
+    assert client.post("/data-quality/requeue", data=form).status_code == 400  # no CSRF token
+    token = csrf_token(client, "/data-quality")
+    with caplog.at_level(logging.INFO, logger="ingest.pages.quality"):
+        done = client.post("/data-quality/requeue", data=form | {"csrf_token": token})
+    assert done.status_code == 302
+    with engine.connect() as conn:
+        row = inbox.get(conn, stored[0].inbox_id)
+    assert row is not None and row.status == "pending"
+    assert queue.count == 1
+    assert "ann@example.com" in caplog.text and "queued 1 failed inbox rows" in caplog.text
