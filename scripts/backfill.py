@@ -1,6 +1,6 @@
 """The ops backfill: Stripe's objects and recent events into the inbox, then the ledger.
 
-Stripe I/O lives here (a rate-limited, retrying client over the official library); the
+Stripe I/O goes through `workers.stripe_client` (rate-limited, retried, counted); the
 history itself is rebuilt by the pure `ledger.backfill.history`, stored and processed by
 `ledger.backfill.store`. Safe to re-run: every event has a fixed id and the inbox stores an id
 once, so a second run, or a run next to live webhooks, stores and appends nothing new.
@@ -9,7 +9,6 @@ once, so a second run, or a run next to live webhooks, stores and appends nothin
 from __future__ import annotations
 
 import logging
-import random
 import sys
 import threading
 import time
@@ -26,16 +25,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ledger.backfill import history
 from ledger.backfill import store as backfill_store
-from ledger.processing import Fetcher
 from ledger.rules.events import customer_of, parse_event
 from ledger.rules.timeline import RELEVANT_TYPES
 from ledger.settings import Settings
 from ledger.storage.db import make_engine
+from workers import stripe_client
+from workers.stripe_client import DEFAULT_RPS, PAGE, RateLimiter, StripeApi
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RPS = 25.0  # Stripe's test-mode limit; live mode allows more
-PAGE = 100
 # The event types the rules read; Stripe's `types` filter takes at most 20 names a request.
 EVENT_TYPES = sorted(RELEVANT_TYPES)
 TYPES_PER_REQUEST = 20
@@ -49,130 +47,33 @@ class BackfillError(Exception):
 # --- Stripe I/O -----------------------------------------------------------------------------
 
 
-class RateLimiter:
-    """A token bucket holding one token: requests leave at most `rate` per second, evenly."""
-
-    def __init__(
-        self,
-        rate: float,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.rate = rate
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._next = clock()
-
-    def acquire(self) -> None:
-        if self.rate <= 0:
-            return
-        with self._lock:
-            now = self._clock()
-            start = max(now, self._next)
-            self._next = start + 1.0 / self.rate
-        if start > now:
-            self._sleep(start - now)
-
-
-def backoff_seconds(attempt: int, base: float) -> float:
-    """Exponential backoff with jitter: attempt 1 waits about `base`, capped at 32 x base."""
-    return float(base * min(2 ** (attempt - 1), 32) * (0.5 + random.random() / 2))
-
-
-class LimitedHttpClient(stripe.RequestsClient):  # type: ignore[misc]
-    """Every request waits for the rate limiter and is counted; a 429 is retried with backoff.
-
-    5xx answers and network errors are retried by the library itself (`max_network_retries`),
-    through this client again, with the same backoff.
-    """
-
-    def __init__(
-        self,
-        limiter: RateLimiter,
-        *,
-        max_429_retries: int = 8,
-        backoff_base: float = 0.5,
-        sleep: Callable[[float], None] = time.sleep,
-        timeout: float = 30,
-    ) -> None:
-        super().__init__(timeout=timeout)
-        self.limiter = limiter
-        self.max_429_retries = max_429_retries
-        self.backoff_base = backoff_base
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self.request_count = 0  # `requests` is the requests module in the base class
-        self.throttled = 0
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        post_data: Any = None,
-        *,
-        _usage: list[str] | None = None,
-    ) -> tuple[Any, int, Mapping[str, str]]:
-        attempt = 0
-        while True:
-            self.limiter.acquire()
-            with self._lock:
-                self.request_count += 1
-            answer: tuple[Any, int, Mapping[str, str]] = super().request(
-                method, url, headers, post_data
-            )
-            if answer[1] != 429 or attempt >= self.max_429_retries:
-                return answer
-            attempt += 1
-            with self._lock:
-                self.throttled += 1
-            self._sleep(backoff_seconds(attempt, self.backoff_base))
-
-    def _sleep_time_seconds(self, num_retries: int) -> float:
-        return backoff_seconds(num_retries, self.backoff_base)
-
-
 class StripeSource:
     """The Stripe reads the backfill makes, each a paginated list where Stripe has one.
 
-    Requests go through the official client (auth, API version, retries, error types) with
-    `raw_request`: building the library's objects for every invoice line cost more than the
-    rest of the backfill together, and plain dicts are what the rules read anyway.
+    Every request, the reference objects that processing fetches included, goes through one
+    `StripeApi`: one rate limit (`--rps`), one request count.
     """
 
-    def __init__(self, client: stripe.StripeClient, http: LimitedHttpClient) -> None:
-        self.client = client
-        self.http = http
+    def __init__(self, api: StripeApi) -> None:
+        self.api = api
 
     @property
     def requests(self) -> int:
-        return int(self.http.request_count)
+        return self.api.requests
 
-    def _get(self, path: str, **params: Any) -> dict[str, Any]:
-        return dict(self.client.raw_request("get", path, **params).data)
-
-    def _list(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
-        """Every item of a Stripe list, page by page (`has_more`, `starting_after`)."""
-        params = {"limit": PAGE, **params}
-        while True:
-            page = self._get(path, **params)
-            data: list[dict[str, Any]] = page.get("data") or []
-            yield from data
-            if not page.get("has_more") or not data:
-                return
-            params["starting_after"] = data[-1]["id"]
+    def reference(self, kind: str, object_id: str) -> dict[str, Any] | None:
+        return self.api.reference(kind, object_id)
 
     def preflight(self) -> None:
         """One cheap read per resource, so a key without access fails before any write."""
-        self._get("/v1/customers", limit=1)
-        self._get("/v1/subscriptions", limit=1, status="all")
-        self._get("/v1/invoices", limit=1)
-        self._get("/v1/prices", limit=1)
-        self._get("/v1/events", limit=1)
+        self.api.get("/v1/customers", limit=1)
+        self.api.get("/v1/subscriptions", limit=1, status="all")
+        self.api.get("/v1/invoices", limit=1)
+        self.api.get("/v1/prices", limit=1)
+        self.api.get("/v1/events", limit=1)
 
     def prices(self) -> dict[str, dict[str, Any]]:
-        return {str(p["id"]): p for p in self._list("/v1/prices", expand=["data.tiers"])}
+        return {str(p["id"]): p for p in self.api.paginate("/v1/prices", expand=["data.tiers"])}
 
     def customer_ids(self, starting_after: str | None) -> Iterator[list[str]]:
         """Customer ids, one page at a time, in Stripe's order (newest first)."""
@@ -180,7 +81,7 @@ class StripeSource:
         if starting_after:
             params["starting_after"] = starting_after
         while True:
-            page = self._get("/v1/customers", **params)
+            page = self.api.get("/v1/customers", **params)
             ids = [str(c["id"]) for c in page.get("data") or []]
             if ids:
                 yield ids
@@ -190,7 +91,7 @@ class StripeSource:
 
     def customer_exists(self, customer_id: str) -> bool:
         try:
-            found = self._get(f"/v1/customers/{customer_id}")
+            found = self.api.get(f"/v1/customers/{customer_id}")
         except stripe.InvalidRequestError as problem:
             if problem.http_status == 404:
                 return False
@@ -198,14 +99,14 @@ class StripeSource:
         return not found.get("deleted", False)
 
     def subscriptions(self, customer_id: str) -> list[dict[str, Any]]:
-        return list(self._list("/v1/subscriptions", customer=customer_id, status="all"))
+        return list(self.api.paginate("/v1/subscriptions", customer=customer_id, status="all"))
 
     def invoices(self, customer_id: str) -> list[dict[str, Any]]:
-        found = list(self._list("/v1/invoices", customer=customer_id))
+        found = list(self.api.paginate("/v1/invoices", customer=customer_id))
         for invoice in found:
             lines = invoice.get("lines") or {}
             if lines.get("has_more"):
-                lines["data"] = list(self._list(f"/v1/invoices/{invoice['id']}/lines"))
+                lines["data"] = list(self.api.paginate(f"/v1/invoices/{invoice['id']}/lines"))
                 lines["has_more"] = False
         return found
 
@@ -213,7 +114,9 @@ class StripeSource:
         found: list[dict[str, Any]] = []
         for start in range(0, len(EVENT_TYPES), TYPES_PER_REQUEST):
             types = EVENT_TYPES[start : start + TYPES_PER_REQUEST]
-            found.extend(self._list("/v1/events", types=types, created={"gte": created_from}))
+            found.extend(
+                self.api.paginate("/v1/events", types=types, created={"gte": created_from})
+            )
         return found
 
 
@@ -221,24 +124,25 @@ def make_source(
     settings: Settings,
     *,
     rps: float = DEFAULT_RPS,
-    network_retries: int = 4,
     backoff_base: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
+    limiter: RateLimiter | None = None,
+    transport: stripe.HTTPClient | None = None,
 ) -> StripeSource:
     if not settings.stripe_api_key:
         raise BackfillError(
             "STRIPE_API_KEY is not set: export a secret or restricted key with read access "
             f"to {READ_PERMISSIONS} and run again"
         )
-    http = LimitedHttpClient(RateLimiter(rps), backoff_base=backoff_base, sleep=sleep)
-    base: dict[str, str] = {"api": settings.stripe_api_base} if settings.stripe_api_base else {}
-    client = stripe.StripeClient(
-        settings.stripe_api_key,
-        base_addresses=base,  # type: ignore[arg-type]
-        max_network_retries=network_retries,
-        http_client=http,
+    api = stripe_client.connect(
+        settings,
+        rps=rps,
+        backoff_base=backoff_base,
+        sleep=sleep,
+        limiter=limiter,
+        transport=transport,
     )
-    return StripeSource(client, http)
+    return StripeSource(api)
 
 
 def explain(problem: stripe.StripeError, settings: Settings) -> str:
@@ -265,6 +169,11 @@ def explain(problem: stripe.StripeError, settings: Settings) -> str:
         )
     status = getattr(problem, "http_status", None)
     message = getattr(problem, "user_message", None) or str(problem)
+    if isinstance(status, int) and status >= 500:
+        return (
+            f"Stripe kept failing ({status}: {message}) after retries with backoff: "
+            "Stripe may be down, try again later"
+        ).replace("\n", " ")
     return f"Stripe answered {status}: {message}".replace("\n", " ")
 
 
@@ -385,7 +294,6 @@ class Backfill:
         out: Callable[[str], None] = print,
         progress_stream: IO[str] | None = None,
         after_customer: Hook | None = None,
-        fetch: Fetcher | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -394,7 +302,6 @@ class Backfill:
         self.out = out
         self.progress_stream = progress_stream or sys.stderr
         self.after_customer = after_customer
-        self.fetch = fetch
         self.now = options.now or int(time.time())
         self.prices: dict[str, dict[str, Any]] = {}
         self.events_by_customer: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -587,7 +494,10 @@ class Backfill:
             self._enqueue(customer_id, synthetic)
             return
         processed = backfill_store.process_customer(
-            self.engine, customer_id, max_attempts=self.settings.max_attempts, fetch=self.fetch
+            self.engine,
+            customer_id,
+            max_attempts=self.settings.max_attempts,
+            fetch=self.source.reference,
         )
         result.appended, result.reversed = processed.appended, processed.reversed
         result.warnings.extend(processed.failed)
@@ -612,7 +522,10 @@ class Backfill:
             if self.options.customer and customer_id != self.options.customer:
                 continue
             batch = backfill_store.process_customer(
-                self.engine, customer_id, max_attempts=self.settings.max_attempts, fetch=self.fetch
+                self.engine,
+                customer_id,
+                max_attempts=self.settings.max_attempts,
+                fetch=self.source.reference,
             )
             self.summary.appended += batch.appended
             self.summary.reversed += batch.reversed
@@ -622,7 +535,10 @@ class Backfill:
             with self.engine.connect() as conn:
                 ids = backfill_store.pending_ids_of(conn, orphans)
             done = backfill_store.process_rows(
-                self.engine, ids, max_attempts=self.settings.max_attempts, fetch=self.fetch
+                self.engine,
+                ids,
+                max_attempts=self.settings.max_attempts,
+                fetch=self.source.reference,
             )
             self.summary.appended += done.appended
             self.summary.reversed += done.reversed

@@ -59,7 +59,6 @@ def backfill(
     Stripe's API. Safe to run again, and next to live webhooks: nothing counts twice.
     """
     from scripts.backfill import Backfill, BackfillError, Options, make_source
-    from workers.stripe_fetch import make_fetcher
 
     if customer is not None and not customer.startswith("cus_"):
         raise click.BadParameter(
@@ -84,7 +83,7 @@ def backfill(
     )
     try:
         source = make_source(settings, rps=rps)
-        run = Backfill(settings, source, options, out=click.echo, fetch=make_fetcher(settings))
+        run = Backfill(settings, source, options, out=click.echo)
         summary = run.run()
     except BackfillError as problem:
         click.echo(f"backfill: {problem}", err=True)

@@ -80,11 +80,11 @@ def store_one(engine: Engine, body: dict[str, Any]) -> int:
 def test_tiers_left_out_of_a_payload_are_fetched_once_from_the_api_and_kept(
     settings: Settings, engine: Engine
 ) -> None:
-    from workers.stripe_fetch import make_fetcher
+    from workers.stripe_client import connect
 
     expanded = b.price(None, "month", price_id="price_seats", tiers=TIERS, tiers_mode="graduated")
     api = responses.get("https://api.stripe.com/v1/prices/price_seats", json=expanded)
-    fetch = make_fetcher(replace(settings, stripe_api_key="sk_test_123"))
+    fetch = connect(replace(settings, stripe_api_key="sk_test_123")).reference
     first = store_one(engine, tiered_subscription("evt_1", "cus_1", 12))
     second = store_one(engine, tiered_subscription("evt_2", "cus_2", 3))
     for inbox_id in (first, second):

@@ -28,7 +28,7 @@ from tests.conftest import REDIS_URL
 from tests.support.databases import Templates
 from tests.support.pipeline import subscription_event
 from tests.support.stripe_sign import signed
-from workers.stripe_fetch import make_fetcher
+from workers.stripe_client import connect
 
 NOW = 1_767_225_600
 TAG = uuid.uuid4().hex[:12]
@@ -130,8 +130,7 @@ def test_the_webhook_and_worker_never_log_a_secret(
                 "error": {"message": "Invalid API Key provided", "type": "invalid_request_error"}
             },
         )
-        fetch = make_fetcher(secret_settings)
-        assert fetch is not None
+        fetch = connect(secret_settings).reference
         with engine.begin() as conn, pytest.raises(Exception) as refused:
             StoredReferences(conn, fetch).get("price", "price_x")
         said.append(f"{type(refused.value).__name__}: {refused.value}")

@@ -1,14 +1,18 @@
-"""Per-process singletons for jobs: settings, the database engine, the Stripe fetcher."""
+"""Per-process singletons for jobs: settings, the database engine, the Stripe API."""
 
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from ledger.processing import Fetcher
 from ledger.settings import Settings
 from ledger.storage.db import make_engine
+
+if TYPE_CHECKING:
+    from workers.stripe_client import StripeApi
 
 
 @cache
@@ -22,16 +26,22 @@ def engine() -> Engine:
 
 
 @cache
-def fetcher() -> Fetcher | None:
-    from workers.stripe_fetch import make_fetcher
+def stripe_api() -> StripeApi | None:
+    """The process's Stripe API (one rate limit, one request count); None without a key."""
+    from workers.stripe_client import connect
 
-    return make_fetcher(settings())
+    return connect(settings()) if settings().stripe_api_key else None
+
+
+def fetcher() -> Fetcher | None:
+    api = stripe_api()
+    return None if api is None else api.reference
 
 
 def use(chosen: Settings) -> None:
     """Run jobs in this process with these settings (tests, benchmarks, `mrr up`)."""
     engine.cache_clear()
-    fetcher.cache_clear()
+    stripe_api.cache_clear()
     settings.cache_clear()
     _override.clear()
     _override.append(chosen)

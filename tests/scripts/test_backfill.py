@@ -22,7 +22,7 @@ from ledger.settings import Settings
 from ledger.storage import inbox, store
 from ledger.storage.schema import inbox as inbox_table
 from ledger.storage.schema import ledger_entries
-from scripts.backfill import Backfill, BackfillError, Options, RateLimiter, make_source
+from scripts.backfill import Backfill, BackfillError, Options, StripeSource, make_source
 from scripts.cli import main
 from tests.support.fake_stripe import (
     DAY,
@@ -31,16 +31,25 @@ from tests.support.fake_stripe import (
     Account,
     FakeStripe,
     make_account,
+    tier,
 )
 from tests.support.pipeline import drain
+from workers.stripe_client import RateLimiter
 
 BASE = "https://stripe.fake.test"
 Monthly = Counter[tuple[str, str, str]]
 
 
-class NoRefs:
+class Refs:
+    """What the rules may look up beyond the events: prices with their tiers, coupons."""
+
+    def __init__(self, account: Account) -> None:
+        self.account = account
+
     def get(self, kind: str, object_id: str) -> dict[str, Any] | None:
-        return None
+        if kind == "price" and object_id in self.account.tiers:
+            return {**self.account.prices[object_id], "tiers": self.account.tiers[object_id]}
+        return self.account.coupons.get(object_id) if kind == "coupon" else None
 
 
 def truth(account: Account) -> Monthly:
@@ -51,7 +60,7 @@ def truth(account: Account) -> Monthly:
         by_customer[customer_of(event) or ""].append(event)
     totals: Monthly = Counter()
     for customer_id, events in by_customer.items():
-        for e in replay_customer(customer_id, events, NoRefs()).entries:
+        for e in replay_customer(customer_id, events, Refs(account)).entries:
             totals[(e.category.value, e.currency, e.effective_at.strftime("%Y-%m"))] += e.amount
     return +totals
 
@@ -96,9 +105,15 @@ def fake(rsps: responses.RequestsMock, account: Account) -> FakeStripe:
     return api
 
 
-def backfill(settings: Settings, engine: Engine, account: Account, **options: Any) -> Backfill:
+def backfill(
+    settings: Settings,
+    engine: Engine,
+    account: Account,
+    source: StripeSource | None = None,
+    **options: Any,
+) -> Backfill:
     hook = options.pop("after_customer", None)
-    source = make_source(settings, rps=0, backoff_base=0.001, sleep=lambda _: None)
+    source = source or make_source(settings, rps=0, backoff_base=0.001, sleep=lambda _: None)
     lines: list[str] = []
     run = Backfill(
         settings,
@@ -206,8 +221,33 @@ def test_429s_and_500s_are_retried_with_backoff(
     run = backfill(stripe_settings, engine, account)
     run.run()
     assert not api.faults
-    assert run.source.http.throttled == 12
+    assert run.source.api.counts.answered("429") == 12
+    assert sum(run.source.api.counts.answered(str(s)) for s in (500, 502, 503)) == 12
     assert monthly(engine) == truth(account)
+
+
+def test_reference_fetches_wait_for_the_rate_limit_and_are_counted(
+    stripe_settings: Settings, engine: Engine
+) -> None:
+    # Old-shape invoice lines carry their price without tiers, so processing the events rebuilt
+    # from them must fetch each price's tiers (new-shape lines name the price, which the
+    # backfill reads from its price list with the tiers expanded).
+    account = make_account(12, seed=43, shape="old")
+    for price_id in account.prices:
+        tier(account, price_id)
+    api = FakeStripe(account)
+    waits: list[float] = []
+    # The clock stands still: the n-th request through the limiter is told to wait (n-1)/rps.
+    limiter = RateLimiter(5, clock=lambda: 0.0, sleep=waits.append)
+    source = make_source(
+        stripe_settings, limiter=limiter, transport=api.transport(), backoff_base=0.001
+    )
+    summary = backfill(stripe_settings, engine, account, source=source).run()
+    fetched = [p for p in api.paths if p.startswith("/v1/prices/price_")]
+    assert fetched and summary.requests == api.requests
+    assert summary.requests == sum(source.api.counts.snapshot().values())
+    assert sorted(waits) == pytest.approx([n / 5 for n in range(1, api.requests)])
+    assert monthly(engine) == truth(account) and not summary.warnings
 
 
 @pytest.mark.parametrize("shape", ["new", "old"])
@@ -303,12 +343,37 @@ def test_a_bad_key_ends_with_one_line_and_writes_nothing(
 def test_an_unreachable_api_ends_with_one_line_and_writes_nothing(
     stripe_settings: Settings, engine: Engine, rsps: responses.RequestsMock, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr("scripts.backfill.backoff_seconds", lambda attempt, base: 0.0)
+    monkeypatch.setattr("workers.stripe_client.backoff_seconds", lambda attempt, base: 0.0)
     rsps.add(responses.GET, BASE + "/v1/customers", body=requests.ConnectionError("refused"))
     result = cli(stripe_settings)
     assert result.exit_code == 1, result.output
     assert result.output.startswith(f"backfill: cannot reach the Stripe API at {BASE}: check")
     assert result.output.count("\n") == 1
+    assert counts(engine) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("fault", "says"),
+    [
+        (429, "backfill: Stripe kept answering 429 (rate limited) after retries: run again"),
+        (503, "backfill: Stripe kept failing (503: injected fault) after retries with backoff"),
+    ],
+)
+def test_a_stripe_that_keeps_failing_ends_with_one_line_and_writes_nothing(
+    stripe_settings: Settings,
+    engine: Engine,
+    rsps: responses.RequestsMock,
+    monkeypatch: Any,
+    fault: int,
+    says: str,
+) -> None:
+    monkeypatch.setattr("workers.stripe_client.backoff_seconds", lambda attempt, base: 0.0)
+    api = fake(rsps, make_account(3))
+    api.faults.extend([fault] * 100)
+    result = cli(stripe_settings)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(says) and result.output.count("\n") == 1
+    assert api.requests == (9 if fault == 429 else 5)  # 8 retries of a 429; 4 of a 5xx
     assert counts(engine) == (0, 0)
 
 
@@ -334,19 +399,6 @@ def test_the_cli_prints_a_summary(
 def test_bad_arguments_are_click_errors(args: list[str], names: str) -> None:
     result = CliRunner().invoke(main, ["backfill", *args])
     assert result.exit_code == 2 and names in result.output
-
-
-def test_the_rate_limiter_spaces_requests() -> None:
-    now = [0.0]
-    waits: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        waits.append(seconds)
-
-    limiter = RateLimiter(25, clock=lambda: now[0], sleep=sleep)
-    for _ in range(5):
-        limiter.acquire()
-    assert waits == pytest.approx([0.04, 0.08, 0.12, 0.16])
 
 
 def test_the_shim_runs_the_same_command() -> None:

@@ -5,9 +5,13 @@ upgrades with proration lines, failed renewals later paid, cancellations. It kee
 Stripe keeps for ever (customers, subscriptions, invoices, prices) and the events Stripe sent
 along the way (`account.events`, what a webhook would have received).
 
-`FakeStripe(account).install(rsps, base)` answers Stripe's list endpoints through `responses`
-with real list objects (`has_more`, `starting_after`), in either API shape, and can inject
-429s and 500s or refuse keys.
+`FakeStripe(account)` answers Stripe's list endpoints with real list objects (`has_more`,
+`starting_after`), in either API shape, and the retrieval of prices and coupons; it can inject
+429s and 500s or refuse keys. `install(rsps, base)` serves it through `responses`,
+`transport()` through the `stripe` library's pluggable HTTP client.
+
+`tier(account, price_id)` makes a price tiered the way Stripe shows one: its tiers only where a
+request expands them, never inside events, subscriptions or invoice lines.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ import json
 import random
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import responses
+
+from tests.support.stripe_transport import FakeTransport
 
 DAY = 86_400
 MONTH = 30 * DAY
@@ -56,6 +62,8 @@ class Account:
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     invoices: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    coupons: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tiers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # shown when expanded
 
     def events_since(self, created: int) -> list[dict[str, Any]]:
         return [e for e in self.events if e["created"] >= created]
@@ -409,14 +417,21 @@ class FakeStripe:
 
     def install(self, rsps: responses.RequestsMock, base: str) -> None:
         rsps.add_callback(
-            responses.GET, re.compile(re.escape(base) + r"/v1/.*"), callback=self._answer
+            responses.GET,
+            re.compile(re.escape(base) + r"/v1/.*"),
+            callback=lambda request: self.answer(request.method, request.url, request.headers),
         )
 
-    def _answer(self, request: Any) -> tuple[int, dict[str, str], str]:
+    def transport(self) -> FakeTransport:
+        return FakeTransport(self.answer)
+
+    def answer(
+        self, method: str, url: str, headers: Mapping[str, str]
+    ) -> tuple[int, dict[str, str], str]:
         self.requests += 1
-        path = urlsplit(request.url).path
+        path = urlsplit(url).path
         self.paths.append(path)
-        scheme, _, key = (request.headers.get("Authorization") or "").partition(" ")
+        scheme, _, key = (headers.get("Authorization") or "").partition(" ")
         if scheme != "Bearer" or key not in self.keys:
             return self._error(
                 401, "invalid_request_error", f"Invalid API Key provided: {key[:8]}***"
@@ -433,7 +448,7 @@ class FakeStripe:
             return self._error(
                 status, "api_error" if status >= 500 else "rate_limit_error", "injected fault"
             )
-        q = _query(request.url)
+        q = _query(url)
         body = self._route(path, q)
         if body is None:
             return self._error(404, "invalid_request_error", f"No such resource: {path}")
@@ -469,7 +484,13 @@ class FakeStripe:
             inv = self._by_invoice.get(m.group(1))
             return None if inv is None else self._page(inv["lines"]["data"], q, path)
         if path == "/v1/prices":
-            return self._page(list(a.prices.values()), q, path)
+            expand = "data.tiers" in _listed(q, "expand")
+            return self._page([self._price(p, expand) for p in a.prices.values()], q, path)
+        if m := re.fullmatch(r"/v1/prices/([^/]+)", path):
+            price = a.prices.get(m.group(1))
+            return None if price is None else self._price(price, "tiers" in _listed(q, "expand"))
+        if m := re.fullmatch(r"/v1/coupons/([^/]+)", path):
+            return a.coupons.get(m.group(1))
         if path == "/v1/events":
             events = a.events_since(a.now - 30 * DAY)
             if "created[gte]" in q:
@@ -481,6 +502,10 @@ class FakeStripe:
             return self._page(events, q, path)
         return None
 
+    def _price(self, price: dict[str, Any], expand: bool) -> dict[str, Any]:
+        tiers = self.account.tiers.get(price["id"])
+        return {**price, "tiers": tiers} if expand and tiers is not None else price
+
     def _page(self, items: Iterable[dict[str, Any]], q: dict[str, Any], url: str) -> dict[str, Any]:
         rows = list(items)
         limit = int(q.get("limit", 10))
@@ -490,3 +515,25 @@ class FakeStripe:
             start = ids.index(q["starting_after"]) + 1
         page = rows[start : start + limit]
         return {"object": "list", "data": page, "has_more": start + limit < len(rows), "url": url}
+
+
+def tier(account: Account, price_id: str) -> None:
+    """Make a per-unit price a volume-tiered one billing the same: one tier up to infinity.
+
+    Changed in place, so every event, subscription and invoice line that carries the price
+    carries it tiered and without its tiers, as Stripe sends it.
+    """
+    price = account.prices[price_id]
+    amount = int(price["unit_amount"])
+    price.update(
+        billing_scheme="tiered", tiers_mode="volume", unit_amount=None, unit_amount_decimal=None
+    )
+    account.tiers[price_id] = [
+        {
+            "up_to": None,
+            "unit_amount": amount,
+            "unit_amount_decimal": str(amount),
+            "flat_amount": None,
+            "flat_amount_decimal": None,
+        }
+    ]
