@@ -28,12 +28,15 @@ __all__ = [
     "Price",
     "Subscription",
     "Tier",
+    "is_old_shape",
     "object_id",
     "read_coupon",
     "read_discount",
     "read_invoice",
+    "read_invoice_line",
     "read_price",
     "read_subscription",
+    "subscription_of",
 ]
 
 Json = Mapping[str, Any]
@@ -122,6 +125,10 @@ class Subscription:
     cancel_at_period_end: bool
     trial_end: int | None
     current_period_start: int | None
+    start_date: int | None = None
+    created: int | None = None
+    canceled_at: int | None = None
+    collection_method: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +138,9 @@ class InvoiceLine:
     subscription_item: str | None
     price_id: str | None
     proration: bool
+    id: str | None = None
+    quantity: int | None = None
+    period: tuple[int, int] | None = None  # (start, end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +157,11 @@ class Invoice:
     created: int | None
     currency: str
     lines: tuple[InvoiceLine, ...]
+    total: int | None = None
+    attempt_count: int = 0
+    attempted: bool = False
+    finalized_at: int | None = None
+    paid_at: int | None = None
 
 
 def object_id(value: Any) -> str | None:
@@ -344,6 +359,12 @@ def read_subscription(obj: Json) -> Subscription:
         cancel_at_period_end=bool(obj.get("cancel_at_period_end")),
         trial_end=_int(obj.get("trial_end")),
         current_period_start=period_start,
+        start_date=_int(obj.get("start_date")),
+        created=_int(obj.get("created")),
+        canceled_at=_int(obj.get("canceled_at")),
+        collection_method=obj.get("collection_method")
+        if isinstance(obj.get("collection_method"), str)
+        else None,
     )
 
 
@@ -360,24 +381,43 @@ def _line_amount_excluding_tax(obj: Json) -> int:
     return (_int(obj.get("amount")) or 0) - inclusive
 
 
-def _read_line(obj: Json) -> InvoiceLine:
-    details = _dict(_dict(obj.get("parent")).get("subscription_item_details"))
+def _line_period(obj: Json) -> tuple[int, int] | None:
+    period = _dict(obj.get("period"))
+    start, end = _int(period.get("start")), _int(period.get("end"))
+    return None if start is None or end is None else (start, end)
+
+
+def read_invoice_line(obj: Json) -> InvoiceLine:
+    """Old shape: `proration`, `subscription`, `subscription_item` on the line. New shape: under
+    `parent.subscription_item_details` (a subscription item's line) or
+    `parent.invoice_item_details` (an invoice item's: prorations land there, with no item)."""
+    parent = _dict(obj.get("parent"))
+    details = _dict(parent.get("subscription_item_details"))
+    item_details = _dict(parent.get("invoice_item_details"))
     price_id = object_id(obj.get("price")) or object_id(obj.get("plan"))
     if price_id is None:
         price_id = object_id(_dict(_dict(obj.get("pricing")).get("price_details")).get("price"))
     return InvoiceLine(
         amount=_line_amount_excluding_tax(obj),
-        subscription=object_id(obj.get("subscription")) or object_id(details.get("subscription")),
+        subscription=object_id(obj.get("subscription"))
+        or object_id(details.get("subscription"))
+        or object_id(item_details.get("subscription")),
         subscription_item=object_id(obj.get("subscription_item"))
         or object_id(details.get("subscription_item")),
         price_id=price_id,
-        proration=bool(obj.get("proration") or details.get("proration")),
+        proration=bool(
+            obj.get("proration") or details.get("proration") or item_details.get("proration")
+        ),
+        id=object_id(obj),
+        quantity=_int(obj.get("quantity")),
+        period=_line_period(obj),
     )
 
 
 def read_invoice(obj: Json) -> Invoice:
-    lines = tuple(_read_line(_dict(line)) for line in _list(obj.get("lines")))
+    lines = tuple(read_invoice_line(_dict(line)) for line in _list(obj.get("lines")))
     details = _dict(_dict(obj.get("parent")).get("subscription_details"))
+    transitions = _dict(obj.get("status_transitions"))
     subscription = object_id(obj.get("subscription")) or object_id(details.get("subscription"))
     if subscription is None:
         subscription = next((line.subscription for line in lines if line.subscription), None)
@@ -394,4 +434,25 @@ def read_invoice(obj: Json) -> Invoice:
         created=_int(obj.get("created")),
         currency=str(obj.get("currency") or "usd").lower(),
         lines=lines,
+        total=_int(obj.get("total")),
+        attempt_count=_int(obj.get("attempt_count")) or 0,
+        attempted=bool(obj.get("attempted")),
+        finalized_at=_int(transitions.get("finalized_at")),
+        paid_at=_int(transitions.get("paid_at")),
     )
+
+
+def is_old_shape(subscription: Json) -> bool:
+    """Before 2025-03-31 a subscription carries its billing period; from then on, its items."""
+    return subscription.get("current_period_start") is not None
+
+
+def subscription_of(obj: Json) -> str | None:
+    """The subscription a Stripe object concerns: itself, an invoice's (either shape), or the
+    one it names (a discount, an invoice item)."""
+    kind = obj.get("object")
+    if kind == "subscription":
+        return object_id(obj)
+    if kind == "invoice":
+        return read_invoice(obj).subscription
+    return object_id(obj.get("subscription"))

@@ -1,11 +1,17 @@
+import copy
 from decimal import Decimal
 
+import pytest
+
 from ledger.rules.payloads import (
+    is_old_shape,
     read_coupon,
     read_discount,
     read_invoice,
+    read_invoice_line,
     read_price,
     read_subscription,
+    subscription_of,
 )
 from tests.rules.fixtures import load
 
@@ -119,3 +125,111 @@ def test_new_shape_line_amount_excludes_inclusive_tax() -> None:
     }
     invoice = read_invoice({"id": "in_1", "object": "invoice", "lines": {"data": [line]}})
     assert invoice.lines[0].amount == 1000 and invoice.subscription == "sub_1"
+
+
+# A proration of subscription sub_1 raising si_1 to price_2000, as each API shape sends it.
+PRORATION_LINES = {
+    # Before 2025-03-31: flags and references on the line itself.
+    "old": {
+        "id": "il_old",
+        "object": "line_item",
+        "type": "invoiceitem",
+        "amount": 1300,
+        "amount_excluding_tax": 1300,
+        "quantity": 1,
+        "period": {"start": 1_700_000_000, "end": 1_702_592_000},
+        "price": {"id": "price_2000", "object": "price"},
+        "proration": True,
+        "subscription": "sub_1",
+        "subscription_item": "si_1",
+        "invoice_item": "ii_1",
+    },
+    # From 2025-03-31 a proration is an invoice item's line: `parent.invoice_item_details`.
+    "new": {
+        "id": "il_new",
+        "object": "line_item",
+        "amount": 1300,
+        "quantity": 1,
+        "period": {"start": 1_700_000_000, "end": 1_702_592_000},
+        "parent": {
+            "type": "invoice_item_details",
+            "invoice_item_details": {
+                "invoice_item": "ii_1",
+                "proration": True,
+                "proration_details": {"credited_items": None},
+                "subscription": "sub_1",
+            },
+            "subscription_item_details": None,
+        },
+        "pricing": {"type": "price_details", "price_details": {"price": "price_2000"}},
+    },
+}
+
+
+@pytest.mark.parametrize("shape", ["old", "new"])
+def test_a_proration_line_is_read_as_one_in_either_shape(shape: str) -> None:
+    line = read_invoice_line(PRORATION_LINES[shape])
+    assert (line.proration, line.subscription, line.price_id, line.amount) == (
+        True,
+        "sub_1",
+        "price_2000",
+        1300,
+    )
+    assert (line.id, line.quantity, line.period) == (
+        f"il_{shape}",
+        1,
+        (1_700_000_000, 1_702_592_000),
+    )
+    # An invoice of nothing but prorations still belongs to their subscription.
+    invoice = read_invoice({"id": "in_1", "object": "invoice", "lines": [PRORATION_LINES[shape]]})
+    assert invoice.subscription == "sub_1" and invoice.lines == (line,)
+
+
+@pytest.mark.parametrize("shape", ["old", "new"])
+def test_a_subscription_items_own_line_is_no_proration_in_either_shape(shape: str) -> None:
+    raw = copy.deepcopy(PRORATION_LINES[shape])
+    if shape == "old":
+        raw.update(type="subscription", proration=False, invoice_item=None)
+    else:
+        raw["parent"] = {
+            "type": "subscription_item_details",
+            "invoice_item_details": None,
+            "subscription_item_details": {
+                "invoice_item": None,
+                "proration": False,
+                "subscription": "sub_1",
+                "subscription_item": "si_1",
+            },
+        }
+    line = read_invoice_line(raw)
+    assert (line.proration, line.subscription, line.subscription_item) == (False, "sub_1", "si_1")
+
+
+def test_invoice_payment_attempts_and_times() -> None:
+    failed = read_invoice(load("invoice_payment_failed_old")["data"]["object"])
+    assert (failed.attempt_count, failed.attempted, failed.paid_at, failed.total) == (
+        1,
+        True,
+        None,
+        1490,
+    )
+    paid = read_invoice(load("invoice_paid_new")["data"]["object"])
+    assert (paid.finalized_at, paid.paid_at) == (1790812850, 1790812900)
+
+
+def test_the_subscription_an_object_concerns() -> None:
+    sub = load("subscription_created_new")["data"]["object"]
+    assert subscription_of(sub) == "sub_1NewShapeYearly"
+    assert subscription_of(load("invoice_payment_failed_old")["data"]["object"]) == (
+        "sub_1MowQVLkdIwHu7ixeRlqHVzs"
+    )
+    assert subscription_of(load("invoice_paid_new")["data"]["object"]) == "sub_1NewShapeYearly"
+    assert subscription_of(load("discount_created_new")["data"]["object"]) == (
+        "sub_1NewShapeYearly"
+    )
+    assert subscription_of(load("coupon_created")["data"]["object"]) is None
+
+
+def test_the_shape_of_a_subscription_is_where_its_period_is() -> None:
+    assert is_old_shape(load("subscription_updated_old")["data"]["object"])
+    assert not is_old_shape(load("subscription_created_new")["data"]["object"])
