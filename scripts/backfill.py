@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ledger.backfill import history
 from ledger.backfill import store as backfill_store
 from ledger.rules.events import customer_of, parse_event
+from ledger.rules.payloads import is_old_shape, subscription_of
 from ledger.rules.timeline import RELEVANT_TYPES
 from ledger.settings import Settings
 from ledger.storage.db import make_engine
@@ -547,15 +548,13 @@ class Backfill:
 
 def _api_version(sub: Mapping[str, Any]) -> str | None:
     """The API shape of a payload, named by the version that introduced it."""
-    return (
-        "2025-02-24.acacia" if sub.get("current_period_start") is not None else "2025-03-31.basil"
-    )
+    return "2025-02-24.acacia" if is_old_shape(sub) else "2025-03-31.basil"
 
 
 def _since(events: list[dict[str, Any]], since: int) -> list[dict[str, Any]]:
     by_sub: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
     for event in events:
-        by_sub[history.subscription_of(event["data"]["object"])].append(event)
+        by_sub[subscription_of(event["data"]["object"])].append(event)
     kept: list[dict[str, Any]] = []
     for group in by_sub.values():
         kept.extend(history.start_at(group, since))

@@ -3,7 +3,8 @@
 Stripe keeps events for 30 days; subscriptions and invoices are kept for ever. The backfill
 turns the objects into the events Stripe would have sent (same types, same object shapes, in
 the payload's own API shape) so they go through the same rules as webhooks. Pure: plain dicts
-in, event dicts out.
+in, event dicts out. Every field the synthesis decides on is read by the payload readers
+(`ledger.rules.payloads`), as the rules read it; the plain dicts are only copied into events.
 
 Events share nested objects with the input (they are serialized, never mutated), so copies
 here are shallow: the backfill builds tens of thousands of snapshots.
@@ -20,6 +21,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledger.rules.payloads import (
+    Invoice,
+    InvoiceLine,
+    Subscription,
+    is_old_shape,
+    object_id,
+    read_discount,
+    read_invoice,
+    read_invoice_line,
+    read_subscription,
+    subscription_of,
+)
+
 __all__ = [
     "EVENT_RETENTION_SECONDS",
     "Synthesis",
@@ -27,7 +41,6 @@ __all__ = [
     "drop_overlapping",
     "is_synthetic",
     "start_at",
-    "subscription_of",
     "synthesize",
 ]
 
@@ -40,23 +53,6 @@ ItemKey = tuple[str, str, int]  # (subscription item id, price id, quantity)
 
 def is_synthetic(event_id: str) -> bool:
     return event_id.startswith(PREFIX)
-
-
-def subscription_of(obj: Mapping[str, Any]) -> str | None:
-    """The subscription an event object concerns (both API shapes)."""
-    kind = obj.get("object")
-    if kind == "subscription":
-        value: Any = obj.get("id")
-    elif kind == "invoice":
-        value = obj.get("subscription")
-        if value is None:
-            parent = obj.get("parent") or {}
-            value = (parent.get("subscription_details") or {}).get("subscription")
-    else:
-        value = obj.get("subscription")
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +70,7 @@ class _Config:
 
     def signature(self) -> tuple[Any, ...]:
         return (
-            tuple(sorted((i, str(p.get("id")), q) for i, p, q, _ in self.items)),
+            tuple(sorted((i, str(object_id(p)), q) for i, p, q, _ in self.items)),
             tuple(sorted(_discount_id(d) for d in self.discounts)),
         )
 
@@ -87,52 +83,42 @@ class _Change:
     config: _Config
 
 
+@dataclass(frozen=True, slots=True)
+class _Bill:
+    """An invoice as the payload readers read it, and as Stripe sent it (to copy from)."""
+
+    raw: Obj
+    read: Invoice
+    lines: tuple[tuple[Obj, InvoiceLine], ...]  # each line as sent and as read
+
+    @classmethod
+    def of(cls, raw: Obj) -> _Bill:
+        sent = (raw.get("lines") or {}).get("data") or []
+        return cls(raw, read_invoice(raw), tuple((line, read_invoice_line(line)) for line in sent))
+
+
 def _discount_id(discount: Any) -> str:
-    return str(discount.get("id")) if isinstance(discount, dict) else str(discount)
+    read = read_discount(discount)
+    return read.id if read is not None else str(discount)
 
 
-def _is_old_shape(sub: Mapping[str, Any]) -> bool:
-    return sub.get("current_period_start") is not None
-
-
-def _line_subscription_item(line: Mapping[str, Any]) -> str | None:
-    parent = line.get("parent") or {}
-    details = parent.get("subscription_item_details") or {}
-    value = details.get("subscription_item") or line.get("subscription_item")
-    return value if isinstance(value, str) else None
-
-
-def _line_is_proration(line: Mapping[str, Any]) -> bool:
-    parent = line.get("parent") or {}
-    for key in ("subscription_item_details", "invoice_item_details"):
-        details = parent.get(key) or {}
-        if details.get("proration"):
-            return True
-    return bool(line.get("proration"))
+def _price_object(carrier: Mapping[str, Any]) -> Obj | None:
+    """The price object an item or an old-shape line carries (a legacy `plan` if no `price`)."""
+    price = carrier.get("price") or carrier.get("plan")
+    return price if isinstance(price, dict) else None
 
 
 def _line_price(
-    line: Mapping[str, Any], prices: Mapping[str, Obj], current: Mapping[str, Obj]
+    sent: Obj, line: InvoiceLine, prices: Mapping[str, Obj], current: Mapping[str, Obj]
 ) -> Obj | None:
-    price: Any = line.get("price") or line.get("plan")
-    if price is None:
-        details = (line.get("pricing") or {}).get("price_details") or {}
-        price = details.get("price")
-    if isinstance(price, dict):
-        return price
-    if isinstance(price, str):
-        return prices.get(price) or current.get(price)
-    return None
-
-
-def _period(line: Mapping[str, Any]) -> tuple[int, int] | None:
-    period = line.get("period") or {}
-    start, end = period.get("start"), period.get("end")
-    return (int(start), int(end)) if start is not None and end is not None else None
+    embedded = _price_object(sent)
+    if embedded is not None or line.price_id is None:
+        return embedded
+    return prices.get(line.price_id) or current.get(line.price_id)
 
 
 def _invoice_config(
-    invoice: Mapping[str, Any],
+    bill: _Bill,
     prices: Mapping[str, Obj],
     current: Mapping[str, Obj],
     warnings: list[str],
@@ -140,21 +126,22 @@ def _invoice_config(
     """The items billed for a full period by a subscription invoice, with that period."""
     items: list[tuple[str, Obj, int, tuple[Any, ...]]] = []
     period: tuple[int, int] | None = None
-    for line in (invoice.get("lines") or {}).get("data") or []:
-        item_id = _line_subscription_item(line)
-        if item_id is None or _line_is_proration(line):
+    for sent, line in bill.lines:
+        if line.subscription_item is None or line.proration:
             continue
-        price = _line_price(line, prices, current)
+        price = _line_price(sent, line, prices, current)
         if price is None:
-            warnings.append(f"{invoice.get('id')}: line {line.get('id')} has an unknown price")
+            warnings.append(f"{bill.read.id}: line {line.id} has an unknown price")
             continue
-        items.append((item_id, price, int(line.get("quantity") or 1), _ids(line.get("discounts"))))
-        period = period or _period(line)
+        items.append(
+            (line.subscription_item, price, line.quantity or 1, _ids(sent.get("discounts")))
+        )
+        period = period or line.period
     if not items or period is None:
         return None
-    discounts = _ids(invoice.get("discounts"))
-    if not discounts and invoice.get("discount"):
-        discounts = (invoice["discount"],)
+    discounts = _ids(bill.raw.get("discounts"))
+    if not discounts and bill.raw.get("discount"):
+        discounts = (bill.raw["discount"],)
     return period[0], period[1], _Config(tuple(items), discounts)
 
 
@@ -162,68 +149,77 @@ def _ids(values: Any) -> tuple[Any, ...]:
     return tuple(values) if isinstance(values, list) else ()
 
 
-def _current_config(sub: Mapping[str, Any]) -> _Config:
+def _sent_items(sub: Mapping[str, Any]) -> list[Obj]:
+    return list((sub.get("items") or {}).get("data") or [])
+
+
+def _current_config(sub: Obj, read: Subscription) -> _Config:
     items = []
-    for item in (sub.get("items") or {}).get("data") or []:
-        price = item.get("price") or item.get("plan") or {}
-        discounts = _ids(item.get("discounts"))
-        items.append((str(item.get("id")), price, int(item.get("quantity") or 1), discounts))
+    for sent, item in zip(_sent_items(sub), read.items, strict=True):
+        price = _price_object(sent) or {}
+        items.append((item.id, price, item.quantity or 1, _ids(sent.get("discounts"))))
     discounts = _ids(sub.get("discounts"))
     if not discounts and sub.get("discount"):
         discounts = (sub["discount"],)
     return _Config(tuple(items), discounts)
 
 
-def _first_proration(invoices: Sequence[Obj], after: int, until: int) -> tuple[int, str] | None:
+def _first_proration(bills: Sequence[_Bill], after: int, until: int) -> tuple[int, str] | None:
     """When a change was made mid-period: the start of the first charged proration line."""
     found: tuple[int, str] | None = None
-    for invoice in invoices:
-        for line in (invoice.get("lines") or {}).get("data") or []:
-            period = _period(line)
-            if not _line_is_proration(line) or period is None or int(line.get("amount", 0)) <= 0:
+    for bill in bills:
+        for _, line in bill.lines:
+            if not line.proration or line.period is None or line.amount <= 0:
                 continue
-            if after < period[0] <= until and (found is None or period[0] < found[0]):
-                found = (period[0], str(line.get("id")))
+            start = line.period[0]
+            if after < start <= until and (found is None or start < found[0]):
+                found = (start, str(line.id))
     return found
 
 
 def _billing_changes(
-    sub: Obj, invoices: Sequence[Obj], prices: Mapping[str, Obj], now: int, warnings: list[str]
+    sub: Obj,
+    read: Subscription,
+    bills: Sequence[_Bill],
+    prices: Mapping[str, Obj],
+    now: int,
+    warnings: list[str],
 ) -> tuple[list[_Change], list[tuple[int, int]]]:
     """Each time the billed items or discounts changed, and the billed periods."""
     current_prices = {
-        str((i.get("price") or {}).get("id")): i.get("price") or {}
-        for i in (sub.get("items") or {}).get("data") or []
+        str(object_id(price)): price
+        for price in (_price_object(item) for item in _sent_items(sub))
+        if price is not None
     }
     observed = []
-    for invoice in invoices:
-        found = _invoice_config(invoice, prices, current_prices, warnings)
+    for bill in bills:
+        found = _invoice_config(bill, prices, current_prices, warnings)
         if found is not None:
-            observed.append((found[0], found[1], str(invoice["id"]), found[2]))
+            observed.append((found[0], found[1], bill.read.id, found[2]))
     observed.sort(key=lambda o: (o[0], o[2]))
     changes: list[_Change] = []
     periods: list[tuple[int, int]] = []
-    start = int(sub.get("start_date") or sub.get("created") or 0)
+    sub_id, start = read.id, _start(read)
+
+    def created(config: _Config) -> _Change:
+        return _Change(start, f"{PREFIX}{sub_id}_start_date", (sub_id, "start_date"), config)
+
     previous: _Config | None = None
     previous_at = start
     for period_start, period_end, invoice_id, config in observed:
         periods.append((period_start, period_end))
         if previous is None:
-            changes.append(
-                _Change(start, f"{PREFIX}{sub['id']}_start_date", (sub["id"], "start_date"), config)
-            )
+            changes.append(created(config))
         elif config.signature() != previous.signature():
-            changes.append(_dated_change(invoices, previous_at, period_start, invoice_id, config))
+            changes.append(_dated_change(bills, previous_at, period_start, invoice_id, config))
         previous, previous_at = config, period_start
-    final = _current_config(sub)
+    final = _current_config(sub, read)
     if previous is None:
-        changes.append(
-            _Change(start, f"{PREFIX}{sub['id']}_start_date", (sub["id"], "start_date"), final)
-        )
-    elif final.signature() != previous.signature() and sub.get("ended_at") is None:
+        changes.append(created(final))
+    elif final.signature() != previous.signature() and read.ended_at is None:
         # Changed after the last invoice: a proration line dates it; without one, the change
         # is older than the event retention (a newer one would be a real event).
-        proration = _first_proration(invoices, previous_at, now)
+        proration = _first_proration(bills, previous_at, now)
         if proration is not None:
             at, line_id = proration
             changes.append(
@@ -231,14 +227,14 @@ def _billing_changes(
             )
         else:
             at = max(previous_at, now - EVENT_RETENTION_SECONDS)
-            changes.append(_Change(at, f"{PREFIX}{sub['id']}_items", (sub["id"], "items"), final))
+            changes.append(_Change(at, f"{PREFIX}{sub_id}_items", (sub_id, "items"), final))
     return changes, periods
 
 
 def _dated_change(
-    invoices: Sequence[Obj], after: int, until: int, invoice_id: str, config: _Config
+    bills: Sequence[_Bill], after: int, until: int, invoice_id: str, config: _Config
 ) -> _Change:
-    proration = _first_proration(invoices, after, until)
+    proration = _first_proration(bills, after, until)
     if proration is not None:
         at, line_id = proration
         return _Change(at, f"{PREFIX}{line_id}_period_start", (line_id, "period.start"), config)
@@ -247,31 +243,27 @@ def _dated_change(
     )
 
 
-def _transitions(invoice: Mapping[str, Any]) -> Mapping[str, Any]:
-    return invoice.get("status_transitions") or {}
+def _start(sub: Subscription) -> int:
+    return sub.start_date or sub.created or 0
 
 
-def _failed_at(invoice: Mapping[str, Any]) -> int | None:
+def _failed_at(invoice: Invoice) -> int | None:
     """When an invoice's first automatic payment attempt failed, if it did."""
-    attempts = int(invoice.get("attempt_count") or 0)
-    paid_at = _transitions(invoice).get("paid_at")
-    failed = (
-        attempts > 1 if paid_at is not None else attempts >= 1 and bool(invoice.get("attempted"))
-    )
-    if not failed or invoice.get("status") == "void":
+    attempts = invoice.attempt_count
+    failed = attempts > 1 if invoice.paid_at is not None else attempts >= 1 and invoice.attempted
+    if not failed or invoice.status == "void":
         return None
-    at = _transitions(invoice).get("finalized_at") or invoice.get("created")
-    return int(at) if at is not None else None
+    return invoice.finalized_at or invoice.created
 
 
-def _as_of_failure(invoice: Obj) -> Obj:
+def _as_of_failure(bill: _Bill) -> Obj:
     """The invoice as it was when its payment failed: open, nothing paid."""
-    then = dict(invoice)
+    then = dict(bill.raw)
     then["status"] = "open"
     then["paid"] = False
     then["amount_paid"] = 0
-    then["amount_remaining"] = then.get("amount_due", 0)
-    then["status_transitions"] = {**_transitions(invoice), "paid_at": None}
+    then["amount_remaining"] = bill.read.amount_due
+    then["status_transitions"] = {**(bill.raw.get("status_transitions") or {}), "paid_at": None}
     return then
 
 
@@ -301,25 +293,25 @@ class _Builder:
 
 
 def _status_timeline(
-    sub: Obj, invoices: Sequence[Obj], now: int
-) -> tuple[list[tuple[int, str, str, tuple[str, str]]], list[tuple[Obj, int]]]:
+    sub: Subscription, bills: Sequence[_Bill], now: int
+) -> tuple[list[tuple[int, str, str, tuple[str, str]]], list[tuple[_Bill, int]]]:
     """Status changes (at, status, event id, origin) and the failed invoices with their time."""
-    sub_id = str(sub["id"])
-    start = int(sub.get("start_date") or sub.get("created") or 0)
-    trial_end = int(sub["trial_end"]) if sub.get("trial_end") is not None else None
+    sub_id = sub.id
+    start = _start(sub)
+    trial_end = sub.trial_end
     changes: list[tuple[int, str, str, tuple[str, str]]] = []
     in_trial = trial_end is not None and trial_end > start
-    first = _first_invoice(invoices)
+    first = _first_invoice(bills)
     incomplete = (
         not in_trial
-        and sub.get("collection_method", "charge_automatically") == "charge_automatically"
+        and (sub.collection_method or "charge_automatically") == "charge_automatically"
         and first is not None
-        and (_transitions(first).get("paid_at") is None or _failed_at(first) is not None)
+        and (first.read.paid_at is None or _failed_at(first.read) is not None)
     )
     initial = "trialing" if in_trial else "incomplete" if incomplete else "active"
     changes.append((start, initial, f"{PREFIX}{sub_id}_start_date", (sub_id, "start_date")))
     if trial_end is not None and in_trial and trial_end <= now:
-        paused = sub.get("status") == "paused" and _paid_after(invoices, trial_end) is None
+        paused = sub.status == "paused" and _paid_after(bills, trial_end) is None
         changes.append(
             (
                 trial_end,
@@ -328,34 +320,35 @@ def _status_timeline(
                 (sub_id, "trial_end"),
             )
         )
-    failures: list[tuple[Obj, int]] = []
-    for invoice in invoices:
+    failures: list[tuple[_Bill, int]] = []
+    for bill in bills:
+        invoice = bill.read
         failed_at = _failed_at(invoice)
         if failed_at is None:
             continue
-        failures.append((invoice, failed_at))
-        inv_id = str(invoice["id"])
-        if incomplete and invoice is first:
-            paid_at = _transitions(invoice).get("paid_at")
-            if paid_at is not None:
-                origin = (inv_id, "status_transitions.paid_at")
-                changes.append((int(paid_at), "active", f"{PREFIX}{inv_id}_paid_at_status", origin))
+        failures.append((bill, failed_at))
+        paid = (invoice.id, "status_transitions.paid_at")
+        if incomplete and bill is first:
+            if invoice.paid_at is not None:
+                changes.append(
+                    (invoice.paid_at, "active", f"{PREFIX}{invoice.id}_paid_at_status", paid)
+                )
             continue
-        origin = (inv_id, "status_transitions.finalized_at")
-        changes.append((failed_at, "past_due", f"{PREFIX}{inv_id}_finalized_at", origin))
-        paid_at = _transitions(invoice).get("paid_at")
-        if paid_at is not None:
+        origin = (invoice.id, "status_transitions.finalized_at")
+        changes.append((failed_at, "past_due", f"{PREFIX}{invoice.id}_finalized_at", origin))
+        if invoice.paid_at is not None:
+            changes.append(
+                (invoice.paid_at, "active", f"{PREFIX}{invoice.id}_paid_at_status", paid)
+            )
+    if incomplete and first is not None and _failed_at(first.read) is None:
+        paid_at = first.read.paid_at
+        if paid_at is not None and paid_at > start:
+            inv_id = first.read.id
             origin = (inv_id, "status_transitions.paid_at")
-            changes.append((int(paid_at), "active", f"{PREFIX}{inv_id}_paid_at_status", origin))
-    if incomplete and first is not None and _failed_at(first) is None:
-        paid_at = _transitions(first).get("paid_at")
-        if paid_at is not None and int(paid_at) > start:
-            inv_id = str(first["id"])
-            origin = (inv_id, "status_transitions.paid_at")
-            changes.append((int(paid_at), "active", f"{PREFIX}{inv_id}_paid_at_status", origin))
-    pause = _pause_started(sub, invoices, now)
+            changes.append((paid_at, "active", f"{PREFIX}{inv_id}_paid_at_status", origin))
+    pause = _pause_started(sub, bills, now)
     if pause is not None:
-        status = "paused" if sub.get("status") == "paused" else "pause_collection"
+        status = "paused" if sub.status == "paused" else "pause_collection"
         changes.append(
             (pause, status, f"{PREFIX}{sub_id}_pause_collection", (sub_id, "pause_collection"))
         )
@@ -363,53 +356,58 @@ def _status_timeline(
     return changes, failures
 
 
-def _first_invoice(invoices: Sequence[Obj]) -> Obj | None:
-    created = [i for i in invoices if i.get("billing_reason") == "subscription_create"]
-    return min(created, key=lambda i: int(i.get("created") or 0)) if created else None
+def _first_invoice(bills: Sequence[_Bill]) -> _Bill | None:
+    created = [b for b in bills if b.read.billing_reason == "subscription_create"]
+    return min(created, key=lambda b: b.read.created or 0) if created else None
 
 
-def _paid_after(invoices: Sequence[Obj], at: int) -> int | None:
+def _paid_after(bills: Sequence[_Bill], at: int) -> int | None:
     times = [
-        int(p)
-        for i in invoices
-        if (p := _transitions(i).get("paid_at")) is not None and int(p) >= at and i.get("total", 1)
+        b.read.paid_at
+        for b in bills
+        if b.read.paid_at is not None and b.read.paid_at >= at and b.read.total != 0
     ]
     return min(times) if times else None
 
 
-def _pause_started(sub: Obj, invoices: Sequence[Obj], now: int) -> int | None:
+def _pause_started(sub: Subscription, bills: Sequence[_Bill], now: int) -> int | None:
     """When a pause still in force began (an ended pause leaves no trace in the objects)."""
-    if not sub.get("pause_collection") and sub.get("status") != "paused":
+    if not sub.pause_collection and sub.status != "paused":
         return None
-    if sub.get("status") == "paused" and sub.get("trial_end") and not sub.get("pause_collection"):
-        trial_end = int(sub["trial_end"])
-        if _paid_after(invoices, trial_end) is None:
-            return None  # paused at trial end: the trial_end snapshot says so
+    trial_end = sub.trial_end
+    paused_at_trial_end = (
+        sub.status == "paused"
+        and trial_end
+        and not sub.pause_collection
+        and _paid_after(bills, trial_end) is None
+    )
+    if paused_at_trial_end:
+        return None  # the trial_end snapshot says so
     billed = sorted(
-        (i for i in invoices if _period_start(i) is not None), key=lambda i: _period_start(i) or 0
+        (b for b in bills if _period_start(b) is not None), key=lambda b: _period_start(b) or 0
     )
     paid_until = None
     unpaid_from = None
-    for invoice in billed:
-        if _transitions(invoice).get("paid_at") is not None:
-            paid_until, unpaid_from = _period_start(invoice), None
-        elif invoice.get("status") in ("void", "draft", "uncollectible") and unpaid_from is None:
-            unpaid_from = _period_start(invoice)
+    for bill in billed:
+        if bill.read.paid_at is not None:
+            paid_until, unpaid_from = _period_start(bill), None
+        elif bill.read.status in ("void", "draft", "uncollectible") and unpaid_from is None:
+            unpaid_from = _period_start(bill)
     if unpaid_from is not None:
         return unpaid_from
     return max(paid_until or 0, now - EVENT_RETENTION_SECONDS)
 
 
-def _period_start(invoice: Mapping[str, Any]) -> int | None:
-    for line in (invoice.get("lines") or {}).get("data") or []:
-        period = _period(line)
-        if period is not None and not _line_is_proration(line):
-            return period[0]
+def _period_start(bill: _Bill) -> int | None:
+    for _, line in bill.lines:
+        if line.period is not None and not line.proration:
+            return line.period[0]
     return None
 
 
 def _snapshot(
     sub: Obj,
+    read: Subscription,
     at: int,
     config: _Config,
     status: str,
@@ -419,8 +417,8 @@ def _snapshot(
 ) -> Obj:
     """The subscription object as it stood at `at`, in the payload's own API shape."""
     then = dict(sub)
-    old_shape = _is_old_shape(sub)
-    current_items = {str(i.get("id")): i for i in (sub.get("items") or {}).get("data") or []}
+    old_shape = is_old_shape(sub)
+    current_items = {item.id: sent for sent, item in zip(_sent_items(sub), read.items, strict=True)}
     template = next(iter(current_items.values()), {"object": "subscription_item"})
     items = []
     for item_id, price, quantity, discounts in config.items:
@@ -445,11 +443,10 @@ def _snapshot(
     then["status"] = "active" if paused_collection else status
     if not paused_collection:
         then["pause_collection"] = None
-    canceled_at = sub.get("canceled_at")
-    requested = canceled_at is not None and int(canceled_at) <= at
-    then["canceled_at"] = canceled_at if requested else None
-    then["cancel_at_period_end"] = bool(sub.get("cancel_at_period_end")) if ended else requested
-    then["ended_at"] = sub.get("ended_at") if ended else None
+    requested = read.canceled_at is not None and read.canceled_at <= at
+    then["canceled_at"] = read.canceled_at if requested else None
+    then["cancel_at_period_end"] = read.cancel_at_period_end if ended else requested
+    then["ended_at"] = read.ended_at if ended else None
     return then
 
 
@@ -466,26 +463,27 @@ def synthesize(
     `invoices` are the subscription's invoices (others are ignored); `prices` resolves price ids
     on invoice lines (current API shape lines carry only the id). Nothing is dated after `now`.
     """
-    sub_id = str(sub["id"])
-    mine = [i for i in invoices if subscription_of(i) == sub_id]
+    read = read_subscription(sub)
+    sub_id = read.id
+    mine = [bill for bill in map(_Bill.of, invoices) if bill.read.subscription == sub_id]
     warnings: list[str] = []
-    billing, periods = _billing_changes(sub, mine, prices, now, warnings)
-    statuses, failures = _status_timeline(sub, mine, now)
+    billing, periods = _billing_changes(sub, read, mine, prices, now, warnings)
+    statuses, failures = _status_timeline(read, mine, now)
     builder = _Builder(sub, api_version)
 
     moments: list[tuple[int, str, tuple[str, str], str]] = []  # (at, id, origin, kind)
     moments += [(c.at, c.event_id, c.origin, "billing") for c in billing]
     moments += [(at, eid, origin, "status") for at, _, eid, origin in statuses]
-    canceled_at, ended_at = sub.get("canceled_at"), sub.get("ended_at")
-    if canceled_at is not None and (ended_at is None or int(canceled_at) < int(ended_at)):
+    canceled_at, ended_at = read.canceled_at, read.ended_at
+    if canceled_at is not None and (ended_at is None or canceled_at < ended_at):
         moments.append(
-            (int(canceled_at), f"{PREFIX}{sub_id}_canceled_at", (sub_id, "canceled_at"), "cancel")
+            (canceled_at, f"{PREFIX}{sub_id}_canceled_at", (sub_id, "canceled_at"), "cancel")
         )
     moments.sort(key=lambda m: (m[0], 0 if m[1].endswith("_start_date") else 1, m[1]))
 
     seen: set[str] = set()
     for at, event_id, origin, _ in moments:
-        if at > now or event_id in seen or (ended_at is not None and at >= int(ended_at)):
+        if at > now or event_id in seen or (ended_at is not None and at >= ended_at):
             continue
         seen.add(event_id)
         config = _latest(billing, at, lambda c: c.at).config
@@ -495,42 +493,42 @@ def synthesize(
             if event_id.endswith("_start_date")
             else "customer.subscription.updated"
         )
-        snapshot = _snapshot(sub, at, config, status, _period_at(periods, at))
+        snapshot = _snapshot(sub, read, at, config, status, _period_at(periods, at))
         builder.add(event_id, kind, at, snapshot, origin)
 
-    for invoice, failed_at in failures:
-        if failed_at > now or (ended_at is not None and failed_at > int(ended_at)):
+    for bill, failed_at in failures:
+        if failed_at > now or (ended_at is not None and failed_at > ended_at):
             continue
-        origin = (str(invoice["id"]), "attempt_count")
         builder.add(
-            f"{PREFIX}{invoice['id']}_attempt_count",
+            f"{PREFIX}{bill.read.id}_attempt_count",
             "invoice.payment_failed",
             failed_at,
-            _as_of_failure(invoice),
-            origin,
+            _as_of_failure(bill),
+            (bill.read.id, "attempt_count"),
         )
-    for invoice in mine:
-        paid_at = _transitions(invoice).get("paid_at")
-        recovered = _failed_at(invoice) is not None
-        if paid_at is None or int(paid_at) > now or not (recovered or _has_metered(sub)):
+    metered = any(item.price.is_metered for item in read.items)
+    for bill in mine:
+        paid_at = bill.read.paid_at
+        recovered = _failed_at(bill.read) is not None
+        if paid_at is None or paid_at > now or not (recovered or metered):
             continue
-        origin = (str(invoice["id"]), "status_transitions.paid_at")
         builder.add(
-            f"{PREFIX}{invoice['id']}_paid_at",
+            f"{PREFIX}{bill.read.id}_paid_at",
             "invoice.paid",
-            int(paid_at),
-            invoice,
-            origin,
+            paid_at,
+            bill.raw,
+            (bill.read.id, "status_transitions.paid_at"),
         )
 
-    if ended_at is not None and int(ended_at) <= now:
-        at = int(ended_at)
+    if ended_at is not None and ended_at <= now:
+        at = ended_at
         config = _latest(billing, at, lambda c: c.at).config
         snapshot = _snapshot(
             sub,
+            read,
             at,
             config,
-            str(sub.get("status") or "canceled"),
+            read.status or "canceled",
             _period_at(periods, at),
             ended=True,
         )
@@ -544,14 +542,6 @@ def synthesize(
 
     builder.events.sort(key=lambda e: (e["created"], e["id"]))
     return Synthesis(builder.events, warnings)
-
-
-def _has_metered(sub: Mapping[str, Any]) -> bool:
-    for item in (sub.get("items") or {}).get("data") or []:
-        price = item.get("price") or item.get("plan") or {}
-        if (price.get("recurring") or price).get("usage_type") == "metered":
-            return True
-    return False
 
 
 def _latest(changes: Sequence[_Change], at: int, when: Any) -> _Change:

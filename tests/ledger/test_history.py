@@ -11,10 +11,10 @@ from ledger.backfill.history import (
     cutoffs_from_real_events,
     drop_overlapping,
     start_at,
-    subscription_of,
     synthesize,
 )
 from ledger.rules.events import parse_event
+from ledger.rules.payloads import subscription_of
 
 DAY = 86_400
 MONTH = 30 * DAY
@@ -173,6 +173,37 @@ def test_an_upgrade_with_prorations_is_dated_when_it_was_made(shape: str) -> Non
         parse_event(event)  # every one is a readable Stripe event
     old = "current_period_start" in subs[1]["data"]["object"]
     assert old == (shape == "old")
+
+
+@SHAPES
+def test_prorations_invoiced_apart_date_the_change_in_either_shape(shape: str) -> None:
+    # A one-off invoice of the prorations alone: no subscription of its own, only its lines
+    # name one (the line in the old shape, `parent.invoice_item_details` in the new).
+    upgrade_at = T0 + MONTH + 10 * DAY
+    apart = invoice(
+        shape,
+        3,
+        upgrade_at,
+        [
+            line(shape, 1000, upgrade_at, proration=True, total=-600),
+            line(shape, 2000, upgrade_at, proration=True, total=1300),
+        ],
+        reason="manual",
+    )
+    apart.pop("subscription" if shape == "old" else "parent")
+    invoices = [
+        invoice(shape, 1, T0, [line(shape, 1000, T0)], reason="subscription_create"),
+        invoice(shape, 2, T0 + MONTH, [line(shape, 1000, T0 + MONTH)]),
+        apart,
+        invoice(shape, 4, T0 + 2 * MONTH, [line(shape, 2000, T0 + 2 * MONTH)]),
+    ]
+    made = synthesize(subscription(shape), invoices, PRICES, now=NOW)
+    subs = [e for e in made.events if e["type"].startswith("customer.subscription")]
+    assert [(e["type"], e["created"], mrr_items(e)) for e in subs] == [
+        ("customer.subscription.created", T0, [("price_1000", 1)]),
+        ("customer.subscription.updated", upgrade_at, [("price_2000", 1)]),
+    ]
+    assert subs[1]["backfill"] == {"object": f"il_{upgrade_at}_2000_True", "field": "period.start"}
 
 
 @SHAPES
