@@ -29,7 +29,6 @@ from ledger.rules.payloads import (
     object_id,
     read_discount,
     read_invoice,
-    read_invoice_line,
     read_subscription,
     subscription_of,
 )
@@ -94,7 +93,8 @@ class _Bill:
     @classmethod
     def of(cls, raw: Obj) -> _Bill:
         sent = (raw.get("lines") or {}).get("data") or []
-        return cls(raw, read_invoice(raw), tuple((line, read_invoice_line(line)) for line in sent))
+        read = read_invoice(raw)
+        return cls(raw, read, tuple(zip(sent, read.lines, strict=True)))
 
 
 def _discount_id(discount: Any) -> str:
