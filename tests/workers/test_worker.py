@@ -168,14 +168,22 @@ def test_a_worker_started_while_redis_is_down_waits_for_it(
         "MRR_SWEEP_EVERY": "0.2",
         "MRR_SWEEP_AFTER": "0.1",
     }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "scripts.cli", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    log = tmp_path / "worker.log"
+    with log.open("wb") as stderr:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "scripts.cli", "worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     try:
-        time.sleep(2)
+        # Wait for the worker to have met the missing Redis, however slowly it starts.
+        deadline = time.monotonic() + 60
+        while b"Redis unavailable at start" not in log.read_bytes():
+            assert worker.poll() is None, "the worker exited while Redis was down"
+            assert time.monotonic() < deadline, "the worker never said Redis was unavailable"
+            time.sleep(0.2)
+        time.sleep(1)
         assert worker.poll() is None, "the worker exited while Redis was down"
         server.start()
         deadline = time.monotonic() + 30
@@ -189,6 +197,5 @@ def test_a_worker_started_while_redis_is_down_waits_for_it(
         assert worker.poll() is None
     finally:
         worker.terminate()
-        _, errors = worker.communicate(timeout=30)
+        worker.wait(timeout=30)
         server.stop()
-    assert b"Redis unavailable at start" in errors
