@@ -7,7 +7,9 @@ from typing import Any
 from flask.testing import FlaskClient
 from rq import Queue, SimpleWorker
 
-from scripts.demo import _event, _subscription
+from scripts import stripe_objects as so
+
+DAY = 86_400
 
 
 def drain(queue: Queue, *clients: FlaskClient) -> None:
@@ -28,8 +30,12 @@ def subscription_event(
     status: str = "active",
     interval: str = "month",
 ) -> dict[str, Any]:
-    body = _event(0, kind, created, _subscription(sub_id, customer, amount, status, interval))
-    body["id"] = event_id
-    if kind.endswith(".deleted"):
-        body["data"]["object"]["ended_at"] = created
-    return body
+    """A `customer.subscription.*` event (`kind` is its type) for one flat price."""
+    price = so.price(f"price_{amount}_{interval}", amount, "usd", interval)
+    item_id = "si_" + sub_id.removeprefix("sub_")
+    item = so.subscription_item(item_id, sub_id, price, 1, (created, created + 30 * DAY))
+    ended = created if kind.endswith(".deleted") else None
+    obj = so.subscription(
+        sub_id, customer, [item], status=status, currency="usd", created=created, ended_at=ended
+    )
+    return so.event(event_id, kind, created, obj)

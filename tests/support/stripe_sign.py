@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 from typing import Any
 
+from scripts import stripe_objects
+
 
 def signature_header(payload: str, secret: str, timestamp: int | None = None) -> str:
     ts = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{ts}.{payload}".encode(), hashlib.sha256).hexdigest()
-    return f"t={ts},v1={mac}"
+    return stripe_objects.signature_header(payload, secret, ts)
 
 
 def signed(
