@@ -8,15 +8,16 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import click
 from sqlalchemy import func, select
 
 from ledger.settings import Settings, redact_url
-from ledger.storage import inbox, migrate
+from ledger.storage import migrate
 from ledger.storage.db import make_engine
 from ledger.storage.schema import inbox as inbox_table
-from scripts.demo import demo_events
+from scripts.demo import Loaded, describe, load_demo
 from workers import redis_server
 
 
@@ -26,13 +27,27 @@ def _describe_database(url: str) -> str:
     return f"PostgreSQL {redact_url(url)}"
 
 
-def _load_demo_if_empty(settings: Settings) -> int:
+def load_demo_if_empty(settings: Settings) -> Loaded | None:
     engine = make_engine(settings.database_url)
-    with engine.connect() as conn:
-        stored = conn.execute(select(func.count()).select_from(inbox_table)).scalar_one()
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(select(func.count()).select_from(inbox_table)).scalar_one()
+    finally:
+        engine.dispose()
     if stored:
-        return 0
-    return len(inbox.store_events(engine, demo_events(), source="demo"))
+        return None
+    click.echo("Loading the demo into the empty ledger (once; `mrr up --no-demo` skips it)...")
+    return load_demo(settings)
+
+
+def demo_sign_in(settings: Settings) -> list[str]:
+    """Where the demo's sign-in is made and shown, once the demo is loaded (issue 13).
+
+    The web pages' sign-in (`mrr users add`) creates a demo user here and returns the lines
+    that tell how to sign in (email and one-time password), printed under the demo's figures
+    as "sign in:  ..."; until accounts exist there is no sign-in to make, and nothing to print.
+    """
+    return []
 
 
 def run_local(settings: Settings, *, host: str, port: int, demo: bool) -> int:
@@ -41,7 +56,7 @@ def run_local(settings: Settings, *, host: str, port: int, demo: bool) -> int:
     env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=redis.url)
     token = settings.api_token or secrets.token_urlsafe(24)
     env["MRR_API_TOKEN"] = token
-    loaded = _load_demo_if_empty(settings) if demo else 0
+    loaded = load_demo_if_empty(replace(settings, redis_url=redis.url)) if demo else None
 
     click.echo(f"MRR Ledger on http://{host}:{port}")
     click.echo(f"  webhook:  POST http://{host}:{port}/webhooks/stripe")
@@ -57,8 +72,9 @@ def run_local(settings: Settings, *, host: str, port: int, demo: bool) -> int:
         click.echo(
             "  warning:  STRIPE_WEBHOOK_SECRET is not set; the webhook answers 503 until it is"
         )
-    if loaded:
-        click.echo(f"  demo:     loaded {loaded} demo events into the empty inbox")
+    if loaded is not None:
+        for line in [*describe(loaded), *demo_sign_in(settings)]:
+            click.echo(f"  {line}")
     click.echo("Ctrl-C stops both processes.")
 
     bindir = os.path.dirname(sys.executable)
