@@ -44,7 +44,9 @@ class Loaded:
     customers: int
     events: int
     entries: int
-    seconds: float
+    seconds: float  # the whole load, of which:
+    deliver_seconds: float  # generating, signing and POSTing the events
+    process_seconds: float  # processing the inbox rows
     closing: dict[str, MonthBalance]  # the final month, per currency
 
 
@@ -85,16 +87,26 @@ def load_demo(
     secret = settings.webhook_secrets[0] if settings.webhook_secrets else _one_off_secret()
     payloads = [json.dumps(b, separators=(",", ":")) for b in bodies]
     deliver(replace(settings, webhook_secrets=(secret,)), payloads, secret)
+    delivered = time.monotonic()
     owners = {str(b["id"]): customer_of(parse_event(b)) or "" for b in bodies}
     engine = make_engine(settings.database_url)
     try:
         by_customer = sorted(owners, key=lambda event_id: owners[event_id])
         entries = process(engine, by_customer, max_attempts=settings.max_attempts)
+        processed = time.monotonic()
         closing = final_month(engine, final)
     finally:
         engine.dispose()
-    customers = len(set(owners.values()))
-    return Loaded(final, customers, len(bodies), entries, time.monotonic() - began, closing)
+    return Loaded(
+        final=final,
+        customers=len(set(owners.values())),
+        events=len(bodies),
+        entries=entries,
+        seconds=time.monotonic() - began,
+        deliver_seconds=delivered - began,
+        process_seconds=processed - delivered,
+        closing=closing,
+    )
 
 
 def _one_off_secret() -> str:

@@ -95,3 +95,12 @@ def test_ingest_benchmark_names_a_bad_configuration() -> None:
     )
     assert done.returncode != 0
     assert "NAME=SETTINGS" in done.stderr and "'--workers 3'" in done.stderr
+
+
+def test_demo_benchmark_runs() -> None:
+    found = run("demo.py", "--runs", "1", "--backends", "sqlite")
+    assert found["benchmark"] == "demo"
+    figures = found["sqlite"]
+    assert (figures["usd_closing_mrr"], figures["usd_customers"]) == (2_750_000, 300)
+    assert figures["seconds_median"] >= figures["deliver_seconds_median"] > 0
+    assert figures["process_seconds_median"] > 0 and figures["events"] > 0
