@@ -43,6 +43,7 @@ __all__ = [
     "USD_ROLES",
     "Plan",
     "Role",
+    "add_months",
     "demo_events",
     "first_month",
 ]
@@ -492,7 +493,7 @@ class _Run:
             self.paid_invoice(at, "subscription_cycle", at + HOUR)
             self.renewals += 1
 
-    def fail_renewal(self, period: int) -> int:
+    def fail_renewal(self, period: int) -> None:
         """The renewal of `period` fails: the invoice stays open, the subscription past_due."""
         at = self.renewal(period)
         self.advance(at)
@@ -508,7 +509,6 @@ class _Run:
         self.emit("invoice.payment_failed", at + HOUR, self.unpaid)
         self.status = "past_due"
         self.updated(at + HOUR, {"status": "active", "latest_invoice": previous_invoice})
-        return at
 
     def retry_fails(self, at: int) -> None:
         assert self.unpaid is not None
