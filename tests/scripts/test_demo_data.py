@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +21,7 @@ from ledger.rules.timeline import is_relevant, replay_customer
 from scripts.demo_data import add_months, demo_events, first_month
 
 JUNE_2026 = Month.parse("2026-06")
+ROOT = Path(__file__).resolve().parents[2]
 TYPES = {
     "customer.created",
     "customer.updated",
@@ -55,6 +61,25 @@ def test_the_same_final_month_and_seed_give_the_same_events_byte_for_byte() -> N
     first = json.dumps(demo_events(JUNE_2026, seed=5))
     assert json.dumps(demo_events(JUNE_2026, seed=5)) == first
     assert json.dumps(demo_events(JUNE_2026, seed=6)) != first
+
+
+def test_another_process_with_another_hash_seed_makes_the_same_bytes() -> None:
+    program = (
+        "import hashlib, json; from ledger.rules.months import Month; "
+        "from scripts.demo_data import demo_events; "
+        "print(hashlib.sha256(json.dumps(demo_events(Month.parse('2026-06'))).encode()).hexdigest())"
+    )
+
+    def digest(hash_seed: str) -> str:
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run(
+            [sys.executable, "-c", program], capture_output=True, text=True, env=env, cwd=ROOT
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    here = hashlib.sha256(json.dumps(demo_events(JUNE_2026)).encode()).hexdigest()
+    assert digest("1") == digest("2") == here
 
 
 def test_the_events_are_stripe_events_over_24_months_in_the_order_stripe_created_them() -> None:
