@@ -17,8 +17,12 @@ from ledger.settings import Settings, redact_url
 from ledger.storage import migrate
 from ledger.storage.db import make_engine
 from ledger.storage.schema import inbox as inbox_table
+from ledger.storage.users import BadUser
 from scripts.demo import Loaded, describe, load_demo
+from scripts.users_cli import add_account
 from workers import redis_server
+
+DEMO_EMAIL = "demo@example.com"
 
 
 def _describe_database(url: str) -> str:
@@ -41,13 +45,13 @@ def load_demo_if_empty(settings: Settings) -> Loaded | None:
 
 
 def demo_sign_in(settings: Settings) -> list[str]:
-    """Where the demo's sign-in is made and shown, once the demo is loaded (issue 13).
-
-    The web pages' sign-in (`mrr users add`) creates a demo user here and returns the lines
-    that tell how to sign in (email and one-time password), printed under the demo's figures
-    as "sign in:  ..."; until accounts exist there is no sign-in to make, and nothing to print.
-    """
-    return []
+    """The demo's sign-in, made with the demo: an admin account, its password shown only now
+    (the database keeps a hash). An account already there with that email is left alone."""
+    try:
+        user, password = add_account(settings.database_url, DEMO_EMAIL, "admin")
+    except BadUser as problem:
+        return [f"sign in:  {problem}; `mrr users add EMAIL` makes another"]
+    return [f"sign in:  {user.email} with the password {password} (an admin; shown only now)"]
 
 
 def run_local(settings: Settings, *, host: str, port: int, demo: bool) -> int:
@@ -63,11 +67,12 @@ def run_local(settings: Settings, *, host: str, port: int, demo: bool) -> int:
     click.echo(f"  health:   GET  http://{host}:{port}/readyz")
     click.echo(f"  database: {_describe_database(settings.database_url)}")
     click.echo(f"  redis:    {redis.description}")
+    click.echo(f"  pages:    http://{host}:{port}/ (sign in; accounts: `mrr users add EMAIL`)")
     if settings.api_token:
-        click.echo(f"  reports:  http://{host}:{port}/ and /api/mrr with MRR_API_TOKEN")
+        click.echo(f"  api:      http://{host}:{port}/api/mrr with MRR_API_TOKEN")
     else:
-        click.echo(f"  reports:  http://{host}:{port}/ with the token {token} (made for this run;")
-        click.echo("            set MRR_API_TOKEN to choose one)")
+        click.echo(f"  api:      http://{host}:{port}/api/mrr with the token {token} (made for")
+        click.echo("            this run; set MRR_API_TOKEN to choose one)")
     if not settings.webhook_secrets:
         click.echo(
             "  warning:  STRIPE_WEBHOOK_SECRET is not set; the webhook answers 503 until it is"

@@ -21,16 +21,24 @@ def users_cmd() -> None:
 @click.option("--role", type=click.Choice(USER_ROLES), default="viewer", show_default=True)
 def add(email: str, role: str) -> None:
     """Create an account and print its initial password (shown once, stored only hashed)."""
-    password = new_password()
-    engine = make_engine(load_settings().database_url)
     try:
-        with engine.begin() as conn:
-            user = accounts.add(conn, email, hash_password(password), role)
+        user, password = add_account(load_settings().database_url, email, role)
     except accounts.BadUser as problem:
         raise click.UsageError(str(problem)) from None
     click.echo(f"added {user.email} ({user.role})")
     click.echo(f"password: {password}")
     click.echo("it is shown only now: hand it over privately", err=True)
+
+
+def add_account(database_url: str, email: str, role: str) -> tuple[accounts.User, str]:
+    """A new account and its initial password; `accounts.BadUser` if it cannot be added."""
+    password = new_password()
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            return accounts.add(conn, email, hash_password(password), role), password
+    finally:
+        engine.dispose()
 
 
 @users_cmd.command("list")

@@ -12,17 +12,18 @@ import redis
 from rq import Queue
 from sqlalchemy import Engine, func, select
 
+from ingest.passwords import check
 from ledger.reporting.balances import MOVEMENTS
 from ledger.reporting.exports import report_json
 from ledger.reporting.reports import build_report, report_query
 from ledger.rules.months import Month
 from ledger.settings import Settings
-from ledger.storage import inbox
+from ledger.storage import inbox, users
 from ledger.storage.db import make_engine
 from ledger.storage.schema import ledger_entries
 from scripts.demo import Loaded, describe, load_demo
 from scripts.demo_data import demo_events
-from scripts.local import load_demo_if_empty
+from scripts.local import DEMO_EMAIL, demo_sign_in, load_demo_if_empty
 from tests.conftest import REDIS_URL
 from tests.support.databases import Templates
 from tests.support.pipeline import subscription_event
@@ -117,3 +118,16 @@ def test_a_ledger_with_events_gets_no_demo(settings: Settings, engine: Engine) -
     assert load_demo_if_empty(settings) is None
     with engine.connect() as conn:
         assert inbox.status_counts(conn) == {"pending": 1}
+
+
+def test_the_demo_sign_in_is_an_admin_whose_password_is_printed_once(
+    settings: Settings, engine: Engine
+) -> None:
+    (line,) = demo_sign_in(settings)
+    password = line.split(" with the password ")[1].split(" ")[0]
+    with engine.connect() as conn:
+        user = users.by_email(conn, DEMO_EMAIL)
+    assert user is not None and user.role == "admin"
+    assert password not in user.password_hash and check(user.password_hash, password)
+    (again,) = demo_sign_in(settings)
+    assert f"{DEMO_EMAIL} already has an account" in again and password not in again
