@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from ingest.passwords import hash_password
 from ledger.processing import process_batch
 from ledger.storage import inbox, users
+from scripts import stripe_objects as so
 from tests.support.histories import histories
 
 PASSWORD = "correct horse battery staple"
@@ -19,15 +20,7 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def customer_event(event_id: str, customer: str, name: str, email: str, at: int) -> dict[str, Any]:
-    return {
-        "id": event_id,
-        "object": "event",
-        "api_version": "2025-03-31.basil",
-        "created": at,
-        "livemode": False,
-        "type": "customer.created",
-        "data": {"object": {"id": customer, "object": "customer", "name": name, "email": email}},
-    }
+    return so.event(event_id, "customer.created", at, so.customer(customer, name, email, at))
 
 
 def load_ledger(engine: Engine, events: int = 400, customers: int = 40) -> list[dict[str, Any]]:
