@@ -97,7 +97,9 @@ def receive() -> tuple[Response, int]:
         stored = inbox.store_durably(found.engine, payload, body, found.threads)
     except SQLAlchemyError as problem:
         log.error(
-            "webhook: database unavailable, asking Stripe to retry: %s", type(problem).__name__
+            "webhook: database unavailable, asking Stripe to retry: %s",
+            type(problem).__name__,
+            extra={"event_id": body["id"]},
         )
         return jsonify(error="storage_unavailable", reason="the database is unavailable"), 503
 

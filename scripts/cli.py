@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import timedelta
 
 import click
 
+from ledger import logs
 from ledger.settings import ConfigError
 from ledger.storage import inbox
 from ledger.storage.db import make_engine
@@ -25,10 +27,10 @@ from scripts.verify_cli import verify
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
 def main(verbose: bool) -> None:
     """MRR Ledger: Stripe events to an append-only MRR ledger."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    try:
+        logs.configure(os.environ, logging.INFO if verbose else logging.WARNING)
+    except ConfigError as problem:
+        raise click.UsageError(str(problem)) from None
 
 
 @main.group()

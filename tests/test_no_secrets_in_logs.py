@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import os
 import subprocess
@@ -10,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import responses
@@ -28,6 +31,7 @@ from tests.conftest import REDIS_URL
 from tests.support.databases import Templates
 from tests.support.pipeline import subscription_event
 from tests.support.stripe_sign import signed
+from tests.support.web import gunicorn
 from workers.stripe_client import connect
 
 NOW = 1_767_225_600
@@ -194,3 +198,66 @@ def test_the_cli_never_prints_a_secret(secret_settings: Settings) -> None:
     engine.dispose()
     assert created.exit_code == 0, created.output
     assert_no_secret("\n".join([*outputs, created.output]))
+
+
+EMAIL = f"jane.leak{TAG}@example.com"
+PERSONAL = (EMAIL, f"Jane Leak{TAG}", f"{TAG} Privet Drive")
+
+
+def post(port: int, payload: str, headers: dict[str, str]) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", "/webhooks/stripe", body=payload.encode(), headers=headers)
+    return conn.getresponse().status
+
+
+def with_personal_data(body: dict[str, Any]) -> dict[str, Any]:
+    """A customer's e-mail, name and address in the event; the e-mail also where the rules fail."""
+    subscription = body["data"]["object"]
+    subscription["customer_email"] = EMAIL
+    subscription["metadata"] = {"name": PERSONAL[1], "address": PERSONAL[2]}
+    subscription["items"]["data"][0]["price"]["unit_amount_decimal"] = EMAIL
+    return body
+
+
+def test_json_logs_of_the_web_and_the_worker_parse_and_carry_no_secret_or_email(
+    secret_settings: Settings, tmp_path: Path
+) -> None:
+    env = {**os.environ, **env_of(secret_settings), "PYTHONPATH": str(ROOT)}
+    env |= {"MRR_LOG_FORMAT": "json", "MRR_MAX_ATTEMPTS": "1"}
+    log = tmp_path / "processes.log"
+    good = subscription_event("evt_ok", "customer.subscription.created", NOW, customer="cus_ok")
+    bad = with_personal_data(
+        subscription_event("evt_bad", "customer.subscription.created", NOW, customer="cus_bad")
+    )
+    with gunicorn(env, log) as port:
+        for body in (good, bad):
+            assert post(port, *signed(body, WEBHOOK_SECRET)) == 200
+        assert post(port, *signed(bad, "whsec_wrong")) == 400
+        assert post(port, json.dumps(bad), {"Stripe-Signature": "t=1,v1=x"}) == 400
+    worker = subprocess.run(
+        [sys.executable, "-m", "scripts.cli", "-v", "worker", "--burst"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert worker.returncode == 0, worker.stderr[-2000:]
+    engine = make_engine(secret_settings.database_url)
+    with engine.connect() as conn:
+        failed = inbox.list_rows(conn, status="failed")
+    engine.dispose()
+    assert [row.event_id for row in failed] == ["evt_bad"]
+
+    ours = [line for line in log.read_text().splitlines() if line.startswith("{")]
+    ours += worker.stderr.splitlines()
+    records = [json.loads(line) for line in ours]  # every line of ours is one JSON object
+    rejected = [r for r in records if r["message"].startswith("webhook rejected (bad_signature)")]
+    assert rejected and all(r["request_id"] and r["logger"] == "ingest.webhook" for r in rejected)
+    marked = [r for r in records if "marked failed" in r["message"]]
+    assert [r["inbox_id"] for r in marked] == [failed[0].id], ours
+    assert "<email>" in marked[0]["message"]
+    text = "\n".join(ours)
+    assert_no_secret(text)
+    leaked = [value for value in PERSONAL if value in text]
+    assert not leaked, f"personal data {leaked} in: {text[-2000:]}"

@@ -111,7 +111,12 @@ def recompute_customer(
             event, reason = culprit
             if event.id == cause_event_id:
                 raise Unprocessable(reason) from None
-            log.warning("inbox event %s: %s; marked failed", event.id, reason)
+            log.warning(
+                "inbox event %s: %s; marked failed",
+                event.id,
+                reason,
+                extra={"event_id": event.id, "customer_id": customer_id},
+            )
             inbox.mark_event_failed(conn, event.id, reason)
             events = [e for e in events if e.id != event.id]
     store.record_dependencies(conn, customer_id, replay.depends_on)
@@ -172,15 +177,27 @@ def process_inbox_row(
         if attempts is None:
             return Outcome(status="done elsewhere")
         if attempts >= max_attempts:
-            log.exception("inbox %s failed after %s attempts", inbox_id, attempts)
+            log.exception(
+                "inbox %s failed after %s attempts",
+                inbox_id,
+                attempts,
+                extra={"inbox_id": inbox_id},
+            )
             return _fail(engine, inbox_id, reason)
-        log.warning("inbox %s attempt %s failed (%s); will retry", inbox_id, attempts, reason)
+        log.warning(
+            "inbox %s attempt %s failed (%s); will retry",
+            inbox_id,
+            attempts,
+            reason,
+            extra={"inbox_id": inbox_id},
+        )
         raise
 
 
 def _fail(engine: Engine, inbox_id: int, reason: str) -> Outcome:
     with engine.begin() as conn:
         bulk.fail_if_pending(conn, inbox_id, reason)
+    log.warning("inbox %s marked failed: %s", inbox_id, reason, extra={"inbox_id": inbox_id})
     return Outcome(status="failed", error=reason)
 
 
