@@ -13,6 +13,7 @@ from flask import Flask, request
 from ingest import pages, security
 from ingest.api import reports
 from ingest.health import health
+from ingest.metrics import metrics
 from ingest.services import Services
 from ingest.webhook import webhook
 from ledger import logs
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health)
     app.register_blueprint(reports)
     pages.register(app)
+    app.register_blueprint(metrics)
     app.before_request(_name_request)
     app.teardown_request(_forget_request)
     if not logging.getLogger().handlers:

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from stripe import SignatureVerificationError, WebhookSignature
 
+from ingest.metrics import count_webhook, timed
 from ingest.services import services
 from ledger.settings import SIGNATURE_TOLERANCE_SECONDS
 from ledger.storage import inbox
@@ -29,6 +30,7 @@ class Rejected(Exception):
 
 def _reject(problem: Rejected) -> tuple[Response, int]:
     log.warning("webhook rejected (%s): %s", problem.code, problem.reason)
+    count_webhook(problem.code, problem.status)
     return jsonify(error=problem.code, reason=problem.reason), problem.status
 
 
@@ -75,6 +77,7 @@ def read_event_body(payload: str) -> dict[str, Any]:
 
 
 @webhook.post("/webhooks/stripe")
+@timed
 def receive() -> tuple[Response, int]:
     found = services()
     limit = found.settings.max_body_bytes
@@ -101,10 +104,12 @@ def receive() -> tuple[Response, int]:
             type(problem).__name__,
             extra={"event_id": body["id"]},
         )
+        count_webhook("storage_unavailable", 503)
         return jsonify(error="storage_unavailable", reason="the database is unavailable"), 503
 
     if stored.inserted and stored.status == "pending":
         found.waker.poke()
+    count_webhook("accepted" if stored.inserted else "duplicate", 200)
     return jsonify(
         received=True, event_id=body["id"], duplicate=not stored.inserted, status=stored.status
     ), 200

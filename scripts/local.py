@@ -7,6 +7,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 
@@ -58,6 +59,9 @@ def run_local(settings: Settings, *, host: str, port: int, demo: bool) -> int:
     migrate.upgrade(settings.database_url)
     redis = redis_server.resolve(settings.redis_url)
     env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=redis.url)
+    # Web and worker count into one fresh directory that GET /metrics adds up.
+    metrics_dir = tempfile.TemporaryDirectory(prefix="mrr-metrics-")
+    env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.name
     token = settings.api_token or secrets.token_urlsafe(24)
     env["MRR_API_TOKEN"] = token
     loaded = load_demo_if_empty(replace(settings, redis_url=redis.url)) if demo else None
@@ -65,6 +69,7 @@ def run_local(settings: Settings, *, host: str, port: int, demo: bool) -> int:
     click.echo(f"MRR Ledger on http://{host}:{port}")
     click.echo(f"  webhook:  POST http://{host}:{port}/webhooks/stripe")
     click.echo(f"  health:   GET  http://{host}:{port}/readyz")
+    click.echo(f"  metrics:  GET  http://{host}:{port}/metrics (Prometheus; the API token)")
     click.echo(f"  database: {_describe_database(settings.database_url)}")
     click.echo(f"  redis:    {redis.description}")
     click.echo(f"  pages:    http://{host}:{port}/ (sign in; accounts: `mrr users add EMAIL`)")
@@ -100,6 +105,7 @@ def run_local(settings: Settings, *, host: str, port: int, demo: bool) -> int:
     try:
         return _supervise([web, worker])
     finally:
+        metrics_dir.cleanup()
         if redis.embedded:
             redis_server.stop_embedded(redis.url)
 

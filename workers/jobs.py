@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from rq import Queue, get_current_job
 
 from ledger.processing import process_batch
-from workers import runtime
+from workers import metrics, runtime
 from workers.queue import enqueue, started
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ def process_inbox(inbox_ids: list[int]) -> dict[str, int]:
     job = get_current_job()
     if job is not None:
         started(job.connection, job.origin)
+    began = time.perf_counter()
     outcome = process_batch(
         runtime.engine(),
         inbox_ids,
@@ -35,6 +37,7 @@ def process_inbox(inbox_ids: list[int]) -> dict[str, int]:
         claim_extra=max(0, BATCH_SIZE - len(inbox_ids)),
         claim_customer_rows=CUSTOMER_ROWS,
     )
+    metrics.record_batch(runtime.engine(), outcome, time.perf_counter() - began)
     if job is not None and sum(outcome.counts.values()) >= BATCH_SIZE:
         # A full batch: more rows may be waiting, with no job of their own.
         enqueue(Queue(job.origin, connection=job.connection), [])

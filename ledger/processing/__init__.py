@@ -4,6 +4,7 @@ The RQ job (`workers.jobs`) and the backfill call these; no queue or web code he
 """
 
 from ledger.processing.apply import (
+    BatchOutcome,
     Fetcher,
     StoredReferences,
     apply_event,
@@ -11,4 +12,11 @@ from ledger.processing.apply import (
     process_inbox_row,
 )
 
-__all__ = ["Fetcher", "StoredReferences", "apply_event", "process_batch", "process_inbox_row"]
+__all__ = [
+    "BatchOutcome",
+    "Fetcher",
+    "StoredReferences",
+    "apply_event",
+    "process_batch",
+    "process_inbox_row",
+]

@@ -206,12 +206,13 @@ def _fail(engine: Engine, inbox_id: int, reason: str) -> Outcome:
 
 @dataclass(slots=True)
 class BatchOutcome:
-    """What a batch did: rows per final status, rows to retry later, ledger rows appended."""
+    """What a batch did: rows per final status, rows to retry, ledger rows, rows handled."""
 
     counts: dict[str, int] = field(default_factory=dict)
     retry: list[int] = field(default_factory=list)
     appended: int = 0
     reversed: int = 0
+    handled: list[int] = field(default_factory=list)
 
     def count(self, status: str, n: int = 1) -> None:
         if n:
@@ -245,7 +246,9 @@ def process_batch(
     claimed: list[int] = []
     try:
         with engine.begin() as conn:
-            return _run_batch(conn, inbox_ids, (claim_extra, claim_customer_rows), fetch, claimed)
+            done = _run_batch(conn, inbox_ids, (claim_extra, claim_customer_rows), fetch, claimed)
+        done.handled = claimed
+        return done
     except Exception as problem:
         log.warning(
             "batch of %d inbox rows failed (%s: %s); processing them one by one",
@@ -253,8 +256,8 @@ def process_batch(
             type(problem).__name__,
             problem,
         )
-        total = BatchOutcome()
-        for inbox_id in claimed or inbox_ids:
+        total = BatchOutcome(handled=list(claimed or inbox_ids))
+        for inbox_id in total.handled:
             total.merge(_one_by_one(engine, inbox_id, max_attempts, fetch))
         return total
 

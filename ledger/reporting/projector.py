@@ -60,6 +60,7 @@ __all__ = [
     "checkpoint",
     "entry_columns",
     "in_effective_order",
+    "lag",
     "postings",
     "replay",
     "stored_currencies",
@@ -121,6 +122,11 @@ def replay(conn: Connection) -> int:
 def checkpoint(conn: Connection) -> int:
     query = select(checkpoints.c.last_entry_id).where(checkpoints.c.name == CHECKPOINT)
     return int(conn.execute(query).scalar_one_or_none() or 0)
+
+
+def lag(conn: Connection) -> int:
+    """Ledger rows appended but not yet in the stored monthly totals."""
+    return max(0, _safe_horizon(conn) - checkpoint(conn))
 
 
 def stored_currencies(conn: Connection) -> list[str]:
