@@ -19,6 +19,7 @@ from scripts.backfill_cli import backfill
 from scripts.explain_cli import explain_cmd
 from scripts.report_cli import fx_cmd, ledger_cmd, replay, report
 from scripts.settings_cli import load_settings
+from scripts.status_cli import status_cmd
 from scripts.users_cli import users_cmd
 from scripts.verify_cli import verify
 
@@ -156,6 +157,7 @@ main.add_command(ledger_cmd, name="ledger")
 main.add_command(replay)
 main.add_command(fx_cmd, name="fx")
 main.add_command(verify)
+main.add_command(status_cmd)
 db.add_command(create_app_role_cmd)
 main.add_command(users_cmd)
 
