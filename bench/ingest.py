@@ -7,6 +7,11 @@ on PostgreSQL (a fresh database) and wakes the workers on RQ (a private Redis). 
 process (bench/load.py) sends pre-signed unique events over 8 connections, reused where the
 server keeps them alive. Medians of the runs; stops by itself.
 
+The webhook runs twice: with its Prometheus metrics in multiprocess mode (PROMETHEUS_MULTIPROC_DIR
+set, as in production: each count is written to a memory-mapped file) and without (counts kept
+in each process's memory and never shared, the cheapest the code does); `metrics_ratio` is the
+first's throughput over the second's, per run, then the median.
+
     python bench/ingest.py [--requests 3000] [--threads 8] [--runs 3]
                            [--gunicorn NAME=SETTINGS ...]
 """
@@ -118,6 +123,16 @@ def drive(
     return result
 
 
+def renamed(bodies: list[str], tag: str) -> list[str]:
+    """The same events under other ids, so a second webhook server stores them anew."""
+    out = []
+    for body in bodies:
+        event = json.loads(body)
+        event["id"] = f"{event['id']}_{tag}"
+        out.append(json.dumps(event, separators=(",", ":")))
+    return out
+
+
 def parse_settings(given: list[str] | None) -> dict[str, str]:
     if not given:
         return dict(SETTINGS)
@@ -132,10 +147,15 @@ def parse_settings(given: list[str] | None) -> dict[str, str]:
     return chosen
 
 
-def summary(bare: list[dict[str, Any]], webhook: list[dict[str, Any]]) -> dict[str, Any]:
-    """Medians of one configuration's runs, and the webhook/bare ratios."""
+APPS = ("bare", "webhook", "webhook_metrics")
+
+
+def summary(
+    bare: list[dict[str, Any]], webhook: list[dict[str, Any]], metrics: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Medians of one configuration's runs, the webhook/bare ratios, and metrics on/off."""
     out: dict[str, Any] = {}
-    for name, results in (("webhook", webhook), ("bare", bare)):
+    for name, results in (("webhook", webhook), ("bare", bare), ("webhook_metrics", metrics)):
         out[name] = {
             key: round(median([float(r[key]) for r in results]), 3)
             for key in (*FIGURES, *CPU_FIGURES)
@@ -147,6 +167,11 @@ def summary(bare: list[dict[str, Any]], webhook: list[dict[str, Any]]) -> dict[s
     pairs = [w["requests_per_s"] / b["requests_per_s"] for w, b in zip(webhook, bare, strict=True)]
     out["ratio_per_run"] = [round(r, 3) for r in pairs]
     out["ratio_median_of_runs"] = round(median(pairs), 3)
+    on_off = [
+        m["requests_per_s"] / w["requests_per_s"] for m, w in zip(metrics, webhook, strict=True)
+    ]
+    out["metrics_ratio_per_run"] = [round(r, 3) for r in on_off]
+    out["metrics_ratio"] = round(median(on_off), 3)
     # CPU per request, bare over webhook: when the machine is saturated, the throughput ratio
     # it predicts, with less of the run-to-run noise of requests/s.
     for key in CPU_FIGURES:
@@ -171,7 +196,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = parse_settings(args.gunicorn)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-        name: {"webhook": [], "bare": []} for name in settings
+        name: {app: [] for app in APPS} for name in settings
     }
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mrr-ingest-")))
@@ -191,12 +216,18 @@ def main() -> None:
         servers: dict[str, dict[str, tuple[int, int]]] = {}
         warm = list(serialized(histories(200, 20, prefix="evt_warm")))
         for name, flags in settings.items():
+            shared = workdir / f"metrics-{name}"
+            shared.mkdir()
+            with_metrics = {**env, "PROMETHEUS_MULTIPROC_DIR": str(shared)}
             servers[name] = {
                 "webhook": stack.enter_context(
                     gunicorn("ingest.app:create_app()", env, workdir, flags)
                 ),
                 "bare": stack.enter_context(
                     gunicorn("bench.bare_app:create_app()", env, workdir, flags)
+                ),
+                "webhook_metrics": stack.enter_context(
+                    gunicorn("ingest.app:create_app()", with_metrics, workdir, flags)
                 ),
             }
             for server in servers[name].values():
@@ -207,15 +238,19 @@ def main() -> None:
                     args.requests, max(1, args.requests // 10), prefix=f"evt_{name}{n}"
                 )
                 bodies = list(serialized(fresh))
-                for app in ("bare", "webhook"):
-                    runs[name][app].append(drive(pair[app], bodies, args.threads, workdir))
+                # Metrics on, then off, then on...: the machine's drift falls on both alike.
+                order = APPS if n % 2 else ("bare", "webhook_metrics", "webhook")
+                for app in order:
+                    # The two webhook servers share one database: each posts its own events.
+                    sent = bodies if app != "webhook_metrics" else renamed(bodies, "m")
+                    runs[name][app].append(drive(pair[app], sent, args.threads, workdir))
     out: dict[str, Any] = {
         "requests_per_run": args.requests,
         "threads": args.threads,
         "runs": args.runs,
     }
     for name, flags in settings.items():
-        out[name] = {"gunicorn": flags, **summary(runs[name]["bare"], runs[name]["webhook"])}
+        out[name] = {"gunicorn": flags, **summary(*(runs[name][app] for app in APPS))}
     print(json.dumps(out, indent=2))
 
 

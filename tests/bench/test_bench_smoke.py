@@ -78,11 +78,12 @@ def test_ingest_benchmark_runs_each_configuration() -> None:
     for name in ("sync", "gthread"):
         figures = found[name]
         assert figures["gunicorn"]
-        for app in ("webhook", "bare"):
+        for app in ("webhook", "bare", "webhook_metrics"):
             assert figures[app]["requests_per_s"] > 0
             assert figures[app]["p99_ms"] >= figures[app]["p50_ms"] > 0
         assert len(figures["ratio_per_run"]) == 1
         assert figures["ratio"] > 0
+        assert figures["metrics_ratio"] > 0 and len(figures["metrics_ratio_per_run"]) == 1
 
 
 def test_ingest_benchmark_names_a_bad_configuration() -> None:
