@@ -1,4 +1,4 @@
-"""Prometheus metrics of the processing side, counted in the worker process.
+"""Prometheus metrics of the processing side and of Stripe API calls, counted where they happen.
 
 Under PROMETHEUS_MULTIPROC_DIR (see docs/operations.md#metrics) prometheus_client writes them
 to files in that directory, which the web app's `GET /metrics` adds up with its own.
@@ -30,6 +30,18 @@ BATCH_SECONDS = Histogram(
 ENTRIES_APPENDED = Counter("mrr_ledger_entries_appended_total", "Ledger entries appended")
 ENTRIES_REVERSED = Counter(
     "mrr_ledger_entries_reversed_total", "Ledger entries appended to reverse an earlier entry"
+)
+
+STRIPE_REQUESTS = Counter(
+    "mrr_stripe_requests_total",
+    "Stripe API requests (each attempt), by endpoint and answer (HTTP status or network_error)",
+    ["endpoint", "status"],
+)
+STRIPE_RETRIES = Counter(
+    "mrr_stripe_retries_total",
+    "Stripe API requests retried: `throttled` (a 429, our loop) or `library` (the stripe "
+    "library's own: 5xx, 409, network errors, Stripe-Should-Retry)",
+    ["reason"],
 )
 
 

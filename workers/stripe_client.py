@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 import stripe
 
 from ledger.settings import ConfigError, Settings
+from workers.metrics import STRIPE_REQUESTS, STRIPE_RETRIES
 
 __all__ = [
     "DEFAULT_RPS",
@@ -107,6 +108,7 @@ class RequestCounts:
     def add(self, where: str, answer: str) -> None:
         with self._lock:
             self._counts[(where, answer)] += 1
+        STRIPE_REQUESTS.labels(endpoint=where, status=answer).inc()
 
     def snapshot(self) -> dict[tuple[str, str], int]:
         """{(endpoint, answer): requests}, as of now."""
@@ -183,6 +185,7 @@ class LimitedHttpClient(stripe.HTTPClient):  # type: ignore[misc]
             if not self._retry_throttled(answer, attempt):
                 return answer
             attempt += 1
+            STRIPE_RETRIES.labels(reason="throttled").inc()
             self._sleep(backoff_seconds(attempt, self.backoff_base))
 
     def _retry_throttled(self, answer: tuple[Any, int, Mapping[str, str]], attempt: int) -> bool:
@@ -194,6 +197,7 @@ class LimitedHttpClient(stripe.HTTPClient):  # type: ignore[misc]
         return _header(headers, "stripe-should-retry") is None
 
     def _sleep_time_seconds(self, num_retries: int) -> float:
+        STRIPE_RETRIES.labels(reason="library").inc()  # the library calls this before a retry
         return backoff_seconds(num_retries, self.backoff_base)
 
     def close(self) -> None:
