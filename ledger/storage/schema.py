@@ -64,6 +64,8 @@ ledger_entries = Table(
     Index("ix_ledger_customer", "customer_id", "id"),
     Index("ix_ledger_effective", "effective_at"),
     Index("ix_ledger_source", "source_event_id"),
+    Index("ix_ledger_cell", "category", "currency", "effective_at", "amount"),
+    Index("ix_ledger_subscription", "subscription_id", "id"),
 )
 
 # The tamper-evidence hash chain over ledger_entries, written only by a database trigger
