@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 
 import psycopg
 from sqlalchemy import create_engine, text
@@ -184,12 +185,19 @@ def rows(entries: int, customers: int = CUSTOMERS, seed: int = 7) -> Iterator[Ro
                 next_id += 1
 
 
-def load(url: str, entries: int, customers: int = CUSTOMERS, seed: int = 7) -> None:
-    """Fill the (empty, migrated) ledger of `url` with `entries` generated rows and links."""
+def load(
+    url: str,
+    entries: int,
+    customers: int = CUSTOMERS,
+    seed: int = 7,
+    extra: Iterable[Row] = (),
+) -> None:
+    """Fill the (empty, migrated) ledger of `url` with `entries` generated rows, then `extra`
+    rows (ids from entries + 1 on), and their links."""
     with psycopg.connect(libpq_url(url)) as conn:
         conn.execute("ALTER TABLE ledger_entries DISABLE TRIGGER USER")
         with conn.cursor().copy(f"COPY ledger_entries ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-            for row in rows(entries, customers, seed):
+            for row in chain(rows(entries, customers, seed), extra):
                 copy.write_row(row)
         # Placeholder hashes (unique, 64 characters): not a verifiable chain.
         conn.execute(

@@ -41,18 +41,18 @@ def customers_page() -> str:
     held = currencies(engine)
     with engine.connect() as conn:
         currency = currency_arg(held) if text_arg("currency") else None
-        lines = queries.at_month_end(conn, month, currency)
-        if search:
-            named = set(profiles.matching(conn, search))
-            needle = search.lower()
-            lines = [
-                line
-                for line in lines
-                if needle in line.customer_id.lower() or line.customer_id in named
-            ]
-        ordered = queries.sort_lines(lines, sort, descending)
-        start = (int(number) - 1) * PAGE_SIZE
-        shown = ordered[start : start + PAGE_SIZE]
+        found = queries.listing(
+            conn,
+            month,
+            currency=currency,
+            search=search,
+            named=profiles.matching(conn, search) if search else (),
+            sort=sort,
+            descending=descending,
+            offset=(int(number) - 1) * PAGE_SIZE,
+            limit=PAGE_SIZE,
+        )
+        shown = found.lines
         names = profiles.profiles(conn, [line.customer_id for line in shown])
     return render_template(
         "workspace/customers.html",
@@ -63,9 +63,9 @@ def customers_page() -> str:
         sort=sort,
         descending=descending,
         lines=shown,
-        total=len(ordered),
+        total=found.total,
         page=int(number),
-        pages=max(1, -(-len(ordered) // PAGE_SIZE)),
+        pages=max(1, -(-found.total // PAGE_SIZE)),
         names=names,
     )
 

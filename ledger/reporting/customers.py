@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, case, func, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, or_, select
 from sqlalchemy.orm import aliased
 
 from ledger.reporting.balances import ACTIVE_WEIGHTS, DELINQUENT_WEIGHTS, effects
@@ -47,40 +47,107 @@ def _weighted(weights: dict[str, int]) -> ColumnElement[Any]:
     )
 
 
-def at_month_end(conn: Connection, month: Month, currency: str | None = None) -> list[CustomerLine]:
-    """Every customer with ledger rows effective up to the end of `month`, per currency."""
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One page of the customers at a month end, and how many match in all."""
+
+    lines: list[CustomerLine]
+    total: int
+
+
+def listing(
+    conn: Connection,
+    month: Month,
+    *,
+    currency: str | None = None,
+    search: str | None = None,
+    named: Iterable[str] = (),
+    sort: str = "active",
+    descending: bool = True,
+    offset: int = 0,
+    limit: int = 100,
+) -> Listing:
+    """Customers with ledger rows effective up to the end of `month`, one line per currency:
+    those whose id contains `search` (case-insensitive) or who are in `named`, sorted by `sort`
+    then by id, `limit` lines from `offset`. Sorting, counting and paging are the database's,
+    so only the page reaches Python."""
+    if sort not in SORTS:
+        raise ValueError(f"sort must be one of {', '.join(SORTS)}")
     e = ledger_entries.c
     end = month.next().start()
-    query = (
-        select(
-            e.customer_id,
-            e.currency,
-            _weighted(ACTIVE_WEIGHTS),
-            _weighted(DELINQUENT_WEIGHTS),
-        )
-        .where(e.effective_at < end)
-        .group_by(e.customer_id, e.currency)
-    )
+    balances = select(
+        e.customer_id,
+        e.currency,
+        _weighted(ACTIVE_WEIGHTS).label("active"),
+        _weighted(DELINQUENT_WEIGHTS).label("delinquent"),
+    ).where(e.effective_at < end)
     if currency is not None:
-        query = query.where(e.currency == currency)
-    first = _first_paid(conn, end, currency)
-    return [
+        balances = balances.where(e.currency == currency)
+    b = balances.group_by(e.customer_id, e.currency).subquery()
+    first = _first_paid(end, currency).subquery()
+    postgresql = conn.dialect.name == "postgresql"
+    first_month = (
+        func.date_trunc("month", first.c.first_at)
+        if postgresql
+        else func.substr(first.c.first_at, 1, 7)
+    )
+    # Ids compare as Python strings do (by code point), whatever the database's collation.
+    ids = b.c.customer_id.collate("C" if postgresql else "BINARY")
+    keys = {
+        "customer": [ids, b.c.currency],
+        "active": [b.c.active, ids, b.c.currency],
+        "delinquent": [b.c.delinquent, ids, b.c.currency],
+        "status": [_status(b.c.active, b.c.delinquent), ids, b.c.currency],
+        "first_paid": [first_month.is_not(None), first_month, ids, b.c.currency],
+    }[sort]
+    query = select(
+        b.c.customer_id,
+        b.c.currency,
+        b.c.active,
+        b.c.delinquent,
+        first.c.first_at,
+        func.count().over().label("total"),
+    ).outerjoin(
+        first, and_(first.c.customer_id == b.c.customer_id, first.c.currency == b.c.currency)
+    )
+    if search is not None:
+        needle = func.lower(b.c.customer_id).contains(search.lower(), autoescape=True)
+        query = query.where(or_(needle, b.c.customer_id.in_(list(named))))
+    ordered = query.order_by(*(k.desc() if descending else k.asc() for k in keys))
+    found = conn.execute(ordered.offset(offset).limit(limit)).all()
+    if not found and offset > 0:
+        total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    else:
+        total = int(found[0].total) if found else 0
+    lines = [
         CustomerLine(
-            str(cid), str(cur), int(active or 0), int(delinquent or 0), first.get((cid, cur))
+            str(cid),
+            str(cur),
+            int(active or 0),
+            int(delinquent or 0),
+            None if at is None else Month.of(at),
         )
-        for cid, cur, active, delinquent in conn.execute(query)
+        for cid, cur, active, delinquent, at, _ in found
     ]
+    return Listing(lines, int(total))
 
 
-def _first_paid(
-    conn: Connection, end: datetime, currency: str | None
-) -> dict[tuple[str, str], Month]:
-    """The month of each customer's first `new` entry in effect (neither reversed nor a
-    reversal), up to `end`."""
+def _status(active: ColumnElement[Any], delinquent: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`CustomerLine.status` in SQL, to sort by."""
+    return case(
+        (active > 0, case((delinquent > 0, "active, partly delinquent"), else_="active")),
+        (delinquent > 0, "delinquent"),
+        else_="churned",
+    )
+
+
+def _first_paid(end: datetime, currency: str | None) -> Select[Any]:
+    """The time of each customer's first `new` entry in effect (neither reversed nor a
+    reversal), up to `end`: `customer_id`, `currency`, `first_at`."""
     e = ledger_entries.c
     reversal = aliased(ledger_entries)
     query = (
-        select(e.customer_id, e.currency, func.min(e.effective_at))
+        select(e.customer_id, e.currency, func.min(e.effective_at).label("first_at"))
         .outerjoin(reversal, reversal.c.reversal_of == e.id)
         .where(
             e.category == Category.NEW.value,
@@ -92,23 +159,7 @@ def _first_paid(
     )
     if currency is not None:
         query = query.where(e.currency == currency)
-    return {(cid, cur): Month.of(at) for cid, cur, at in conn.execute(query)}
-
-
-def sort_lines(lines: Iterable[CustomerLine], key: str, descending: bool) -> list[CustomerLine]:
-    if key not in SORTS:
-        raise ValueError(f"sort must be one of {', '.join(SORTS)}")
-    values = {
-        "customer": lambda line: (line.customer_id, line.currency),
-        "active": lambda line: (line.active, line.customer_id),
-        "delinquent": lambda line: (line.delinquent, line.customer_id),
-        "status": lambda line: (line.status, line.customer_id),
-        "first_paid": lambda line: (
-            line.first_paid.index if line.first_paid else -1,
-            line.customer_id,
-        ),
-    }
-    return sorted(lines, key=values[key], reverse=descending)  # type: ignore[arg-type]
+    return query
 
 
 # --- one customer ----------------------------------------------------------------------------

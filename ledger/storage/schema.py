@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from ledger.storage.db import UTCDateTime
@@ -64,6 +65,17 @@ ledger_entries = Table(
     Index("ix_ledger_customer", "customer_id", "id"),
     Index("ix_ledger_effective", "effective_at"),
     Index("ix_ledger_source", "source_event_id"),
+    Index("ix_ledger_cell", "category", "currency", "effective_at", "amount"),
+    Index("ix_ledger_subscription", "subscription_id", "id"),
+    Index(
+        "ix_ledger_first_paid",
+        "customer_id",
+        "currency",
+        "effective_at",
+        "id",
+        postgresql_where=text("category = 'new' AND reversal_of IS NULL"),
+        sqlite_where=text("category = 'new' AND reversal_of IS NULL"),
+    ),
 )
 
 # The tamper-evidence hash chain over ledger_entries, written only by a database trigger

@@ -105,3 +105,39 @@ def test_demo_benchmark_runs() -> None:
     assert (figures["usd_closing_mrr"], figures["usd_customers"]) == (2_750_000, 300)
     assert figures["seconds_median"] >= figures["deliver_seconds_median"] > 0
     assert figures["process_seconds_median"] > 0 and figures["events"] > 0
+
+
+def test_pages_benchmark_runs_every_page() -> None:
+    found = run(
+        "pages.py",
+        "--entries",
+        "2000",
+        "--customers",
+        "200",
+        "--heavy",
+        "20",
+        "--runs",
+        "1",
+        "--requests",
+        "3",
+    )
+    assert found["benchmark"] == "pages"
+    assert found["entries"] == 2020
+    pages = found["pages"]
+    assert set(pages) == {
+        "healthz",
+        "overview",
+        "bridge",
+        "entries_largest_cell",
+        "entries_largest_cell_page_2",
+        "entries_unfiltered",
+        "entry",
+        "customers",
+        "customers_search",
+        "customer_heavy",
+        "data_quality",
+    }
+    for figures in pages.values():
+        assert figures["p99_ms_median"] >= figures["p50_ms_median"] > 0
+        assert figures["ratio_p99_to_healthz_p99"] > 0
+    assert found["slowest_page"] in pages

@@ -8,7 +8,9 @@ import io
 import json
 import logging
 import re
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -16,10 +18,13 @@ from rq import Queue
 from sqlalchemy import Engine
 
 from ingest.app import create_app
-from ledger.reporting import queries
+from ledger.reporting import customers, queries
+from ledger.reporting.balances import effects
+from ledger.reporting.customers import CustomerLine
 from ledger.reporting.reports import build_report, report_query
 from ledger.rules.entries import Category
 from ledger.rules.money import to_major
+from ledger.rules.months import Month
 from ledger.settings import Settings
 from ledger.storage import inbox
 from tests.support.pipeline import subscription_event
@@ -191,3 +196,63 @@ def test_failed_rows_show_a_banner_and_an_admin_queues_them_again(
     assert row is not None and row.status == "pending"
     assert queue.count == 1
     assert "ann@example.com" in caplog.text and "queued 1 failed inbox rows" in caplog.text
+
+
+def test_the_customer_listing_sorts_counts_and_pages_in_the_database(engine: Engine) -> None:
+    load_ledger(engine)
+    month = Month.parse("2025-06")
+    end = month.next().start()
+    balances: dict[tuple[str, str], tuple[int, int]] = {}
+    first_paid: dict[tuple[str, str], Month] = {}
+    with engine.connect() as conn:
+        for row in queries.stream(conn, queries.LedgerFilter()):
+            if row.effective_at >= end:
+                continue
+            key = (row.customer_id, row.currency)
+            active, delinquent = effects(row.category.value, row.amount)
+            before = balances.get(key, (0, 0))
+            balances[key] = (before[0] + active, before[1] + delinquent)
+            in_effect = row.reversal_of is None and row.reversed_by is None
+            if row.category is Category.NEW and in_effect:
+                paid = Month.of(row.effective_at)
+                first_paid[key] = min(paid, first_paid.get(key, paid))
+        expected = [
+            CustomerLine(cid, cur, a, d, first_paid.get((cid, cur)))
+            for (cid, cur), (a, d) in balances.items()
+        ]
+        assert len(expected) > 5
+        python_keys: dict[str, Callable[[CustomerLine], tuple[Any, ...]]] = {
+            "customer": lambda line: (line.customer_id, line.currency),
+            "active": lambda line: (line.active, line.customer_id, line.currency),
+            "delinquent": lambda line: (line.delinquent, line.customer_id, line.currency),
+            "status": lambda line: (line.status, line.customer_id, line.currency),
+            "first_paid": lambda line: (
+                line.first_paid.index if line.first_paid else -1,
+                line.customer_id,
+                line.currency,
+            ),
+        }
+        for sort, sort_key in python_keys.items():
+            for descending in (False, True):
+                whole = customers.listing(
+                    conn, month, sort=sort, descending=descending, limit=10_000
+                )
+                assert whole.lines == sorted(expected, key=sort_key, reverse=descending), sort
+                assert whole.total == len(expected)
+                pages = [
+                    customers.listing(
+                        conn, month, sort=sort, descending=descending, offset=n, limit=4
+                    )
+                    for n in range(0, len(expected) + 4, 4)
+                ]
+                assert [line for p in pages for line in p.lines] == whole.lines
+                assert {p.total for p in pages} == {len(expected)}
+        needle = expected[0].customer_id[-3:].upper()
+        named = expected[-1].customer_id
+        found = customers.listing(conn, month, search=needle, named=[named], limit=10_000)
+        assert {(line.customer_id, line.currency) for line in found.lines} == {
+            (line.customer_id, line.currency)
+            for line in expected
+            if needle.lower() in line.customer_id.lower() or line.customer_id == named
+        }
+        assert found.total == len(found.lines) >= 1
