@@ -20,7 +20,16 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Protocol
 
-from ledger.rules.payloads import Coupon, Discount, Item, Price, Subscription, Tier
+from ledger.rules.payloads import (
+    INT64_MAX,
+    Coupon,
+    Discount,
+    Item,
+    Price,
+    RefusedInput,
+    Subscription,
+    Tier,
+)
 
 __all__ = [
     "Figures",
@@ -125,13 +134,15 @@ def monthly_factor(interval: str, interval_count: int) -> Fraction:
     """Multiplier from one billing interval to a month (docs/mrr-rules.md §3.4)."""
     if interval not in _NORMALISERS:
         raise ValueError(f"unknown billing interval {interval!r}")
+    if interval_count < 1:
+        raise ValueError(f"interval_count {interval_count} is below 1")
     times, per = _NORMALISERS[interval]
-    return Fraction(times, per * max(interval_count, 1))
+    return Fraction(times, per * interval_count)
 
 
 def _factor_text(interval: str, interval_count: int) -> str:
     times, per = _NORMALISERS[interval]
-    divisor = per * max(interval_count, 1)
+    divisor = per * interval_count
     return (f" x {times}" if times != 1 else "") + (f" / {divisor}" if divisor != 1 else "")
 
 
@@ -222,11 +233,19 @@ def _apply(
     return amount, notes
 
 
+def _in_range(amount: Fraction, what: str, owner: str) -> Fraction:
+    """An amount after normalisation must fit the ledger (rules section 7)."""
+    if amount > INT64_MAX:
+        rule = "beyond the ledger's 64-bit range of minor units"
+        raise RefusedInput(what, round(amount), owner, rule)
+    return amount
+
+
 def _item_monthly(sub: Subscription, item: Item, terms: Terms) -> tuple[Fraction, dict[str, Any]]:
     price = item.price
     per_interval, calc = _per_interval(sub.id, item, terms)
     factor = monthly_factor(price.interval, price.interval_count)
-    monthly = per_interval * factor
+    monthly = _in_range(per_interval * factor, "monthly amount", item.id)
     factor_text = _factor_text(price.interval, price.interval_count)
     bracketed = calc.startswith("[")
     text = calc[1:-1] if bracketed and not factor_text else f"{calc}{factor_text} = {show(monthly)}"
@@ -254,6 +273,7 @@ def subscription_mrr(
         monthly, line = _item_monthly(sub, item, terms)
         total += monthly
         lines.append(line)
+    _in_range(total, "MRR", sub.id)
     discounts = sub.discounts or tuple(customer_discounts)
     total, notes = _apply(total, discounts, _billing_factor(sub), sub.currency, terms)
     amount = round(total)  # Fraction rounds half to even

@@ -27,7 +27,7 @@ Payment state (docs/mrr-rules.md §4), per subscription:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeGuard
@@ -41,6 +41,7 @@ from ledger.rules.payloads import (
     Invoice,
     Item,
     Price,
+    RefusedInput,
     Subscription,
     Tier,
     read_coupon,
@@ -113,11 +114,19 @@ def _has_terms(obj: Any) -> TypeGuard[dict[str, Any]]:
     return isinstance(obj, dict) and ("percent_off" in obj or "amount_off" in obj)
 
 
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """The objects in a list or a Stripe list object; the readers refuse anything else."""
+    if isinstance(value, dict):
+        value = value.get("data")
+    return [found for found in value if isinstance(found, dict)] if isinstance(value, list) else []
+
+
 def _discount_refs(obj: Any) -> list[tuple[str, str, dict[str, Any]]]:
     if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
         return []
     found: list[tuple[str, str, dict[str, Any]]] = [("discount", obj["id"], obj)]
-    for coupon in (obj.get("coupon"), (obj.get("source") or {}).get("coupon")):
+    source = obj.get("source")
+    for coupon in (obj.get("coupon"), source.get("coupon") if isinstance(source, dict) else None):
         if _has_terms(coupon) and isinstance(coupon.get("id"), str):
             found.append(("coupon", coupon["id"], coupon))
     return found
@@ -125,20 +134,35 @@ def _discount_refs(obj: Any) -> list[tuple[str, str, dict[str, Any]]]:
 
 def _subscription_refs(sub: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     found = _discount_refs(sub.get("discount"))
-    for discount in sub.get("discounts") or []:
+    for discount in _objects(sub.get("discounts")):
         found += _discount_refs(discount)
-    for item in (sub.get("items") or {}).get("data") or []:
+    for item in _objects(sub.get("items")):
         price = item.get("price") if isinstance(item.get("price"), dict) else item.get("plan")
         if isinstance(price, dict) and isinstance(price.get("tiers"), list) and price.get("id"):
             found.append(("price", str(price["id"]), price))
         found += _discount_refs(item.get("discount"))
-        for discount in item.get("discounts") or []:
+        for discount in _objects(item.get("discounts")):
             found += _discount_refs(discount)
     return found
 
 
+_READERS: dict[str, Callable[[Mapping[str, Any]], object]] = {
+    "coupon": read_coupon,
+    "discount": read_discount,
+    "price": read_price,
+}
+
+
 def references_in(event: EventRecord) -> list[tuple[str, str, dict[str, Any]]]:
-    """Reference objects carried by an event, as (kind, id, object)."""
+    """Reference objects carried by an event, as (kind, id, object), each read once so that
+    one Stripe never sends is refused before it is kept (a coupon's event has no customer)."""
+    found = _carried(event)
+    for kind, _, obj in found:
+        _READERS[kind](obj)
+    return found
+
+
+def _carried(event: EventRecord) -> list[tuple[str, str, dict[str, Any]]]:
     obj = event.object
     if event.type in COUPON_EVENTS and isinstance(obj.get("id"), str):
         return [("coupon", obj["id"], obj)]
@@ -167,7 +191,7 @@ class _Terms:
         self.depends_on: set[tuple[str, str]] = set()
         self.metered: dict[tuple[str, str], tuple[int, str, int]] = {}
         for event in events:
-            for kind, _, obj in references_in(event):
+            for kind, _, obj in _carried(event):
                 self._learn(kind, obj)
 
     def _learn(self, kind: str, obj: Mapping[str, Any]) -> None:
@@ -269,6 +293,12 @@ def _first_charge_failed(sub: Subscription, event: EventRecord) -> bool:
     return trial_end is not None and starts is not None and trial_end >= starts
 
 
+def _same_currency(before: Subscription | None, sub: Subscription) -> None:
+    if before is not None and before.currency != sub.currency:
+        rule = f"a Stripe subscription keeps its currency ({before.currency})"
+        raise RefusedInput("currency", sub.currency, sub.id, rule)
+
+
 def _observe_subscription(state: _Sub, sub: Subscription, event: EventRecord) -> None:
     if state.snapshot is None and sub.status in ("past_due", "unpaid"):
         state.paid_once = state.paid_once or not _first_charge_failed(sub, event)
@@ -347,6 +377,7 @@ class _Replayer:
             sub = read_subscription(event.object)
             if not sub.id or not self._belongs(sub.customer) or self._sub(sub.id).ended:
                 return []
+            _same_currency(self.subs[sub.id].snapshot, sub)
             _observe_subscription(self.subs[sub.id], sub, event)
             return [sub.id]
         if event.type in INVOICE_EVENTS:

@@ -49,10 +49,10 @@ CASES: list[tuple[str, Callable[[Body], object], str, str]] = [
     ("unknown API version", lambda b: b.update(api_version="banana"), "intake", "API version"),
     ("API version a number", lambda b: b.update(api_version=20250331), "intake", "API version"),
     ("unknown event type", lambda b: b.update(type="customer.tax_id.created"), "ignored", ""),
-    ("items not a list", lambda b: _sub(b).update(items="lots"), "worker", "cannot read"),
-    ("items.data not a list", lambda b: _sub(b)["items"].update(data=7), "worker", "cannot read"),
-    ("no subscription id", lambda b: _sub(b).pop("id"), "worker", "cannot read"),
-    ("amount not a number", lambda b: _without_amount_decimal(b, "lots"), "worker", "cannot"),
+    ("items not a list", lambda b: _sub(b).update(items="lots"), "worker", 'items "lots"'),
+    ("items.data not a list", lambda b: _sub(b)["items"].update(data=7), "worker", "items 7"),
+    ("no subscription id", lambda b: _sub(b).pop("id"), "worker", "id null"),
+    ("amount not a number", lambda b: _without_amount_decimal(b, "lots"), "worker", "unit_amount"),
 ]
 
 
