@@ -34,6 +34,7 @@ from typing import Any, Protocol, TypeGuard
 
 from ledger.rules.entries import DesiredEntry
 from ledger.rules.events import EventRecord
+from ledger.rules.invariants import check_balances
 from ledger.rules.movements import Change, Lifecycle, Movement, classify, next_lifecycle
 from ledger.rules.payloads import (
     Coupon,
@@ -484,6 +485,7 @@ def replay_customer(customer_id: str, events: Sequence[EventRecord], refs: Refer
     replayer = _Replayer(customer_id, ordered, refs)
     for event in ordered:
         replayer.step(event)
+    check_balances(replayer.entries)
     return Replay(
         entries=replayer.entries,
         depends_on=frozenset(replayer.terms.depends_on),
