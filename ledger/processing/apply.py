@@ -12,8 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import StatementError
 
 from ledger.rules.events import EventRecord, MalformedEvent, customer_of
+from ledger.rules.invariants import BrokenInvariant
+from ledger.rules.payloads import RefusedInput
 from ledger.rules.timeline import MissingReference, is_relevant, references_in, replay_customer
 from ledger.storage import bulk, inbox, store
 
@@ -54,17 +57,53 @@ class Unprocessable(Exception):
 
 
 # What the pure rules raise on a payload they cannot read (an item list that is a string, an
-# amount "abc"); database and network errors are none of these, and stay transient.
-DATA_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError, ArithmeticError)
+# amount "abc", a quantity of -5) or on figures that break an invariant; database and network
+# errors are none of these, and stay transient.
+DATA_ERRORS = (
+    TypeError,
+    ValueError,
+    KeyError,
+    AttributeError,
+    IndexError,
+    ArithmeticError,
+    BrokenInvariant,
+)
+_REASON_LENGTH = 300
+
+
+def _short_reason(problem: BaseException) -> str:
+    """What an inbox row keeps for people: the error's first line, never an SQL statement
+    (the log has those, and the traceback)."""
+    if isinstance(problem, StatementError) and problem.orig is not None:
+        problem = problem.orig
+    lines = str(problem).strip().splitlines()
+    text = f"{type(problem).__name__}: {lines[0] if lines else ''}"
+    return text if len(text) <= _REASON_LENGTH else f"{text[: _REASON_LENGTH - 3]}..."
 
 
 def _unreadable_reason(problem: Exception) -> str:
-    return f"the MRR rules cannot read this event: {type(problem).__name__}: {problem}"
+    if isinstance(problem, RefusedInput):
+        return str(problem)[:_REASON_LENGTH]
+    if isinstance(problem, BrokenInvariant):
+        return f"MRR rules bug, nothing appended: {problem}"[:_REASON_LENGTH]
+    return f"the MRR rules cannot read this event: {_short_reason(problem)}"
+
+
+def _log_details(event_id: str, customer_id: str | None, problem: Exception) -> None:
+    """What the reason leaves out: a refusal says it all; anything else has a traceback, and a
+    broken invariant is a bug."""
+    extra = {"event_id": event_id, "customer_id": customer_id}
+    if isinstance(problem, BrokenInvariant):
+        log.error(
+            "inbox event %s: MRR rules bug: %s", event_id, problem, exc_info=problem, extra=extra
+        )
+    elif not isinstance(problem, RefusedInput):
+        log.warning("inbox event %s unreadable", event_id, exc_info=problem, extra=extra)
 
 
 def _first_unreadable(
     customer_id: str, events: list[EventRecord], refs: StoredReferences
-) -> tuple[EventRecord, str] | None:
+) -> tuple[EventRecord, Exception] | None:
     """The event whose arrival in the replay makes the rules fail (bisecting on prefixes)."""
     ordered = sorted(events, key=lambda e: e.sort_key)
 
@@ -86,7 +125,7 @@ def _first_unreadable(
             passes = middle
         else:
             fails, problem = middle, found
-    return ordered[fails - 1], _unreadable_reason(problem)
+    return ordered[fails - 1], problem
 
 
 def recompute_customer(
@@ -108,7 +147,9 @@ def recompute_customer(
             culprit = _first_unreadable(customer_id, events, refs)
             if culprit is None:
                 raise
-            event, reason = culprit
+            event, problem = culprit
+            reason = _unreadable_reason(problem)
+            _log_details(event.id, customer_id, problem)
             if event.id == cause_event_id:
                 raise Unprocessable(reason) from None
             log.warning(
@@ -131,6 +172,7 @@ def apply_event(conn: Connection, event: EventRecord, fetch: Fetcher | None = No
     try:
         carried = references_in(event)
     except DATA_ERRORS as problem:
+        _log_details(event.id, customer_of(event), problem)
         raise Unprocessable(_unreadable_reason(problem)) from None
     for kind, object_id, obj in carried:
         if store.put_reference(conn, kind, object_id, obj, event.created, event.id):
@@ -173,7 +215,7 @@ def process_inbox_row(
         # Only a row still pending is touched: another worker may have processed it meanwhile.
         with engine.begin() as conn:
             attempts = bulk.count_attempt_if_pending(conn, inbox_id)
-        reason = f"{type(problem).__name__}: {problem}"
+        reason = _short_reason(problem)
         if attempts is None:
             return Outcome(status="done elsewhere")
         if attempts >= max_attempts:
