@@ -335,7 +335,10 @@ def read_price(obj: Json) -> Price:
     """A `price` object or a legacy `plan` object."""
     legacy = obj.get("object") == "plan" or "amount" in obj or "interval" in obj
     price_id = object_id(obj) or ""
-    recurring = obj if legacy else _dict(obj.get("recurring"))
+    recurring = obj if legacy else obj.get("recurring")
+    if not isinstance(recurring, Mapping):
+        rule = "Stripe sends a recurring price's terms as an object"
+        raise RefusedInput("recurring", recurring, price_id, rule)
     transform = _dict(obj.get("transform_usage" if legacy else "transform_quantity"))
     interval, interval_count = _interval(recurring, price_id)
     scheme = _choice(obj.get("billing_scheme"), "billing_scheme", price_id, ("per_unit", "tiered"))
@@ -428,8 +431,8 @@ def _read_item(obj: Any, owner: str) -> Item:
         raise RefusedInput("items", obj, owner, "Stripe sends subscription items as objects")
     item_id = object_id(obj) or ""
     raw_price = obj.get("price") if isinstance(obj.get("price"), Mapping) else obj.get("plan")
-    if not isinstance(raw_price, Mapping):
-        rule = "Stripe sends a subscription item's price as an object"
+    if not isinstance(raw_price, Mapping) or object_id(raw_price) is None:
+        rule = "Stripe sends a subscription item's price as an object with an id"
         raise RefusedInput("price", obj.get("price"), item_id, rule)
     return Item(
         id=item_id,

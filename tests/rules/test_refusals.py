@@ -142,7 +142,7 @@ CASES: dict[str, Case] = {
     "item without a price": (
         _sub_case("items.data", [{"id": "si_x", "quantity": 1}]),
         read_subscription,
-        "price null on si_x: Stripe sends a subscription item's price as an object",
+        "price null on si_x: Stripe sends a subscription item's price as an object with an id",
     ),
     "subscription currency of four letters": (
         _sub_case("currency", "usdx"),
