@@ -1,4 +1,4 @@
-"""What no replay may produce (rules section 7), checked before anything is appended.
+"""What no replay may produce, checked before anything is appended (docs/mrr-rules.md §10.2).
 
 The payload readers refuse what Stripe never sends, so a breach here is a bug in the rules:
 its event fails with the breach as the reason, and no entry of it reaches the ledger.

@@ -9,8 +9,8 @@ invoice lines under `parent.subscription_item_details` and `pricing.price_detail
 
 Readers never guess money: a field that is absent stays None and the pricing decides.
 JSON numbers that are floats (`percent_off: 33.3`) are read through their text into Decimal.
-Every field the MRR arithmetic uses is checked against what Stripe documents (rules section 7):
-a value Stripe never sends raises `RefusedInput`, naming the field and the value.
+Every field the MRR arithmetic uses is checked against what Stripe documents: a value Stripe
+never sends raises `RefusedInput`, naming the field and the value (docs/mrr-rules.md §10.1).
 """
 
 from __future__ import annotations

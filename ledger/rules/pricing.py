@@ -234,7 +234,7 @@ def _apply(
 
 
 def _in_range(amount: Fraction, what: str, owner: str) -> Fraction:
-    """An amount after normalisation must fit the ledger (rules section 7)."""
+    """An amount after normalisation must fit the ledger (docs/mrr-rules.md §10.1)."""
     if amount > INT64_MAX:
         rule = "beyond the ledger's 64-bit range of minor units"
         raise RefusedInput(what, round(amount), owner, rule)

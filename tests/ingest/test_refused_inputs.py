@@ -1,6 +1,6 @@
-"""Values Stripe never sends (rules section 7), signed and delivered through the webhook: the
-worker fails the event at its first attempt with a reason naming the field, appends nothing, and
-the customer's later events still count."""
+"""Values Stripe never sends (docs/mrr-rules.md §10.1), signed and delivered through the
+webhook: the worker fails the event at its first attempt with a reason naming the field,
+appends nothing, and the customer's later events still count."""
 
 from __future__ import annotations
 

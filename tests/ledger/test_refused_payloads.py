@@ -1,6 +1,7 @@
-"""Garbage never becomes a ledger entry (rules section 7), on both databases: payloads mutated
-field by field either fail with a reason naming the field or give entries whose balances hold;
-a breach of the invariants fails its event as a bug; failed rows keep short reasons."""
+"""Garbage never becomes a ledger entry (docs/mrr-rules.md §10), on both databases: payloads
+mutated field by field either fail with a reason naming the field or give entries whose
+balances hold; a breach of the invariants fails its event as a bug; failed rows keep short
+reasons."""
 
 from __future__ import annotations
 
@@ -136,7 +137,7 @@ def paths(value: Any, prefix: Path = ()) -> Iterator[Path]:
             yield from paths(child, (*prefix, key))
 
 
-# What the MRR arithmetic reads (rules section 7); other fields are mutated less often.
+# What the MRR arithmetic reads (docs/mrr-rules.md §10); other fields are mutated less often.
 ARITHMETIC = frozenset(
     {"quantity", "unit_amount", "unit_amount_decimal", "flat_amount", "flat_amount_decimal",
      "up_to", "tiers", "tiers_mode", "billing_scheme", "interval", "interval_count",

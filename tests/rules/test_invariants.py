@@ -1,4 +1,4 @@
-"""Rules section 7: no subscription's and no customer's active or delinquent MRR below zero."""
+"""docs/mrr-rules.md §10.2: no subscription or customer MRR, active or delinquent, below zero."""
 
 from __future__ import annotations
 

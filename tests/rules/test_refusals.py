@@ -1,4 +1,4 @@
-"""Rules section 7: the readers refuse what Stripe never sends, naming the field and the value."""
+"""docs/mrr-rules.md §10.1: the readers refuse what Stripe never sends, naming field and value."""
 
 from __future__ import annotations
 
