@@ -89,7 +89,9 @@ def baseline_rows_per_s(engine: Engine, count: int, batch: int) -> float:
 
 def fill(engine: Engine, raws: list[str]) -> None:
     for start in range(0, len(raws), 2000):
-        inbox.store_events(engine, raws[start : start + 2000], source="bench")
+        with engine.begin() as conn:
+            events = [(raw, json.loads(raw)) for raw in raws[start : start + 2000]]
+            inbox.store_events(conn, events, source="bench")
 
 
 def drain(url: str, mode: str) -> float:

@@ -73,7 +73,7 @@ def tiered_subscription(event_id: str, customer: str, quantity: int) -> dict[str
 
 def store_one(engine: Engine, body: dict[str, Any]) -> int:
     with engine.begin() as conn:
-        return inbox.store_event(conn, inbox.dumps(body), body).inbox_id
+        return inbox.store_events(conn, [(inbox.dumps(body), body)])[0].inbox_id
 
 
 @responses.activate

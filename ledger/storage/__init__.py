@@ -3,4 +3,4 @@ Stripe events (`inbox`), the append-only ledger (`store`), its hash chain (`chai
 restricted application role (`app_role`). Imports the rules, never reporting or processing.
 """
 
-__all__ = ["app_role", "bulk", "chain", "db", "inbox", "migrate", "schema", "store"]
+__all__ = ["app_role", "chain", "db", "inbox", "migrate", "schema", "store"]

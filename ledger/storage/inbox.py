@@ -6,14 +6,15 @@ import functools
 import json
 import re
 import threading
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg import pq
-from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -52,6 +53,8 @@ class Stored:
 # fields must fit, or the insert fails in the database on every redelivery.
 TEXT_LIMITS = {"event_id": 255, "event_type": 255, "customer_id": 255, "api_version": 64}
 BIGINT = range(-(2**63), 2**63)
+# Errors are kept short: a reason, not a dump.
+ERROR_CHARS = 4000
 # Stripe's API versions: a date, then from 2024-09-30 a release name ("2025-03-31.basil").
 API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
 # Built once: the values come as parameters, so each write reuses the compiled statement
@@ -95,20 +98,8 @@ def _unreadable(event: EventRecord, api_version: object) -> str | None:
     return None
 
 
-def store_event(
-    conn: Connection, raw: str, body: dict[str, Any], *, source: str = "webhook"
-) -> Stored:
-    """Insert an event once; a second delivery of the same id finds the first row.
-
-    `body` must be a JSON object with a string `id` (see `storable_text`). An event that cannot
-    be read further is still kept, marked failed with the reason, so nothing Stripe signed is
-    ever dropped.
-    """
-    return store_rows(conn, [row_values(raw, body, source=source)])[0]
-
-
 def row_values(raw: str, body: dict[str, Any], *, source: str = "webhook") -> dict[str, Any]:
-    """The inbox row for an event (see `store_event`): pending, or failed with the reason."""
+    """The inbox row for an event (see `store_events`): pending, or failed with the reason."""
     values: dict[str, Any] = {
         "event_id": body["id"],
         "source": source,
@@ -145,10 +136,22 @@ def row_values(raw: str, body: dict[str, Any], *, source: str = "webhook") -> di
     }
 
 
-def store_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Stored]:
-    """Insert `row_values` rows in one statement, each event id once: for each row, in order,
-    where it is stored and whether this call inserted it (the first copy of an id in `rows`
-    that was not stored before)."""
+def store_events(
+    conn: Connection, events: Sequence[tuple[str, dict[str, Any]]], *, source: str = "webhook"
+) -> list[Stored]:
+    """Insert events, each given as its raw text and its parsed body, in one statement.
+
+    Each event id is stored once: a second delivery of the same id finds the first row. For each
+    event, in order: where it is stored and whether this call inserted it (the first copy of an
+    id in `events` that was not stored before). A body must be a JSON object with a string `id`
+    (see `storable_text`); an event that cannot be read further is still kept, marked failed
+    with the reason, so nothing Stripe signed is ever dropped.
+    """
+    return _insert(conn, [row_values(raw, body, source=source) for raw, body in events])
+
+
+def _insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Stored]:
+    """`store_events` for rows already built by `row_values`."""
     if not rows:
         return []
     inserted = {
@@ -182,7 +185,8 @@ def store_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Stored]
 def store_durably(
     engine: Engine, raw: str, body: dict[str, Any], threads: threading.local
 ) -> Stored:
-    """`store_event` committed before returning, in as few round trips as the database allows.
+    """One event stored as `store_events` does, committed before returning, in as few round
+    trips as the database allows.
 
     On PostgreSQL the single INSERT ... ON CONFLICT DO NOTHING is atomic by itself, so it runs
     in autocommit: no BEGIN and COMMIT round trips; each calling thread keeps its connection
@@ -191,7 +195,7 @@ def store_durably(
     row = row_values(raw, body)
     if engine.dialect.name != "postgresql":
         with engine.begin() as conn:
-            return store_rows(conn, [row])[0]
+            return _insert(conn, [row])[0]
     return _store_autocommit(engine, row, threads)
 
 
@@ -292,12 +296,6 @@ def _answer(pgconn: pq.abc.PGconn, result: pq.abc.PGresult) -> pq.abc.PGresult:
     raise psycopg.errors.error_from_result(result, encoding="utf-8")
 
 
-def store_events(engine: Engine, raws: Sequence[str], *, source: str) -> list[Stored]:
-    """Store many already-serialized events in one transaction (backfill, benchmarks)."""
-    with engine.begin() as conn:
-        return store_rows(conn, [row_values(raw, json.loads(raw), source=source) for raw in raws])
-
-
 def dumps(body: dict[str, Any]) -> str:
     return json.dumps(body, separators=(",", ":"), sort_keys=True)
 
@@ -320,22 +318,98 @@ def list_rows(
     return [row_from_mapping(m) for m in conn.execute(query).mappings()]
 
 
-def customer_events(conn: Connection, customer_id: str) -> list[EventRecord]:
-    """Every readable event stored for a customer, whatever its processing status."""
-    rows = conn.execute(
-        select(inbox.c.payload)
-        .where(inbox.c.customer_id == customer_id, inbox.c.status != "failed")
-        .order_by(inbox.c.created, inbox.c.event_id)
-    ).scalars()
-    return [parse_event(payload) for payload in rows]
+def claim_pending(conn: Connection, inbox_ids: Sequence[int], extra: int = 0) -> list[InboxRow]:
+    """The pending rows among `inbox_ids`, plus up to `extra` other fresh pending rows.
+
+    PostgreSQL: rows are locked FOR UPDATE SKIP LOCKED, so a row another worker is processing
+    is left to it and concurrent batches never wait on each other here. SQLite: the whole
+    database is write-locked by BEGIN IMMEDIATE already. Extra rows are only ones never tried
+    (attempts = 0), so a row waiting for its retry keeps its backoff.
+    """
+    postgres = conn.dialect.name == "postgresql"
+    query = select(inbox).where(inbox.c.id.in_(list(inbox_ids)), inbox.c.status == "pending")
+    if postgres:
+        query = query.order_by(inbox.c.id).with_for_update(skip_locked=True)
+    rows = [row_from_mapping(m) for m in conn.execute(query).mappings()]
+    if extra > 0:
+        more = (
+            select(inbox)
+            .where(
+                inbox.c.status == "pending",
+                inbox.c.attempts == 0,
+                inbox.c.id.not_in(list(inbox_ids)),
+            )
+            .order_by(inbox.c.id)
+            .limit(extra)
+        )
+        if postgres:
+            more = more.with_for_update(skip_locked=True)
+        rows += [row_from_mapping(m) for m in conn.execute(more).mappings()]
+    return rows
 
 
-def mark(conn: Connection, inbox_id: int, status: str, error: str | None = None) -> None:
-    conn.execute(
-        update(inbox)
-        .where(inbox.c.id == inbox_id)
-        .values(status=status, error=error, processed_at=datetime.now(UTC))
+def claim_customers_pending(
+    conn: Connection, customer_ids: Collection[str], exclude: Sequence[int], limit: int
+) -> list[InboxRow]:
+    """Other fresh pending rows of these customers, up to `limit` (locked as in claim_pending).
+
+    Processing a customer replays all its stored events anyway, so its other pending rows
+    cost nothing more in the same batch, and the customer is then recomputed once, not once
+    per batch that holds one of its events.
+    """
+    if not customer_ids or limit <= 0:
+        return []
+    query = (
+        select(inbox)
+        .where(
+            inbox.c.customer_id.in_(sorted(set(customer_ids))),
+            inbox.c.status == "pending",
+            inbox.c.attempts == 0,
+            inbox.c.id.not_in(list(exclude)),
+        )
+        .order_by(inbox.c.customer_id, inbox.c.id)
+        .limit(limit)
     )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return [row_from_mapping(m) for m in conn.execute(query).mappings()]
+
+
+def customer_events(
+    conn: Connection,
+    customer_ids: Collection[str],
+    parsed: Mapping[str, EventRecord] | None = None,
+) -> dict[str, list[EventRecord]]:
+    """Every readable event stored for each customer, whatever its processing status, in the
+    order the rules replay them; a customer with none is absent.
+
+    `parsed`: events already read, by event id (a batch's own rows), not parsed again.
+    """
+    if not customer_ids:
+        return {}
+    known = parsed or {}
+    found: dict[str, list[EventRecord]] = defaultdict(list)
+    rows = conn.execute(
+        select(inbox.c.customer_id, inbox.c.event_id, inbox.c.payload)
+        .where(inbox.c.customer_id.in_(list(customer_ids)), inbox.c.status != "failed")
+        .order_by(inbox.c.customer_id, inbox.c.created, inbox.c.event_id)
+    )
+    for customer_id, event_id, payload in rows:
+        event = known.get(event_id)
+        found[customer_id].append(parse_event(payload) if event is None else event)
+    return dict(found)
+
+
+def mark(
+    conn: Connection, inbox_ids: Collection[int], status: str, error: str | None = None
+) -> None:
+    """Set the status (and the error, if any) of these rows, in one UPDATE."""
+    if inbox_ids:
+        conn.execute(
+            update(inbox)
+            .where(inbox.c.id.in_(list(inbox_ids)))
+            .values(status=status, error=_error(error), processed_at=datetime.now(UTC))
+        )
 
 
 def mark_event_failed(conn: Connection, event_id: str, error: str) -> None:
@@ -343,8 +417,33 @@ def mark_event_failed(conn: Connection, event_id: str, error: str) -> None:
     conn.execute(
         update(inbox)
         .where(inbox.c.event_id == event_id, inbox.c.status != "failed")
-        .values(status="failed", error=error[:4000], processed_at=datetime.now(UTC))
+        .values(status="failed", error=_error(error), processed_at=datetime.now(UTC))
     )
+
+
+def count_attempt_if_pending(conn: Connection, inbox_id: int) -> int | None:
+    """Count a failed attempt; None if the row is no longer pending (someone processed it)."""
+    found = conn.execute(
+        update(inbox)
+        .where(inbox.c.id == inbox_id, inbox.c.status == "pending")
+        .values(attempts=inbox.c.attempts + 1)
+        .returning(inbox.c.attempts)
+    ).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
+def fail_if_pending(conn: Connection, inbox_id: int, reason: str) -> None:
+    """Mark a row failed unless another worker has finished it meanwhile."""
+    conn.execute(
+        update(inbox)
+        .where(inbox.c.id == inbox_id, inbox.c.status == "pending")
+        .values(status="failed", error=_error(reason), processed_at=datetime.now(UTC))
+    )
+
+
+def _error(text: str | None) -> str | None:
+    """An error as stored: its first ERROR_CHARS characters."""
+    return None if text is None else text[:ERROR_CHARS]
 
 
 def reset_for_retry(conn: Connection, inbox_ids: Sequence[int]) -> list[int]:
@@ -363,11 +462,14 @@ def failed_ids(conn: Connection) -> list[int]:
     return [int(i) for i in conn.execute(query).scalars()]
 
 
-def pending_ids(conn: Connection, *, older_than: timedelta, limit: int = 10_000) -> list[int]:
+def pending_ids(
+    conn: Connection, *, older_than: timedelta, after_id: int = 0, limit: int = 10_000
+) -> list[int]:
+    """Rows pending for at least `older_than`, one page after `after_id` in id order."""
     cutoff = datetime.now(UTC) - older_than
     query = (
         select(inbox.c.id)
-        .where(and_(inbox.c.status == "pending", inbox.c.received_at <= cutoff))
+        .where(inbox.c.status == "pending", inbox.c.received_at <= cutoff, inbox.c.id > after_id)
         .order_by(inbox.c.id)
         .limit(limit)
     )

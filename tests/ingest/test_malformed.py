@@ -119,6 +119,6 @@ def test_a_later_unreadable_event_fails_alone_and_the_ledger_stays(
     drain(queue, client)
     with engine.connect() as conn:
         statuses = {row.event_id: row.status for row in inbox.list_rows(conn)}
-        effective = store.in_effect(conn, "cus_1")
+        effective = store.in_effect(conn, ["cus_1"])
     assert statuses == {"evt_1": "processed", "evt_2": "failed", "evt_3": "processed"}
     assert sum(e.amount for e in effective) == 20000

@@ -22,7 +22,7 @@ def deliver(engine: Engine, events: list[Event]) -> None:
     """Each event as a webhook would: store it, then process it at once."""
     for body in events:
         with engine.begin() as conn:
-            stored = inbox.store_event(conn, inbox.dumps(body), body)
+            (stored,) = inbox.store_events(conn, [(inbox.dumps(body), body)])
         process_inbox_row(engine, stored.inbox_id, max_attempts=1)
 
 

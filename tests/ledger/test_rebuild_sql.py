@@ -34,7 +34,7 @@ def test_rebuild_equals_the_fold_with_odd_balances(engine: Engine) -> None:
         )
     for customer, desired in by_customer.items():
         with engine.begin() as conn:
-            store.apply(conn, customer, desired, f"evt_cause_{customer}")
+            store.apply(conn, [store.DesiredLedger(customer, desired, f"evt_cause_{customer}")])
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.execute(text("ANALYZE ledger_entries"))

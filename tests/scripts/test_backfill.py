@@ -83,7 +83,8 @@ def counts(engine: Engine) -> tuple[int, int]:
 def ingest_webhooks(engine: Engine, events: list[dict[str, Any]]) -> None:
     """What the webhook and worker would have done with these events."""
     with engine.begin() as conn:
-        ids = [inbox.store_event(conn, inbox.dumps(e), e).inbox_id for e in events]
+        stored = inbox.store_events(conn, [(inbox.dumps(e), e) for e in events])
+        ids = [s.inbox_id for s in stored]
     for inbox_id in ids:
         processing.process_inbox_row(engine, inbox_id, max_attempts=1)
 

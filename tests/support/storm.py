@@ -224,9 +224,9 @@ def in_order(engine: Engine, bodies: Sequence[dict[str, Any]]) -> None:
     """
     with engine.begin() as conn:
         for body in sorted(bodies, key=lambda b: (b["created"], b["id"])):
-            stored = inbox.store_event(conn, inbox.dumps(body), body)
+            (stored,) = inbox.store_events(conn, [(inbox.dumps(body), body)])
             outcome = apply_event(conn, parse_event(body))
-            inbox.mark(conn, stored.inbox_id, outcome.status)
+            inbox.mark(conn, [stored.inbox_id], outcome.status)
 
 
 @contextmanager

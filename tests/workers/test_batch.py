@@ -18,7 +18,7 @@ import ledger.processing.apply
 from ledger.processing import process_batch, process_inbox_row
 from ledger.rules.entries import EntryKey
 from ledger.settings import Settings
-from ledger.storage import bulk, inbox, store
+from ledger.storage import inbox, store
 from ledger.storage.db import make_engine
 from ledger.storage.schema import inbox as inbox_table
 from scripts.cli import main
@@ -33,7 +33,8 @@ MAX = 4
 
 def fill(engine: Engine, bodies: list[dict[str, Any]]) -> list[int]:
     with engine.begin() as conn:
-        return [inbox.store_event(conn, inbox.dumps(b), b).inbox_id for b in bodies]
+        stored = inbox.store_events(conn, [(inbox.dumps(b), b) for b in bodies])
+    return [s.inbox_id for s in stored]
 
 
 def shuffled(bodies: list[dict[str, Any]], seed: int = 3) -> list[dict[str, Any]]:
@@ -89,7 +90,7 @@ def test_processing_a_batch_again_appends_nothing(engine: Engine) -> None:
     process_batch(engine, ids, max_attempts=MAX)
     before = ledger_keys(engine)
     with engine.begin() as conn:
-        bulk.mark_many(conn, ids, "pending")
+        inbox.mark(conn, ids, "pending")
     again = process_batch(engine, ids, max_attempts=MAX)
     assert again.appended == again.reversed == 0
     assert ledger_keys(engine) == before
@@ -107,7 +108,7 @@ def test_a_crash_mid_batch_leaves_every_row_pending_and_no_entries(
     def crash(*args: object) -> None:
         raise Crash
 
-    monkeypatch.setattr(bulk, "mark_many", crash)
+    monkeypatch.setattr(inbox, "mark", crash)
     with pytest.raises(Crash):
         process_batch(engine, ids, max_attempts=MAX)
     assert statuses(engine) == {"pending": 80}
@@ -179,7 +180,7 @@ def test_rows_another_worker_holds_are_left_to_it(engine: Engine) -> None:
         pytest.skip("SQLite serializes whole transactions; there is no row to skip")
     ids = fill(engine, histories(10, 2, seed=8))
     with engine.begin() as holder:
-        assert len(bulk.claim_pending(holder, ids[:4])) == 4
+        assert len(inbox.claim_pending(holder, ids[:4])) == 4
         outcome = process_batch(engine, ids, max_attempts=MAX)
         assert outcome.counts == {"processed": 6}
     assert statuses(engine) == {"processed": 6, "pending": 4}

@@ -86,7 +86,7 @@ def test_a_failing_event_is_retried_then_marked_failed_then_retried_by_hand(
 ) -> None:
     with engine.begin() as conn:
         body = subscription_event("evt_a", "customer.subscription.created", NOW)
-        stored = inbox.store_event(conn, inbox.dumps(body), body)
+        (stored,) = inbox.store_events(conn, [(inbox.dumps(body), body)])
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("rules bug")
@@ -142,7 +142,7 @@ def test_a_row_left_pending_after_its_entries_were_written_appends_nothing_twice
     derived again from the stored events, so reprocessing finds nothing missing."""
     body = subscription_event("evt_a", "customer.subscription.created", NOW)
     with engine.begin() as conn:
-        stored = inbox.store_event(conn, inbox.dumps(body), body)
+        (stored,) = inbox.store_events(conn, [(inbox.dumps(body), body)])
     with engine.begin() as conn:
         ledger.processing.apply.recompute_customer(conn, "cus_1", "evt_a")
     with engine.connect() as conn:
@@ -159,7 +159,7 @@ def test_a_worker_started_while_redis_is_down_waits_for_it(
     server = PrivateRedis(tmp_path)  # not started yet
     with engine.begin() as conn:
         body = subscription_event("evt_a", "customer.subscription.created", NOW)
-        inbox.store_event(conn, inbox.dumps(body), body)
+        inbox.store_events(conn, [(inbox.dumps(body), body)])
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url,
