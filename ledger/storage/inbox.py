@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import threading
@@ -12,15 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
-from psycopg import pq
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import PoolProxiedConnection
 
 from ledger.rules.events import EventRecord, MalformedEvent, customer_of, parse_event
+from ledger.storage.pg_prepared import PreparedInsert
 from ledger.storage.schema import inbox
 
 
@@ -66,6 +61,14 @@ _INSERT = {
     .returning(inbox.c.id, inbox.c.event_id)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
+# The webhook's one-row insert on PostgreSQL (see store_durably).
+_PREPARED_INSERT = PreparedInsert(
+    "mrr_inbox_insert",
+    _INSERT["postgresql"].values(
+        {c.name: bindparam(c.name) for c in inbox.columns if c.name not in ("id", "processed_at")}
+    ),
+    select(inbox.c.id, inbox.c.status).where(inbox.c.event_id == bindparam("event_id")),
+)
 
 
 def storable_text(value: object, limit: int) -> bool:
@@ -196,104 +199,10 @@ def store_durably(
     if engine.dialect.name != "postgresql":
         with engine.begin() as conn:
             return _insert(conn, [row])[0]
-    return _store_autocommit(engine, row, threads)
-
-
-def _store_autocommit(engine: Engine, row: dict[str, Any], threads: threading.local) -> Stored:
-    """One row on this thread's own connection from the pool, kept in autocommit, through
-    libpq's prepared-statement call (`psycopg.pq`, one blocking call that releases the GIL)
-    with the values as text: SQLAlchemy's execution layer and the pool's checkouts took as much
-    CPU as the rest of a webhook, and psycopg's cursor a third of what remained
-    (bench/ingest.py). Errors come out as SQLAlchemy's; a connection the server dropped leaves
-    the pool, and the next call takes a new one with the statement prepared again."""
-    sql = _autocommit_sql(engine.dialect)
-    error = engine.dialect.loaded_dbapi.Error
-    fairy: PoolProxiedConnection | None = getattr(threads, "inbox_connection", None)
-    try:
-        if fairy is None or not fairy.is_valid:
-            fairy = threads.inbox_connection = engine.raw_connection()
-            fairy.driver_connection.autocommit = True  # type: ignore[union-attr]
-        pgconn: pq.abc.PGconn = fairy.driver_connection.pgconn  # type: ignore[union-attr]
-        # Marked on the connection, not the thread: a connection another thread left in the
-        # pool has its statement already.
-        if fairy.info.get(_INSERT_NAME) is not pgconn:
-            _answer(pgconn, pgconn.prepare(_INSERT_NAME, sql.insert))
-            fairy.info[_INSERT_NAME] = pgconn
-        values = [
-            _text(row[name] if (process := sql.processors[name]) is None else process(row[name]))
-            for name in sql.columns
-        ]
-        # None is SQL NULL to libpq, whatever psycopg's stub says.
-        inserted = _answer(pgconn, pgconn.exec_prepared(_INSERT_NAME, values))  # type: ignore[arg-type]
-        if inserted.ntuples:
-            return Stored(int(inserted.get_value(0, 0) or b""), True, str(row["status"]))
-        found = _answer(pgconn, pgconn.exec_params(sql.lookup, [_text(row["event_id"])]))
-        return Stored(
-            int(found.get_value(0, 0) or b""), False, bytes(found.get_value(0, 1) or b"").decode()
-        )
-    except error as problem:
-        driver = getattr(fairy, "driver_connection", None)
-        dropped = engine.dialect.is_disconnect(problem, driver, None) or (
-            driver is not None and driver.pgconn.status == pq.ConnStatus.BAD
-        )
-        if fairy is not None and fairy.is_valid and dropped:
-            fairy.invalidate(problem)
-        raise DBAPIError.instance(
-            sql.insert.decode(), None, problem, error, hide_parameters=True
-        ) from problem
-
-
-_INSERT_NAME = b"mrr_inbox_insert"
-
-
-@dataclass(frozen=True, slots=True)
-class _AutocommitSql:
-    insert: bytes
-    lookup: bytes
-    columns: tuple[str, ...]
-    processors: dict[str, Any]
-
-
-@functools.cache
-def _autocommit_sql(dialect: Dialect) -> _AutocommitSql:
-    """The INSERT and the lookup of an existing row with `$n` parameters, the INSERT's columns
-    in parameter order, and each column's bind processor."""
-    numbered = type(dialect)(paramstyle="numeric_dollar")  # type: ignore[call-arg]
-    columns = [c for c in inbox.columns if c.name not in ("id", "processed_at")]
-    insert = _INSERT[dialect.name].values({c.name: bindparam(c.name) for c in columns})
-    lookup = select(inbox.c.id, inbox.c.status).where(inbox.c.event_id == bindparam("event_id"))
-    compiled = insert.compile(dialect=numbered)
-    return _AutocommitSql(
-        insert=str(compiled).encode(),
-        lookup=str(lookup.compile(dialect=numbered)).encode(),
-        columns=tuple(compiled.positiontup or ()),
-        processors={c.name: c.type.bind_processor(dialect) for c in columns},
-    )
-
-
-def _text(value: object) -> bytes | None:
-    """A parameter in PostgreSQL's text format (the statement's casts give the types)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return b"t" if value else b"f"
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, int):
-        return str(value).encode()
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ").encode()
-    raise TypeError(f"no text form for {type(value).__name__}")
-
-
-def _answer(pgconn: pq.abc.PGconn, result: pq.abc.PGresult) -> pq.abc.PGresult:
-    """The result, or psycopg's exception for it."""
-    if result.status in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
-        return result
-    if pgconn.status == pq.ConnStatus.BAD:
-        reason = result.error_message.decode(errors="replace")
-        raise psycopg.OperationalError(f"the connection to the database was lost: {reason}")
-    raise psycopg.errors.error_from_result(result, encoding="utf-8")
+    # The insert returns (id, event_id), the lookup of the row in its way (id, status).
+    inserted, (inbox_id, other) = _PREPARED_INSERT.run(engine, row, threads)
+    status = row["status"] if inserted else other
+    return Stored(int(str(inbox_id)), inserted, str(status))
 
 
 def dumps(body: dict[str, Any]) -> str:

@@ -96,7 +96,7 @@ def test_the_webhook_path_takes_a_new_connection_after_the_server_drops_one(
     threads = threading.local()
     body = subscription_event("evt_a", "customer.subscription.created", NOW)
     first = inbox.store_durably(engine, inbox.dumps(body), body, threads)
-    backend = threads.inbox_connection.driver_connection.info.backend_pid
+    backend = threads.connection.driver_connection.info.backend_pid
     with engine.connect() as conn:
         conn.execute(select(func.pg_terminate_backend(backend)))
     body["id"] = "evt_b"
@@ -104,7 +104,7 @@ def test_the_webhook_path_takes_a_new_connection_after_the_server_drops_one(
         inbox.store_durably(engine, inbox.dumps(body), body, threads)
     second = inbox.store_durably(engine, inbox.dumps(body), body, threads)
     again = inbox.store_durably(engine, inbox.dumps(body), body, threads)
-    assert threads.inbox_connection.driver_connection.info.backend_pid != backend
+    assert threads.connection.driver_connection.info.backend_pid != backend
     assert first.inserted and second.inserted and not again.inserted
     assert again.inbox_id == second.inbox_id
 
@@ -119,11 +119,11 @@ def test_a_connection_another_thread_left_in_the_pool_keeps_its_prepared_insert(
         gone, comes = threading.local(), threading.local()
         body = subscription_event("evt_a", "customer.subscription.created", NOW)
         first = inbox.store_durably(engine, inbox.dumps(body), body, gone)
-        backend = gone.inbox_connection.driver_connection.info.backend_pid
-        gone.inbox_connection.close()  # as when a thread ends and its connection goes back
+        backend = gone.connection.driver_connection.info.backend_pid
+        gone.connection.close()  # as when a thread ends and its connection goes back
         body["id"] = "evt_b"
         second = inbox.store_durably(engine, inbox.dumps(body), body, comes)
-        assert comes.inbox_connection.driver_connection.info.backend_pid == backend
+        assert comes.connection.driver_connection.info.backend_pid == backend
         assert first.inserted and second.inserted
     finally:
         engine.dispose()
