@@ -40,6 +40,7 @@ from bench.common import database, fresh_databases, median
 from ledger.settings import Settings
 from ledger.storage import inbox
 from ledger.storage.db import UTCDateTime, make_engine
+from ledger.storage.schema import InboxStatus
 from ledger.storage.schema import inbox as inbox_table
 from tests.support.histories import histories, serialized
 from workers import runtime
@@ -122,7 +123,7 @@ def drain(url: str, mode: str) -> float:
         elapsed = time.perf_counter() - started
         with runtime.engine().connect() as conn:
             pending = conn.execute(
-                select(func.count()).where(inbox_table.c.status == "pending")
+                select(func.count()).where(inbox_table.c.status == InboxStatus.PENDING)
             ).scalar_one()
         if pending:
             raise RuntimeError(f"{pending} inbox rows still pending after the drain")

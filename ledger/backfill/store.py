@@ -20,7 +20,7 @@ from ledger.backfill.history import is_synthetic
 from ledger.rules.events import customer_of, parse_event
 from ledger.rules.timeline import replay_customer
 from ledger.storage import inbox, store
-from ledger.storage.schema import backfill_checkpoints
+from ledger.storage.schema import InboxStatus, backfill_checkpoints
 from ledger.storage.schema import inbox as inbox_table
 
 SYNTHETIC_SOURCE = "backfill"
@@ -72,7 +72,9 @@ def store_bodies(conn: Connection, bodies: Iterable[dict[str, Any]]) -> tuple[in
 def _pending(conn: Connection, customer_id: str) -> list[int]:
     query = (
         select(inbox_table.c.id)
-        .where(inbox_table.c.customer_id == customer_id, inbox_table.c.status == "pending")
+        .where(
+            inbox_table.c.customer_id == customer_id, inbox_table.c.status == InboxStatus.PENDING
+        )
         .order_by(inbox_table.c.created, inbox_table.c.event_id)
     )
     return [int(i) for i in conn.execute(query).scalars()]
@@ -80,7 +82,7 @@ def _pending(conn: Connection, customer_id: str) -> list[int]:
 
 def _failures(conn: Connection, inbox_ids: Sequence[int]) -> list[str]:
     query = select(inbox_table.c.id, inbox_table.c.error).where(
-        inbox_table.c.id.in_(list(inbox_ids)), inbox_table.c.status == "failed"
+        inbox_table.c.id.in_(list(inbox_ids)), inbox_table.c.status == InboxStatus.FAILED
     )
     return [f"inbox {i}: {error}" for i, error in conn.execute(query).all()]
 
@@ -125,7 +127,7 @@ def pending_ids_of(conn: Connection, event_ids: Sequence[str]) -> list[int]:
     for start in range(0, len(ids), 500):
         query = select(inbox_table.c.id).where(
             inbox_table.c.event_id.in_(ids[start : start + 500]),
-            inbox_table.c.status == "pending",
+            inbox_table.c.status == InboxStatus.PENDING,
         )
         found.extend(int(i) for i in conn.execute(query).scalars())
     return sorted(found)

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine
 from ledger.rules.events import EventRecord, MalformedEvent, customer_of
 from ledger.rules.timeline import MissingReference, is_relevant, references_in, replay_customer
 from ledger.storage import inbox, store
+from ledger.storage.schema import InboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class StoredReferences:
 
 @dataclass(slots=True)
 class Outcome:
+    # An InboxStatus, or "missing" (no such row) or "done elsewhere" (another worker's).
     status: str
     appended: int = 0
     reversed: int = 0
@@ -125,7 +127,7 @@ def recompute_customer(
 def apply_event(conn: Connection, event: EventRecord, fetch: Fetcher | None = None) -> Outcome:
     """Everything one event changes, inside the caller's transaction."""
     if not is_relevant(event.type):
-        return Outcome(status="ignored")
+        return Outcome(status=InboxStatus.IGNORED)
     affected: set[str] = set()
     try:
         carried = references_in(event)
@@ -137,7 +139,7 @@ def apply_event(conn: Connection, event: EventRecord, fetch: Fetcher | None = No
     own = customer_of(event)
     if own is not None:
         affected.add(own)
-    outcome = Outcome(status="processed", customers=sorted(affected))
+    outcome = Outcome(status=InboxStatus.PROCESSED, customers=sorted(affected))
     for customer_id in outcome.customers:
         try:
             applied = recompute_customer(conn, customer_id, event.id, fetch)
@@ -161,10 +163,10 @@ def process_inbox_row(
             row = inbox.get(conn, inbox_id)
             if row is None:
                 return Outcome(status="missing", error=f"no inbox row {inbox_id}")
-            if row.status != "pending":
+            if row.status != InboxStatus.PENDING:
                 return Outcome(status=row.status)
             outcome = apply_event(conn, row.event(), fetch)
-            inbox.mark(conn, [inbox_id], outcome.status)
+            inbox.mark(conn, [inbox_id], InboxStatus(outcome.status))
             return outcome
     except (Unprocessable, MalformedEvent, MissingReference) as final:
         return _fail(engine, inbox_id, str(final))
@@ -197,7 +199,7 @@ def _fail(engine: Engine, inbox_id: int, reason: str) -> Outcome:
     with engine.begin() as conn:
         inbox.fail_if_pending(conn, inbox_id, reason)
     log.warning("inbox %s marked failed: %s", inbox_id, reason, extra={"inbox_id": inbox_id})
-    return Outcome(status="failed", error=reason)
+    return Outcome(status=InboxStatus.FAILED, error=reason)
 
 
 # --- batches ------------------------------------------------------------------------------
@@ -271,7 +273,7 @@ def _one_by_one(
     except Exception:
         outcome.retry.append(inbox_id)
         return outcome
-    if single.status in ("processed", "ignored", "failed"):
+    if single.status in (InboxStatus.PROCESSED, InboxStatus.IGNORED, InboxStatus.FAILED):
         outcome.count(single.status)
     outcome.appended += single.appended
     outcome.reversed += single.reversed
@@ -297,8 +299,8 @@ def _run_batch(
         try:
             event = row.event()
         except MalformedEvent as problem:
-            inbox.mark(conn, [row.id], "failed", f"malformed event: {problem}")
-            outcome.count("failed")
+            inbox.mark(conn, [row.id], InboxStatus.FAILED, f"malformed event: {problem}")
+            outcome.count(InboxStatus.FAILED)
             continue
         if is_relevant(event.type):
             relevant.append((row.id, event))
@@ -327,8 +329,8 @@ def _run_batch(
     applied = store.apply(conn, desired)
     outcome.appended += applied.appended
     outcome.reversed += applied.reversed
-    inbox.mark(conn, [inbox_id for inbox_id, _ in relevant], "processed")
-    inbox.mark(conn, ignored, "ignored")
-    outcome.count("processed", len(relevant))
-    outcome.count("ignored", len(ignored))
+    inbox.mark(conn, [inbox_id for inbox_id, _ in relevant], InboxStatus.PROCESSED)
+    inbox.mark(conn, ignored, InboxStatus.IGNORED)
+    outcome.count(InboxStatus.PROCESSED, len(relevant))
+    outcome.count(InboxStatus.IGNORED, len(ignored))
     return outcome

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.rules.events import EventRecord, MalformedEvent, customer_of, parse_event
 from ledger.storage.pg_prepared import PreparedInsert
-from ledger.storage.schema import inbox
+from ledger.storage.schema import InboxStatus, inbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,7 @@ class InboxRow:
     created: int
     customer_id: str | None
     source: str
-    status: str
+    status: InboxStatus
     attempts: int
     error: str | None
     received_at: datetime
@@ -41,7 +41,7 @@ class InboxRow:
 class Stored:
     inbox_id: int
     inserted: bool
-    status: str
+    status: InboxStatus
 
 
 # Column limits (ledger/storage/schema.py) and PostgreSQL's BIGINT: what a stored event's header
@@ -125,7 +125,7 @@ def row_values(raw: str, body: dict[str, Any], *, source: str = "webhook") -> di
             "api_version": None,
             "livemode": False,
             "customer_id": None,
-            "status": "failed",
+            "status": InboxStatus.FAILED,
             "error": f"malformed event: {problem}",
         }
     return values | {
@@ -134,7 +134,7 @@ def row_values(raw: str, body: dict[str, Any], *, source: str = "webhook") -> di
         "api_version": event.api_version,
         "livemode": event.livemode,
         "customer_id": customer_of(event),
-        "status": "pending",
+        "status": InboxStatus.PENDING,
         "error": None,
     }
 
@@ -164,7 +164,7 @@ def _insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Stored]:
     missing = {str(r["event_id"]) for r in rows} - inserted.keys()
     existing = (
         {
-            str(found.event_id): Stored(int(found.id), False, str(found.status))
+            str(found.event_id): Stored(int(found.id), False, found.status)
             for found in conn.execute(
                 select(inbox.c.event_id, inbox.c.id, inbox.c.status).where(
                     inbox.c.event_id.in_(sorted(missing))
@@ -180,8 +180,8 @@ def _insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Stored]:
         if event_id in existing:
             stored.append(existing[event_id])
         else:
-            stored.append(Stored(inserted[event_id], True, str(row["status"])))
-            existing[event_id] = Stored(inserted[event_id], False, str(row["status"]))
+            stored.append(Stored(inserted[event_id], True, row["status"]))
+            existing[event_id] = Stored(inserted[event_id], False, row["status"])
     return stored
 
 
@@ -201,8 +201,8 @@ def store_durably(
             return _insert(conn, [row])[0]
     # The insert returns (id, event_id), the lookup of the row in its way (id, status).
     inserted, (inbox_id, other) = _PREPARED_INSERT.run(engine, row, threads)
-    status = row["status"] if inserted else other
-    return Stored(int(str(inbox_id)), inserted, str(status))
+    status = row["status"] if inserted else InboxStatus(str(other))
+    return Stored(int(str(inbox_id)), inserted, status)
 
 
 def dumps(body: dict[str, Any]) -> str:
@@ -219,7 +219,7 @@ def get(conn: Connection, inbox_id: int) -> InboxRow | None:
 
 
 def list_rows(
-    conn: Connection, *, status: str | None = None, limit: int = 100, after_id: int = 0
+    conn: Connection, *, status: InboxStatus | None = None, limit: int = 100, after_id: int = 0
 ) -> list[InboxRow]:
     query = select(inbox).where(inbox.c.id > after_id).order_by(inbox.c.id).limit(limit)
     if status is not None:
@@ -236,7 +236,9 @@ def claim_pending(conn: Connection, inbox_ids: Sequence[int], extra: int = 0) ->
     (attempts = 0), so a row waiting for its retry keeps its backoff.
     """
     postgres = conn.dialect.name == "postgresql"
-    query = select(inbox).where(inbox.c.id.in_(list(inbox_ids)), inbox.c.status == "pending")
+    query = select(inbox).where(
+        inbox.c.id.in_(list(inbox_ids)), inbox.c.status == InboxStatus.PENDING
+    )
     if postgres:
         query = query.order_by(inbox.c.id).with_for_update(skip_locked=True)
     rows = [row_from_mapping(m) for m in conn.execute(query).mappings()]
@@ -244,7 +246,7 @@ def claim_pending(conn: Connection, inbox_ids: Sequence[int], extra: int = 0) ->
         more = (
             select(inbox)
             .where(
-                inbox.c.status == "pending",
+                inbox.c.status == InboxStatus.PENDING,
                 inbox.c.attempts == 0,
                 inbox.c.id.not_in(list(inbox_ids)),
             )
@@ -272,7 +274,7 @@ def claim_customers_pending(
         select(inbox)
         .where(
             inbox.c.customer_id.in_(sorted(set(customer_ids))),
-            inbox.c.status == "pending",
+            inbox.c.status == InboxStatus.PENDING,
             inbox.c.attempts == 0,
             inbox.c.id.not_in(list(exclude)),
         )
@@ -300,7 +302,7 @@ def customer_events(
     found: dict[str, list[EventRecord]] = defaultdict(list)
     rows = conn.execute(
         select(inbox.c.customer_id, inbox.c.event_id, inbox.c.payload)
-        .where(inbox.c.customer_id.in_(list(customer_ids)), inbox.c.status != "failed")
+        .where(inbox.c.customer_id.in_(list(customer_ids)), inbox.c.status != InboxStatus.FAILED)
         .order_by(inbox.c.customer_id, inbox.c.created, inbox.c.event_id)
     )
     for customer_id, event_id, payload in rows:
@@ -310,7 +312,7 @@ def customer_events(
 
 
 def mark(
-    conn: Connection, inbox_ids: Collection[int], status: str, error: str | None = None
+    conn: Connection, inbox_ids: Collection[int], status: InboxStatus, error: str | None = None
 ) -> None:
     """Set the status (and the error, if any) of these rows, in one UPDATE."""
     if inbox_ids:
@@ -325,8 +327,8 @@ def mark_event_failed(conn: Connection, event_id: str, error: str) -> None:
     """Fail a stored event found unreadable while another event was being processed."""
     conn.execute(
         update(inbox)
-        .where(inbox.c.event_id == event_id, inbox.c.status != "failed")
-        .values(status="failed", error=_error(error), processed_at=datetime.now(UTC))
+        .where(inbox.c.event_id == event_id, inbox.c.status != InboxStatus.FAILED)
+        .values(status=InboxStatus.FAILED, error=_error(error), processed_at=datetime.now(UTC))
     )
 
 
@@ -334,7 +336,7 @@ def count_attempt_if_pending(conn: Connection, inbox_id: int) -> int | None:
     """Count a failed attempt; None if the row is no longer pending (someone processed it)."""
     found = conn.execute(
         update(inbox)
-        .where(inbox.c.id == inbox_id, inbox.c.status == "pending")
+        .where(inbox.c.id == inbox_id, inbox.c.status == InboxStatus.PENDING)
         .values(attempts=inbox.c.attempts + 1)
         .returning(inbox.c.attempts)
     ).scalar_one_or_none()
@@ -345,8 +347,8 @@ def fail_if_pending(conn: Connection, inbox_id: int, reason: str) -> None:
     """Mark a row failed unless another worker has finished it meanwhile."""
     conn.execute(
         update(inbox)
-        .where(inbox.c.id == inbox_id, inbox.c.status == "pending")
-        .values(status="failed", error=_error(reason), processed_at=datetime.now(UTC))
+        .where(inbox.c.id == inbox_id, inbox.c.status == InboxStatus.PENDING)
+        .values(status=InboxStatus.FAILED, error=_error(reason), processed_at=datetime.now(UTC))
     )
 
 
@@ -359,15 +361,15 @@ def reset_for_retry(conn: Connection, inbox_ids: Sequence[int]) -> list[int]:
     """Failed rows back to pending with a fresh attempt count; returns the ids changed."""
     changed = conn.execute(
         update(inbox)
-        .where(inbox.c.id.in_(list(inbox_ids)), inbox.c.status == "failed")
-        .values(status="pending", attempts=0, error=None, processed_at=None)
+        .where(inbox.c.id.in_(list(inbox_ids)), inbox.c.status == InboxStatus.FAILED)
+        .values(status=InboxStatus.PENDING, attempts=0, error=None, processed_at=None)
         .returning(inbox.c.id)
     ).scalars()
     return sorted(int(i) for i in changed)
 
 
 def failed_ids(conn: Connection) -> list[int]:
-    query = select(inbox.c.id).where(inbox.c.status == "failed").order_by(inbox.c.id)
+    query = select(inbox.c.id).where(inbox.c.status == InboxStatus.FAILED).order_by(inbox.c.id)
     return [int(i) for i in conn.execute(query).scalars()]
 
 
@@ -378,13 +380,17 @@ def pending_ids(
     cutoff = datetime.now(UTC) - older_than
     query = (
         select(inbox.c.id)
-        .where(inbox.c.status == "pending", inbox.c.received_at <= cutoff, inbox.c.id > after_id)
+        .where(
+            inbox.c.status == InboxStatus.PENDING,
+            inbox.c.received_at <= cutoff,
+            inbox.c.id > after_id,
+        )
         .order_by(inbox.c.id)
         .limit(limit)
     )
     return [int(i) for i in conn.execute(query).scalars()]
 
 
-def status_counts(conn: Connection) -> dict[str, int]:
+def status_counts(conn: Connection) -> dict[InboxStatus, int]:
     query = select(inbox.c.status, func.count()).group_by(inbox.c.status)
-    return {str(status): int(n) for status, n in conn.execute(query).all()}
+    return {status: int(n) for status, n in conn.execute(query).all()}

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ledger.storage import inbox
 from ledger.storage.db import make_engine
+from ledger.storage.schema import InboxStatus
 from ledger.storage.schema import inbox as inbox_table
 from tests.support.pipeline import subscription_event
 
@@ -55,8 +56,8 @@ def test_customer_events_reads_each_customers_readable_events_in_replay_order(
     )
     with engine.begin() as conn:
         stored = inbox.store_events(conn, [late, early, other, bad])
-        inbox.mark(conn, [stored[3].inbox_id], "failed", "unreadable")
-        inbox.mark(conn, [stored[0].inbox_id, stored[2].inbox_id], "processed")
+        inbox.mark(conn, [stored[3].inbox_id], InboxStatus.FAILED, "unreadable")
+        inbox.mark(conn, [stored[0].inbox_id, stored[2].inbox_id], InboxStatus.PROCESSED)
         parsed = {"evt_early": inbox.customer_events(conn, ["cus_1"])["cus_1"][0]}
         found = inbox.customer_events(conn, ["cus_1", "cus_2", "cus_3"], parsed)
         statuses = {r.event_id: (r.status, r.error) for r in inbox.list_rows(conn)}

@@ -20,6 +20,7 @@ from ledger.rules.entries import EntryKey
 from ledger.settings import Settings
 from ledger.storage import inbox, store
 from ledger.storage.db import make_engine
+from ledger.storage.schema import InboxStatus
 from ledger.storage.schema import inbox as inbox_table
 from scripts.cli import main
 from tests.support.databases import Templates
@@ -90,7 +91,7 @@ def test_processing_a_batch_again_appends_nothing(engine: Engine) -> None:
     process_batch(engine, ids, max_attempts=MAX)
     before = ledger_keys(engine)
     with engine.begin() as conn:
-        inbox.mark(conn, ids, "pending")
+        inbox.mark(conn, ids, InboxStatus.PENDING)
     again = process_batch(engine, ids, max_attempts=MAX)
     assert again.appended == again.reversed == 0
     assert ledger_keys(engine) == before
@@ -142,7 +143,7 @@ def test_one_failing_customer_does_not_hold_back_the_batch(
         outcome = process_batch(engine, sorted(bad_ids), max_attempts=MAX)
     assert outcome.counts == {"failed": len(bad_ids)} and outcome.retry == []
     with engine.connect() as conn:
-        failed = inbox.list_rows(conn, status="failed")
+        failed = inbox.list_rows(conn, status=InboxStatus.FAILED)
     assert {r.id for r in failed} == bad_ids
     assert all(r.attempts == MAX and "rules bug" in (r.error or "") for r in failed)
 
@@ -169,7 +170,7 @@ def test_a_job_claims_the_other_pending_rows_of_its_customers(engine: Engine) ->
     same = [i for i in ids if owner[i] == owner[ids[0]]]
     assert outcome.counts == {"processed": len(same)}
     with engine.connect() as conn:
-        pending = {r.id for r in inbox.list_rows(conn, status="pending")}
+        pending = {r.id for r in inbox.list_rows(conn, status=InboxStatus.PENDING)}
     assert pending == set(ids) - set(same)
     topped_up = process_batch(engine, [], max_attempts=MAX, claim_extra=5)
     assert topped_up.counts == {"processed": 5}
