@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.rules.events import EventRecord, MalformedEvent, customer_of, parse_event
 from ledger.storage.pg_prepared import PreparedInsert
-from ledger.storage.schema import InboxStatus, inbox
+from ledger.storage.schema import InboxStatus, inbox, text_limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +44,12 @@ class Stored:
     status: InboxStatus
 
 
-# Column limits (ledger/storage/schema.py) and PostgreSQL's BIGINT: what a stored event's header
-# fields must fit, or the insert fails in the database on every redelivery.
-TEXT_LIMITS = {"event_id": 255, "event_type": 255, "customer_id": 255, "api_version": 64}
+# Column limits and PostgreSQL's BIGINT: what a stored event's header fields must fit, or the
+# insert fails in the database on every redelivery.
+TEXT_LIMITS = {
+    name: text_limit(inbox.c[name])
+    for name in ("event_id", "event_type", "customer_id", "api_version")
+}
 BIGINT = range(-(2**63), 2**63)
 # Errors are kept short: a reason, not a dump.
 ERROR_CHARS = 4000
@@ -118,7 +121,9 @@ def row_values(raw: str, body: dict[str, Any], *, source: str = "webhook") -> di
     except MalformedEvent as problem:
         created, kind = body.get("created"), body.get("type")
         return values | {
-            "event_type": kind if kind and storable_text(kind, 255) else "unknown",
+            "event_type": kind
+            if kind and storable_text(kind, TEXT_LIMITS["event_type"])
+            else "unknown",
             "created": created
             if isinstance(created, int) and not isinstance(created, bool) and created in BIGINT
             else 0,

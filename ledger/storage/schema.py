@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -136,6 +137,15 @@ customer_references = Table(
     Column("object_id", String(255), primary_key=True),
     Column("customer_id", String(255), primary_key=True),
 )
+
+
+def text_limit(column: Column[Any]) -> int:
+    """The most characters a string column holds: what a value must fit before it is written."""
+    length = getattr(column.type, "length", None)
+    if not isinstance(length, int):
+        raise TypeError(f"{column} has no length")
+    return length
+
 
 # --- projections (migration 0002) ------------------------------------------------------------
 
