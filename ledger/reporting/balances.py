@@ -33,7 +33,6 @@ __all__ = [
     "Standing",
     "balances",
     "customer_changes",
-    "posting",
     "standing_changes",
 ]
 
@@ -64,10 +63,6 @@ class Posting(NamedTuple):
     month: int
     report_currency: str
     report_amount: int
-
-
-def posting(customer_id: str, currency: str, category: str, amount: int, month: int) -> Posting:
-    return Posting(customer_id, currency, category, amount, month, currency, amount)
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,13 +114,6 @@ def in_effect(conn: Connection, customer_ids: Collection[str] | None = None) -> 
     return [entry_from_row(m) for m in conn.execute(query).mappings()]
 
 
-def all_entries(conn: Connection, customer_id: str | None = None) -> list[StoredEntry]:
-    query = select(ledger_entries).order_by(ledger_entries.c.id)
-    if customer_id is not None:
-        query = query.where(ledger_entries.c.customer_id == customer_id)
-    return [entry_from_row(m) for m in conn.execute(query).mappings()]
-
-
 def get_entry(conn: Connection, entry_id: int) -> StoredEntry | None:
     found = (
         conn.execute(select(ledger_entries).where(ledger_entries.c.id == entry_id))

@@ -17,6 +17,7 @@ from ledger.storage import inbox, store
 from ledger.storage.schema import inbox as inbox_table
 from ledger.storage.schema import text_limit
 from tests.conftest import WEBHOOK_SECRET
+from tests.support.ledger import all_entries
 from tests.support.pipeline import drain, subscription_event
 from tests.support.stripe_sign import signed
 
@@ -99,7 +100,7 @@ def test_malformed_events_fail_with_reasons_and_good_ones_still_count(
 
     with engine.connect() as conn:
         rows = {row.event_id: row for row in inbox.list_rows(conn, limit=1000)}
-        entries = store.all_entries(conn)
+        entries = all_entries(conn)
     for n, (name, _, where, reason) in enumerate(CASES):
         row = rows[f"evt_bad_{n}"]
         if where == "ignored":

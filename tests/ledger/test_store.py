@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ledger.rules.entries import Category, DesiredEntry
 from ledger.storage import store
+from tests.support.ledger import all_entries
 
 T0 = datetime(2026, 1, 15, tzinfo=UTC)
 
@@ -25,7 +26,7 @@ def test_apply_appends_what_is_missing_once(engine: Engine) -> None:
         first = store.apply(conn, [store.DesiredLedger("cus_1", [entry(5000)], "evt_1")])
     with engine.begin() as conn:
         again = store.apply(conn, [store.DesiredLedger("cus_1", [entry(5000)], "evt_1")])
-        rows = store.all_entries(conn)
+        rows = all_entries(conn)
     assert (first.appended, first.reversed) == (1, 0)
     assert (again.appended, again.reversed) == (0, 0)
     assert [(r.amount, r.category, r.source_event_id) for r in rows] == [
@@ -39,7 +40,7 @@ def test_a_changed_derivation_is_a_reversal_plus_a_new_entry(engine: Engine) -> 
         store.apply(conn, [store.DesiredLedger("cus_1", [entry(5000)], "evt_1")])
     with engine.begin() as conn:
         result = store.apply(conn, [store.DesiredLedger("cus_1", [entry(7000)], "evt_late")])
-        rows = store.all_entries(conn)
+        rows = all_entries(conn)
         effective = store.in_effect(conn, ["cus_1"])
     assert (result.appended, result.reversed) == (1, 1)
     original, reversal, replacement = rows
@@ -108,7 +109,7 @@ def test_the_database_refuses_to_change_ledger_rows(engine: Engine, statement: s
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
         conn.execute(text(statement))
     with engine.connect() as conn:
-        assert [e.amount for e in store.all_entries(conn)] == [5000]
+        assert [e.amount for e in all_entries(conn)] == [5000]
 
 
 def test_reference_objects_keep_the_newest_version(engine: Engine) -> None:

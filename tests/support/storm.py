@@ -32,6 +32,7 @@ from ledger.storage.db import make_engine
 from ledger.storage.schema import inbox as inbox_table
 from ledger.storage.schema import ledger_entries
 from tests.support.histories import histories, storm_order
+from tests.support.ledger import all_entries
 from tests.support.redis_server import PrivateRedis, free_port
 from tests.support.stripe_sign import signature_header
 from tests.support.web import answers_health
@@ -210,7 +211,7 @@ def monthly_sums(engine: Engine) -> dict[MonthKey, int]:
     """Sum of every ledger row (reversals included) per month, category and currency."""
     sums: Counter[MonthKey] = Counter()
     with engine.connect() as conn:
-        for entry in store.all_entries(conn):
+        for entry in all_entries(conn):
             sums[(entry.effective_at.strftime("%Y-%m"), entry.category.value, entry.currency)] += (
                 entry.amount
             )

@@ -25,6 +25,7 @@ from ledger.storage.schema import inbox as inbox_table
 from scripts.cli import main
 from tests.support.databases import Templates
 from tests.support.histories import histories
+from tests.support.ledger import all_entries
 from tests.support.pipeline import drain
 from workers.queue import enqueue, enqueue_batches
 from workers.worker import SweepTiming
@@ -114,7 +115,7 @@ def test_a_crash_mid_batch_leaves_every_row_pending_and_no_entries(
         process_batch(engine, ids, max_attempts=MAX)
     assert statuses(engine) == {"pending": 80}
     with engine.connect() as conn:
-        assert store.all_entries(conn) == []
+        assert all_entries(conn) == []
     monkeypatch.undo()
     assert process_batch(engine, ids, max_attempts=MAX).counts == {"processed": 80}
     assert sum(ledger_keys(engine).values()) > 0
