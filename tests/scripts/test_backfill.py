@@ -413,7 +413,6 @@ def test_the_shim_runs_the_same_command() -> None:
     assert done.returncode == 0 and "--resume" in done.stdout
 
 
-@pytest.mark.slow
 def test_two_thousand_customers_with_three_years_of_changes(
     stripe_settings: Settings, engine: Engine, rsps: responses.RequestsMock
 ) -> None:
