@@ -104,7 +104,7 @@ def _unreadable(event: EventRecord, api_version: object) -> str | None:
     return None
 
 
-def row_values(raw: str, body: dict[str, Any], *, source: str = "webhook") -> dict[str, Any]:
+def _row_values(raw: str, body: dict[str, Any], *, source: str = "webhook") -> dict[str, Any]:
     """The inbox row for an event (see `store_events`): pending, or failed with the reason."""
     values: dict[str, Any] = {
         "event_id": body["id"],
@@ -155,11 +155,11 @@ def store_events(
     (see `storable_text`); an event that cannot be read further is still kept, marked failed
     with the reason, so nothing Stripe signed is ever dropped.
     """
-    return _insert(conn, [row_values(raw, body, source=source) for raw, body in events])
+    return _insert(conn, [_row_values(raw, body, source=source) for raw, body in events])
 
 
 def _insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Stored]:
-    """`store_events` for rows already built by `row_values`."""
+    """`store_events` for rows already built by `_row_values`."""
     if not rows:
         return []
     inserted = {
@@ -200,7 +200,7 @@ def store_durably(
     in autocommit: no BEGIN and COMMIT round trips; each calling thread keeps its connection
     in `threads` (one per process). SQLite's writers need their BEGIN IMMEDIATE.
     """
-    row = row_values(raw, body)
+    row = _row_values(raw, body)
     if engine.dialect.name != "postgresql":
         with engine.begin() as conn:
             return _insert(conn, [row])[0]
