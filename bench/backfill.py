@@ -76,7 +76,7 @@ def one_webhook_replay(url: str, account: Any) -> float:
     for customer_id, events in by_customer.items():
         with engine.begin() as conn:
             for event in events:
-                inbox.store_event(conn, inbox.dumps(event), event)
+                inbox.store_events(conn, [(inbox.dumps(event), event)])
         backfill_store.process_customer(engine, customer_id, max_attempts=1)
     seconds = time.perf_counter() - started
     engine.dispose()

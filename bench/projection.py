@@ -59,7 +59,8 @@ def _rss_mb() -> float:
 
 def child(mode: str, url: str) -> None:
     from ledger.reporting import projector
-    from ledger.reporting.balances import Projection
+    from ledger.reporting.balances import Posting, Projection
+    from ledger.rules.months import month_index
     from ledger.storage.db import make_engine
 
     engine = make_engine(url)
@@ -74,8 +75,13 @@ def child(mode: str, url: str) -> None:
         with engine.connect() as conn:
             projection = Projection()
             read = 0
-            for p in projector.postings(conn, projector.entry_columns()):
-                projection.add(p)
+            rows = projector.in_effective_order(conn, projector.entry_columns())
+            for customer_id, currency, category, amount, at in rows:
+                projection.add(
+                    Posting(
+                        customer_id, currency, category, amount, month_index(at), currency, amount
+                    )
+                )
                 read += 1
             projection.totals()
     seconds = time.perf_counter() - started

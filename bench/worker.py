@@ -40,6 +40,7 @@ from bench.common import database, fresh_databases, median
 from ledger.settings import Settings
 from ledger.storage import inbox
 from ledger.storage.db import UTCDateTime, make_engine
+from ledger.storage.schema import InboxStatus
 from ledger.storage.schema import inbox as inbox_table
 from tests.support.histories import histories, serialized
 from workers import runtime
@@ -89,7 +90,9 @@ def baseline_rows_per_s(engine: Engine, count: int, batch: int) -> float:
 
 def fill(engine: Engine, raws: list[str]) -> None:
     for start in range(0, len(raws), 2000):
-        inbox.store_events(engine, raws[start : start + 2000], source="bench")
+        with engine.begin() as conn:
+            events = [(raw, json.loads(raw)) for raw in raws[start : start + 2000]]
+            inbox.store_events(conn, events, source="bench")
 
 
 def drain(url: str, mode: str) -> float:
@@ -120,7 +123,7 @@ def drain(url: str, mode: str) -> float:
         elapsed = time.perf_counter() - started
         with runtime.engine().connect() as conn:
             pending = conn.execute(
-                select(func.count()).where(inbox_table.c.status == "pending")
+                select(func.count()).where(inbox_table.c.status == InboxStatus.PENDING)
             ).scalar_one()
         if pending:
             raise RuntimeError(f"{pending} inbox rows still pending after the drain")

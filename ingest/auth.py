@@ -89,7 +89,7 @@ def sign_in() -> str | BaseResponse:
 
 @auth.post("/sign-in")
 def sign_in_post() -> tuple[str, int] | BaseResponse:
-    email = request.form.get("email", "").strip().lower()[:254]
+    email = request.form.get("email", "").strip().lower()[: users.EMAIL_LIMIT]
     password = request.form.get("password", "")
     target = request.form.get("next", "")
     address = request.remote_addr or "unknown"

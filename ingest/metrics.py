@@ -35,6 +35,7 @@ from ingest.api import ApiError, _api_error, authorized
 from ingest.services import Services, services
 from ledger.reporting import projector
 from ledger.storage.inbox_stats import backlog
+from ledger.storage.schema import InboxStatus
 from workers.seen import queue_depth, workers_on
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,8 @@ class StateCollector(Collector):
             lag = projector.lag(conn)
         now = datetime.now(UTC)
         rows = GaugeMetricFamily("mrr_inbox_rows", "Inbox rows by status", labels=["status"])
-        for status in ("pending", "processed", "ignored", "failed"):
-            rows.add_metric([status], found.counts.get(status, 0))
+        for status in InboxStatus:
+            rows.add_metric([status.value], found.counts.get(status, 0))
         oldest = found.oldest_pending_at
         age = (now - oldest).total_seconds() if oldest is not None else 0.0
         last = found.last_received_at

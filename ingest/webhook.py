@@ -14,6 +14,7 @@ from ingest.metrics import count_webhook, timed
 from ingest.services import services
 from ledger.settings import SIGNATURE_TOLERANCE_SECONDS
 from ledger.storage import inbox
+from ledger.storage.schema import InboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def receive() -> tuple[Response, int]:
         count_webhook("storage_unavailable", 503)
         return jsonify(error="storage_unavailable", reason="the database is unavailable"), 503
 
-    if stored.inserted and stored.status == "pending":
+    if stored.inserted and stored.status == InboxStatus.PENDING:
         found.waker.poke()
     count_webhook("accepted" if stored.inserted else "duplicate", 200)
     return jsonify(

@@ -14,6 +14,7 @@ from ledger import logs
 from ledger.settings import ConfigError
 from ledger.storage import inbox
 from ledger.storage.db import make_engine
+from ledger.storage.schema import InboxStatus
 from scripts.app_role_cli import create_app_role_cmd
 from scripts.backfill_cli import backfill
 from scripts.explain_cli import explain_cmd
@@ -87,7 +88,7 @@ def requeue(older_than: int) -> None:
 
 
 @main.group(invoke_without_command=True)
-@click.option("--status", type=click.Choice(["pending", "processed", "ignored", "failed"]))
+@click.option("--status", type=click.Choice([s.value for s in InboxStatus]))
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
@@ -97,7 +98,9 @@ def inbox_cmd(ctx: click.Context, status: str | None, limit: int, as_json: bool)
         return
     engine = make_engine(load_settings().database_url)
     with engine.connect() as conn:
-        rows = inbox.list_rows(conn, status=status, limit=limit)
+        rows = inbox.list_rows(
+            conn, status=None if status is None else InboxStatus(status), limit=limit
+        )
         counts = inbox.status_counts(conn)
     for row in rows:
         if as_json:

@@ -17,6 +17,7 @@ from ledger.reporting import projector
 from ledger.settings import Settings
 from ledger.storage.db import make_engine
 from ledger.storage.inbox_stats import backlog, failure_reasons, last_processed_at
+from ledger.storage.schema import InboxStatus
 from scripts.settings_cli import load_settings
 from workers.queue import connect, make_queue
 from workers.seen import WorkerSeen, queue_depth, workers_on
@@ -42,7 +43,7 @@ class Status:
     """What the database and Redis say; None where a source could not be read."""
 
     checked_at: datetime
-    inbox: dict[str, int] | None = None
+    inbox: dict[InboxStatus, int] | None = None
     oldest_pending_age_seconds: float | None = None
     failed_last_day: dict[str, int] | None = None
     last_received_at: datetime | None = None

@@ -20,7 +20,7 @@ from rq import Queue
 
 from ingest.app import create_app
 from ledger.reporting import exports
-from ledger.reporting.balances import Projection, balances, posting
+from ledger.reporting.balances import Projection, balances
 from ledger.reporting.reports import CurrencyReport, Report, ReportQuery
 from ledger.rules.entries import DesiredEntry
 from ledger.rules.money import to_major
@@ -30,6 +30,7 @@ from ledger.settings import Settings
 from scripts.cli import main
 from tests.conftest import WEBHOOK_SECRET
 from tests.rules import builders as b
+from tests.support.ledger import posting
 from tests.support.pipeline import drain
 from tests.support.stripe_sign import signed
 

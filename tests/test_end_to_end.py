@@ -18,6 +18,7 @@ from ledger.storage import inbox, store
 from tests.conftest import WEBHOOK_SECRET
 from tests.rules import builders as b
 from tests.rules.fixtures import FIXTURES, load
+from tests.support.ledger import all_entries
 from tests.support.pipeline import drain
 from tests.support.stripe_sign import signed
 from workers import runtime
@@ -73,7 +74,7 @@ def tiered_subscription(event_id: str, customer: str, quantity: int) -> dict[str
 
 def store_one(engine: Engine, body: dict[str, Any]) -> int:
     with engine.begin() as conn:
-        return inbox.store_event(conn, inbox.dumps(body), body).inbox_id
+        return inbox.store_events(conn, [(inbox.dumps(body), body)])[0].inbox_id
 
 
 @responses.activate
@@ -109,7 +110,7 @@ def test_without_an_api_key_missing_tiers_fail_the_event_with_that_reason(
     assert outcome.status == "failed"
     with engine.connect() as conn:
         row = inbox.get(conn, inbox_id)
-        assert store.all_entries(conn) == []
+        assert all_entries(conn) == []
     assert row is not None and row.status == "failed" and row.attempts == 0
     assert "price_seats" in (row.error or "") and "tiers" in (row.error or "")
 
@@ -131,7 +132,7 @@ def test_a_coupon_that_arrives_after_its_discount_corrects_the_ledger(
         assert outcome.status == "processed", outcome.error
     with engine.connect() as conn:
         effective = [(e.category.value, e.amount) for e in store.in_effect(conn)]
-        reversals = [e for e in store.all_entries(conn) if e.reversal_of is not None]
+        reversals = [e for e in all_entries(conn) if e.reversal_of is not None]
     assert sorted(effective) == [("contraction", -5000), ("new", 10000)]
     assert all(r.cause_event_id == "evt_coupon" for r in reversals)
 

@@ -166,7 +166,7 @@ def test_the_cli_never_prints_a_secret(secret_settings: Settings) -> None:
     engine = make_engine(secret_settings.database_url)
     with engine.begin() as conn:  # something pending, so `requeue` has to reach Redis
         body = subscription_event("evt_1", "customer.subscription.created", NOW)
-        inbox.store_event(conn, inbox.dumps(body), body)
+        inbox.store_events(conn, [(inbox.dumps(body), body)])
     down = {**env, "DATABASE_URL": with_password("postgresql://mrr@127.0.0.1:1/mrr")}
     redis_down = {**env, "REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:1/0"}
     malformed = {**env, "DATABASE_URL": f"postgresql://mrr:{DB_PASSWORD}@127.0.0.1:port/mrr"}

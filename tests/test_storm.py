@@ -24,7 +24,6 @@ def reference_url(db_url: str, templates: Templates) -> Iterator[str]:
             yield stack.enter_context(templates.pg_copy())
 
 
-@pytest.mark.slow
 def test_a_storm_of_duplicates_kills_and_restarts_leaves_the_in_order_ledger(
     db_url: str, reference_url: str, tmp_path: Path
 ) -> None:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from rq import Queue
 from sqlalchemy import Engine
 
-from ledger.storage import bulk
+from ledger.storage import inbox
 from workers.queue import enqueue_batches
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ def requeue_pending(engine: Engine, queue: Queue, older_than: timedelta) -> int:
     after_id = 0
     while True:
         with engine.connect() as conn:
-            ids = bulk.pending_ids_after(conn, older_than=older_than, after_id=after_id, limit=PAGE)
+            ids = inbox.pending_ids(conn, older_than=older_than, after_id=after_id, limit=PAGE)
         if not ids:
             break
         queued += enqueue_batches(queue, ids)

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine
 
 from ledger.reporting import projector
 from ledger.reporting.fx import load_table
-from ledger.reporting.queries import BadFilter, parse_category, parse_id
+from ledger.reporting.queries import MAX_ID_LENGTH, BadFilter, parse_category, parse_id
 from ledger.reporting.reports import BadInput, parse_currency, parse_month
 from ledger.rules.entries import Category
 from ledger.rules.months import Month
@@ -28,7 +28,7 @@ def text_arg(name: str) -> str | None:
     value = request.args.get(name)
     if value is None or value.strip() == "":
         return None
-    if "\x00" in value or len(value) > 255:
+    if "\x00" in value or len(value) > MAX_ID_LENGTH:
         abort(404, f"{name} is not a value these pages know")
     return value.strip()
 

@@ -12,7 +12,7 @@ from ingest.pages.common import currencies, currency_arg, month_arg, now, text_a
 from ingest.services import services
 from ledger.reporting import customers as queries
 from ledger.reporting import profiles
-from ledger.reporting.queries import LedgerFilter, page
+from ledger.reporting.queries import MAX_ID_LENGTH, LedgerFilter, page
 from ledger.rules.months import Month
 
 customers = Blueprint("customers", __name__)
@@ -75,8 +75,8 @@ def customer_page(customer_id: str) -> str:
     _profiles_caught_up()
     moment = now()
     with services().engine.connect() as conn:
-        if len(customer_id) > 255 or not queries.known(conn, customer_id):
-            abort(404, f"no customer {customer_id[:255]} in the ledger or the inbox")
+        if len(customer_id) > MAX_ID_LENGTH or not queries.known(conn, customer_id):
+            abort(404, f"no customer {customer_id[:MAX_ID_LENGTH]} in the ledger or the inbox")
         rows = queries.rows_of(conn, customer_id)
         entries, more = page(conn, LedgerFilter(customer_id=customer_id), limit=ENTRIES_SHOWN)
         events = queries.events_of(conn, customer_id)

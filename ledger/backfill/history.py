@@ -47,7 +47,6 @@ EVENT_RETENTION_SECONDS = 30 * 86_400
 PREFIX = "bf_"
 
 Obj = dict[str, Any]
-ItemKey = tuple[str, str, int]  # (subscription item id, price id, quantity)
 
 
 def is_synthetic(event_id: str) -> bool:

@@ -20,8 +20,7 @@ from ledger.backfill.history import is_synthetic
 from ledger.rules.events import customer_of, parse_event
 from ledger.rules.timeline import replay_customer
 from ledger.storage import inbox, store
-from ledger.storage.db import dialect_insert
-from ledger.storage.schema import backfill_checkpoints
+from ledger.storage.schema import InboxStatus, backfill_checkpoints
 from ledger.storage.schema import inbox as inbox_table
 
 SYNTHETIC_SOURCE = "backfill"
@@ -57,58 +56,25 @@ def present_ids(conn: Connection, event_ids: Sequence[str]) -> set[str]:
 
 
 def store_bodies(conn: Connection, bodies: Iterable[dict[str, Any]]) -> tuple[int, int]:
-    """Store events once per id; returns (inserted, already present).
-
-    Real events go through `inbox.store_event`, exactly as the webhook stores them. Synthetic
-    ones (always well-formed) are inserted in one statement: same columns, same conflict rule.
-    """
-    inserted = present = 0
-    synthetic: list[dict[str, Any]] = []
-    for body in bodies:
-        if is_synthetic(str(body["id"])):
-            synthetic.append(body)
-            continue
-        stored = inbox.store_event(conn, inbox.dumps(body), body, source=EVENTS_API_SOURCE)
-        inserted += stored.inserted
-        present += not stored.inserted
-    added = _insert_synthetic(conn, synthetic)
-    return inserted + added, present + len(synthetic) - added
-
-
-def _insert_synthetic(conn: Connection, bodies: Sequence[dict[str, Any]]) -> int:
-    if not bodies:
-        return 0
-    now = datetime.now(UTC)
-    rows = []
-    for body in bodies:
-        event = parse_event(body)
-        rows.append(
-            {
-                "event_id": event.id,
-                "event_type": event.type,
-                "created": event.created,
-                "api_version": event.api_version,
-                "livemode": event.livemode,
-                "customer_id": customer_of(event),
-                "source": SYNTHETIC_SOURCE,
-                "received_at": now,
-                "status": "pending",
-                "attempts": 0,
-                "payload": inbox.dumps(body),
-            }
-        )
-    statement = (
-        dialect_insert(conn, inbox_table)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(inbox_table.c.id)
+    """Store events once per id, exactly as the webhook stores them; returns (inserted, already
+    present). Stripe's own events come from its events API, the others are synthesized."""
+    listed = list(bodies)
+    real = [b for b in listed if not is_synthetic(str(b["id"]))]
+    synthetic = [b for b in listed if is_synthetic(str(b["id"]))]
+    stored = inbox.store_events(conn, [(inbox.dumps(b), b) for b in real], source=EVENTS_API_SOURCE)
+    stored += inbox.store_events(
+        conn, [(inbox.dumps(b), b) for b in synthetic], source=SYNTHETIC_SOURCE
     )
-    return len(conn.execute(statement, rows).all())
+    inserted = sum(s.inserted for s in stored)
+    return inserted, len(stored) - inserted
 
 
 def _pending(conn: Connection, customer_id: str) -> list[int]:
     query = (
         select(inbox_table.c.id)
-        .where(inbox_table.c.customer_id == customer_id, inbox_table.c.status == "pending")
+        .where(
+            inbox_table.c.customer_id == customer_id, inbox_table.c.status == InboxStatus.PENDING
+        )
         .order_by(inbox_table.c.created, inbox_table.c.event_id)
     )
     return [int(i) for i in conn.execute(query).scalars()]
@@ -116,7 +82,7 @@ def _pending(conn: Connection, customer_id: str) -> list[int]:
 
 def _failures(conn: Connection, inbox_ids: Sequence[int]) -> list[str]:
     query = select(inbox_table.c.id, inbox_table.c.error).where(
-        inbox_table.c.id.in_(list(inbox_ids)), inbox_table.c.status == "failed"
+        inbox_table.c.id.in_(list(inbox_ids)), inbox_table.c.status == InboxStatus.FAILED
     )
     return [f"inbox {i}: {error}" for i, error in conn.execute(query).all()]
 
@@ -161,7 +127,7 @@ def pending_ids_of(conn: Connection, event_ids: Sequence[str]) -> list[int]:
     for start in range(0, len(ids), 500):
         query = select(inbox_table.c.id).where(
             inbox_table.c.event_id.in_(ids[start : start + 500]),
-            inbox_table.c.status == "pending",
+            inbox_table.c.status == InboxStatus.PENDING,
         )
         found.extend(int(i) for i in conn.execute(query).scalars())
     return sorted(found)
@@ -174,10 +140,10 @@ def would_append(
 
     Reversals are not listed; reference objects the rules would fetch count as missing.
     """
-    events = inbox.customer_events(conn, customer_id)
+    events = inbox.customer_events(conn, [customer_id]).get(customer_id, [])
     events += [parse_event(b) for b in new_bodies if customer_of(parse_event(b)) == customer_id]
     replay = replay_customer(customer_id, events, processing.StoredReferences(conn))
-    have = {e.key() for e in store.in_effect(conn, customer_id)}
+    have = {e.key() for e in store.in_effect(conn, [customer_id])}
     return [
         (e.category.value, e.amount, e.currency, e.effective_at.isoformat(), e.source_event_id)
         for e in replay.entries

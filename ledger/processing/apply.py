@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -18,7 +17,8 @@ from ledger.rules.events import EventRecord, MalformedEvent, customer_of
 from ledger.rules.invariants import BrokenInvariant
 from ledger.rules.payloads import RefusedInput
 from ledger.rules.timeline import MissingReference, is_relevant, references_in, replay_customer
-from ledger.storage import bulk, inbox, store
+from ledger.storage import inbox, store
+from ledger.storage.schema import InboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class StoredReferences:
 
 @dataclass(slots=True)
 class Outcome:
+    # An InboxStatus, or "missing" (no such row) or "done elsewhere" (another worker's).
     status: str
     appended: int = 0
     reversed: int = 0
@@ -136,9 +137,9 @@ def recompute_customer(
     An event the rules cannot read is marked failed and left out, so one bad payload does not
     stop every later event of the customer; if it is the event being processed, it fails.
     """
-    store.lock_customer(conn, customer_id)
+    store.lock_customers(conn, [customer_id])
     refs = StoredReferences(conn, fetch)
-    events = inbox.customer_events(conn, customer_id)
+    events = inbox.customer_events(conn, [customer_id]).get(customer_id, [])
     while True:
         try:
             replay = replay_customer(customer_id, events, refs)
@@ -161,13 +162,13 @@ def recompute_customer(
             inbox.mark_event_failed(conn, event.id, reason)
             events = [e for e in events if e.id != event.id]
     store.record_dependencies(conn, customer_id, replay.depends_on)
-    return store.apply(conn, customer_id, replay.entries, cause_event_id)
+    return store.apply(conn, [store.DesiredLedger(customer_id, replay.entries, cause_event_id)])
 
 
 def apply_event(conn: Connection, event: EventRecord, fetch: Fetcher | None = None) -> Outcome:
     """Everything one event changes, inside the caller's transaction."""
     if not is_relevant(event.type):
-        return Outcome(status="ignored")
+        return Outcome(status=InboxStatus.IGNORED)
     affected: set[str] = set()
     try:
         carried = references_in(event)
@@ -180,7 +181,7 @@ def apply_event(conn: Connection, event: EventRecord, fetch: Fetcher | None = No
     own = customer_of(event)
     if own is not None:
         affected.add(own)
-    outcome = Outcome(status="processed", customers=sorted(affected))
+    outcome = Outcome(status=InboxStatus.PROCESSED, customers=sorted(affected))
     for customer_id in outcome.customers:
         try:
             applied = recompute_customer(conn, customer_id, event.id, fetch)
@@ -204,17 +205,17 @@ def process_inbox_row(
             row = inbox.get(conn, inbox_id)
             if row is None:
                 return Outcome(status="missing", error=f"no inbox row {inbox_id}")
-            if row.status != "pending":
+            if row.status != InboxStatus.PENDING:
                 return Outcome(status=row.status)
             outcome = apply_event(conn, row.event(), fetch)
-            inbox.mark(conn, inbox_id, outcome.status)
+            inbox.mark(conn, [inbox_id], InboxStatus(outcome.status))
             return outcome
     except (Unprocessable, MalformedEvent, MissingReference) as final:
         return _fail(engine, inbox_id, str(final))
     except Exception as problem:
         # Only a row still pending is touched: another worker may have processed it meanwhile.
         with engine.begin() as conn:
-            attempts = bulk.count_attempt_if_pending(conn, inbox_id)
+            attempts = inbox.count_attempt_if_pending(conn, inbox_id)
         reason = _short_reason(problem)
         if attempts is None:
             return Outcome(status="done elsewhere")
@@ -238,9 +239,9 @@ def process_inbox_row(
 
 def _fail(engine: Engine, inbox_id: int, reason: str) -> Outcome:
     with engine.begin() as conn:
-        bulk.fail_if_pending(conn, inbox_id, reason)
+        inbox.fail_if_pending(conn, inbox_id, reason)
     log.warning("inbox %s marked failed: %s", inbox_id, reason, extra={"inbox_id": inbox_id})
-    return Outcome(status="failed", error=reason)
+    return Outcome(status=InboxStatus.FAILED, error=reason)
 
 
 # --- batches ------------------------------------------------------------------------------
@@ -314,7 +315,7 @@ def _one_by_one(
     except Exception:
         outcome.retry.append(inbox_id)
         return outcome
-    if single.status in ("processed", "ignored", "failed"):
+    if single.status in (InboxStatus.PROCESSED, InboxStatus.IGNORED, InboxStatus.FAILED):
         outcome.count(single.status)
     outcome.appended += single.appended
     outcome.reversed += single.reversed
@@ -329,9 +330,9 @@ def _run_batch(
     claimed: list[int],
 ) -> BatchOutcome:
     extra, customer_rows = claim
-    rows = bulk.claim_pending(conn, inbox_ids, extra)
+    rows = inbox.claim_pending(conn, inbox_ids, extra)
     owners = [row.customer_id for row in rows if row.customer_id is not None]
-    rows += bulk.claim_customers_pending(conn, owners, [row.id for row in rows], customer_rows)
+    rows += inbox.claim_customers_pending(conn, owners, [row.id for row in rows], customer_rows)
     claimed += [row.id for row in rows]
     outcome = BatchOutcome()
     relevant: list[tuple[int, EventRecord]] = []
@@ -340,8 +341,8 @@ def _run_batch(
         try:
             event = row.event()
         except MalformedEvent as problem:
-            inbox.mark(conn, row.id, "failed", f"malformed event: {problem}"[:4000])
-            outcome.count("failed")
+            inbox.mark(conn, [row.id], InboxStatus.FAILED, f"malformed event: {problem}")
+            outcome.count(InboxStatus.FAILED)
             continue
         if is_relevant(event.type):
             relevant.append((row.id, event))
@@ -359,24 +360,19 @@ def _run_batch(
         if own is not None:
             cause[own] = event.id
     affected = sorted(cause)
-    bulk.lock_customers(conn, affected)
-    events = bulk.customers_events(conn, affected, {e.id: e for _, e in relevant})
-    current = bulk.in_effect_by_customer(conn, affected)
+    store.lock_customers(conn, affected)
+    events = inbox.customer_events(conn, affected, {e.id: e for _, e in relevant})
     refs = StoredReferences(conn, fetch)
-    now = datetime.now(UTC)
-    new_rows: list[dict[str, Any]] = []
+    desired: list[store.DesiredLedger] = []
     for customer_id in affected:
         replay = replay_customer(customer_id, events.get(customer_id, []), refs)
         store.record_dependencies(conn, customer_id, replay.depends_on)
-        new_rows += store.diff_rows(
-            current.get(customer_id, []), replay.entries, cause[customer_id], now
-        )
-    bulk.append_rows(conn, new_rows)
-    reversals = sum(1 for row in new_rows if row["reversal_of"] is not None)
-    outcome.appended += len(new_rows) - reversals
-    outcome.reversed += reversals
-    bulk.mark_many(conn, [inbox_id for inbox_id, _ in relevant], "processed")
-    bulk.mark_many(conn, ignored, "ignored")
-    outcome.count("processed", len(relevant))
-    outcome.count("ignored", len(ignored))
+        desired.append(store.DesiredLedger(customer_id, replay.entries, cause[customer_id]))
+    applied = store.apply(conn, desired)
+    outcome.appended += applied.appended
+    outcome.reversed += applied.reversed
+    inbox.mark(conn, [inbox_id for inbox_id, _ in relevant], InboxStatus.PROCESSED)
+    inbox.mark(conn, ignored, InboxStatus.IGNORED)
+    outcome.count(InboxStatus.PROCESSED, len(relevant))
+    outcome.count(InboxStatus.IGNORED, len(ignored))
     return outcome

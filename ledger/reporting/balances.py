@@ -26,15 +26,14 @@ __all__ = [
     "ACTIVE_WEIGHTS",
     "DELINQUENT_WEIGHTS",
     "MOVEMENTS",
+    "CustomerAtMonthEnd",
     "MonthBalance",
     "MonthTotals",
     "Posting",
     "Projection",
-    "Standing",
     "balances",
+    "count_changes",
     "customer_changes",
-    "posting",
-    "standing_changes",
 ]
 
 # Movement columns, in the order the report lists them.
@@ -66,10 +65,6 @@ class Posting(NamedTuple):
     report_amount: int
 
 
-def posting(customer_id: str, currency: str, category: str, amount: int, month: int) -> Posting:
-    return Posting(customer_id, currency, category, amount, month, currency, amount)
-
-
 @dataclass(frozen=True, slots=True)
 class MonthTotals:
     """What one month adds to one currency's balances: movements and customer count changes.
@@ -89,7 +84,7 @@ class MonthTotals:
         return self.movements[_SLOT[category.value]]
 
 
-class Standing(NamedTuple):
+class CustomerAtMonthEnd(NamedTuple):
     """A customer at a month end: counted (active MRR > 0), delinquent MRR > 0, and where."""
 
     active: bool
@@ -97,7 +92,9 @@ class Standing(NamedTuple):
     bucket: str
 
 
-def standing_changes(before: Standing, after: Standing) -> list[tuple[str, int, int]]:
+def count_changes(
+    before: CustomerAtMonthEnd, after: CustomerAtMonthEnd
+) -> list[tuple[str, int, int]]:
     """How a customer's move between two month ends changes (bucket, count, lost) figures."""
     moved = before.bucket != after.bucket
     changes: list[tuple[str, int, int]] = []
@@ -117,10 +114,10 @@ class _Customer:
         self.active = 0
         self.delinquent = 0
         self.bucket = bucket
-        self.before = Standing(False, False, bucket)
+        self.before = CustomerAtMonthEnd(False, False, bucket)
 
-    def standing(self) -> Standing:
-        return Standing(self.active > 0, self.delinquent > 0, self.bucket)
+    def at_month_end(self) -> CustomerAtMonthEnd:
+        return CustomerAtMonthEnd(self.active > 0, self.delinquent > 0, self.bucket)
 
 
 class Projection:
@@ -169,8 +166,8 @@ class Projection:
             return
         for key in self._touched:
             customer = self._customers[key]
-            after = customer.standing()
-            for bucket, change, lost in standing_changes(customer.before, after):
+            after = customer.at_month_end()
+            for bucket, change, lost in count_changes(customer.before, after):
                 row = self._sums.setdefault((bucket, self._month), [0] * _WIDTH)
                 row[_CHANGE] += change
                 row[_LOST] += lost
@@ -195,14 +192,14 @@ def customer_changes(
     """One customer's (count change, lost) per month, from its active and delinquent movements
     per month index (as `_ACTIVE`/`_DELINQUENT` weigh them)."""
     active = delinquent = 0
-    before = Standing(False, False, currency)
+    before = CustomerAtMonthEnd(False, False, currency)
     changes: dict[int, tuple[int, int]] = {}
     for month in sorted(history):
         active_delta, delinquent_delta = history[month]
         active += active_delta
         delinquent += delinquent_delta
-        after = Standing(active > 0, delinquent > 0, currency)
-        for _bucket, change, lost in standing_changes(before, after):
+        after = CustomerAtMonthEnd(active > 0, delinquent > 0, currency)
+        for _bucket, change, lost in count_changes(before, after):
             count, gone = changes.get(month, (0, 0))
             changes[month] = (count + change, gone + lost)
         before = after

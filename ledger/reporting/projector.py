@@ -40,7 +40,6 @@ from ledger.reporting.balances import (
     DELINQUENT_WEIGHTS,
     MOVEMENTS,
     MonthTotals,
-    Posting,
     customer_changes,
     effects,
 )
@@ -61,7 +60,6 @@ __all__ = [
     "entry_columns",
     "in_effective_order",
     "lag",
-    "postings",
     "replay",
     "stored_currencies",
     "stored_totals",
@@ -171,14 +169,6 @@ def _stream(conn: Connection, query: Select[EntryRow]) -> Iterator[EntryRow]:
 def in_effective_order(conn: Connection, query: Select[EntryRow]) -> Iterator[EntryRow]:
     """Rows of `query` (built on `entry_columns`), streamed in effective order."""
     return _stream(conn, query.order_by(ledger_entries.c.effective_at, ledger_entries.c.id))
-
-
-def postings(conn: Connection, query: Select[EntryRow]) -> Iterator[Posting]:
-    """Rows of `query` (built on `entry_columns`) as postings, in effective order."""
-    for customer_id, currency, category, amount, effective_at in in_effective_order(conn, query):
-        yield Posting(
-            customer_id, currency, category, amount, month_index(effective_at), currency, amount
-        )
 
 
 # --- checkpoint and horizon ------------------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
 
 from ledger.storage.inbox import InboxRow, row_from_mapping
-from ledger.storage.schema import inbox
+from ledger.storage.schema import InboxStatus, inbox
 
 STALE_AFTER = timedelta(minutes=5)
 
@@ -26,15 +26,15 @@ class Quality:
 
 
 def _troubled(now: datetime) -> ColumnElement[bool]:
-    stale = and_(inbox.c.status == "pending", inbox.c.received_at <= now - STALE_AFTER)
-    return or_(inbox.c.status == "failed", stale)
+    stale = and_(inbox.c.status == InboxStatus.PENDING, inbox.c.received_at <= now - STALE_AFTER)
+    return or_(inbox.c.status == InboxStatus.FAILED, stale)
 
 
 def quality(conn: Connection, now: datetime, shown: int = 5) -> Quality:
     counts = conn.execute(
         select(inbox.c.status, func.count()).where(_troubled(now)).group_by(inbox.c.status)
     ).all()
-    by_status = {str(status): int(n) for status, n in counts}
+    by_status: dict[InboxStatus, int] = {status: int(n) for status, n in counts}
     customers = (
         select(inbox.c.customer_id)
         .where(_troubled(now), inbox.c.customer_id.is_not(None))
@@ -49,8 +49,8 @@ def quality(conn: Connection, now: datetime, shown: int = 5) -> Quality:
         ).scalars()
     ]
     return Quality(
-        failed=by_status.get("failed", 0),
-        stale_pending=by_status.get("pending", 0),
+        failed=by_status.get(InboxStatus.FAILED, 0),
+        stale_pending=by_status.get(InboxStatus.PENDING, 0),
         customers=first,
         more_customers=max(0, total - len(first)),
     )

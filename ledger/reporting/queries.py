@@ -14,10 +14,12 @@ from sqlalchemy.orm import aliased
 
 from ledger.rules.entries import Category
 from ledger.rules.months import Month
-from ledger.storage.schema import ledger_entries
+from ledger.storage.schema import ledger_entries, text_limit
 from ledger.storage.store import StoredEntry, entry_from_row
 
-MAX_ID_LENGTH = 255
+MAX_ID_LENGTH = min(
+    text_limit(ledger_entries.c.customer_id), text_limit(ledger_entries.c.subscription_id)
+)
 _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]+")
 _CURSOR = re.compile(r"after:([1-9][0-9]{0,18})")
 
@@ -46,8 +48,8 @@ class LedgerRow(StoredEntry):
 
 
 def parse_id(text: str, name: str) -> str:
-    """A Stripe id filter: printable and at most 255 characters (anything else matches nothing
-    stored, and PostgreSQL refuses NUL bytes outright)."""
+    """A Stripe id filter: printable and at most MAX_ID_LENGTH characters (anything else matches
+    nothing stored, and PostgreSQL refuses NUL bytes outright)."""
     if not text or len(text) > MAX_ID_LENGTH or not _PRINTABLE.fullmatch(text):
         raise BadFilter(name, f"{name} must be 1-{MAX_ID_LENGTH} printable characters")
     return text

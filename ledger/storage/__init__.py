@@ -1,6 +1,19 @@
 """The database: engine (`db`), tables (`schema`), migrations (`migrate`), the inbox of stored
-Stripe events (`inbox`), the append-only ledger (`store`), its hash chain (`chain`) and the
-restricted application role (`app_role`). Imports the rules, never reporting or processing.
+Stripe events (`inbox`; its PostgreSQL-only webhook insert in `pg_prepared`; operators' figures
+in `inbox_stats`), the append-only ledger (`store`), its hash chain (`chain`), the workspace's
+users (`users`) and the restricted application role (`app_role`). Imports the rules, never
+reporting or processing.
 """
 
-__all__ = ["app_role", "bulk", "chain", "db", "inbox", "migrate", "schema", "store"]
+__all__ = [
+    "app_role",
+    "chain",
+    "db",
+    "inbox",
+    "inbox_stats",
+    "migrate",
+    "pg_prepared",
+    "schema",
+    "store",
+    "users",
+]

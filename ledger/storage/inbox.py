@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import threading
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
-from psycopg import pq
-from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import PoolProxiedConnection
 
 from ledger.rules.events import EventRecord, MalformedEvent, customer_of, parse_event
-from ledger.storage.schema import inbox
+from ledger.storage.pg_prepared import PreparedInsert
+from ledger.storage.schema import InboxStatus, inbox, text_limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +27,7 @@ class InboxRow:
     created: int
     customer_id: str | None
     source: str
-    status: str
+    status: InboxStatus
     attempts: int
     error: str | None
     received_at: datetime
@@ -45,13 +41,18 @@ class InboxRow:
 class Stored:
     inbox_id: int
     inserted: bool
-    status: str
+    status: InboxStatus
 
 
-# Column limits (ledger/storage/schema.py) and PostgreSQL's BIGINT: what a stored event's header
-# fields must fit, or the insert fails in the database on every redelivery.
-TEXT_LIMITS = {"event_id": 255, "event_type": 255, "customer_id": 255, "api_version": 64}
+# Column limits and PostgreSQL's BIGINT: what a stored event's header fields must fit, or the
+# insert fails in the database on every redelivery.
+TEXT_LIMITS = {
+    name: text_limit(inbox.c[name])
+    for name in ("event_id", "event_type", "customer_id", "api_version")
+}
 BIGINT = range(-(2**63), 2**63)
+# Errors are kept short: a reason, not a dump.
+ERROR_CHARS = 4000
 # Stripe's API versions: a date, then from 2024-09-30 a release name ("2025-03-31.basil").
 API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
 # Built once: the values come as parameters, so each write reuses the compiled statement
@@ -63,6 +64,14 @@ _INSERT = {
     .returning(inbox.c.id, inbox.c.event_id)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
+# The webhook's one-row insert on PostgreSQL (see store_durably).
+_PREPARED_INSERT = PreparedInsert(
+    "mrr_inbox_insert",
+    _INSERT["postgresql"].values(
+        {c.name: bindparam(c.name) for c in inbox.columns if c.name not in ("id", "processed_at")}
+    ),
+    select(inbox.c.id, inbox.c.status).where(inbox.c.event_id == bindparam("event_id")),
+)
 
 
 def storable_text(value: object, limit: int) -> bool:
@@ -95,20 +104,8 @@ def _unreadable(event: EventRecord, api_version: object) -> str | None:
     return None
 
 
-def store_event(
-    conn: Connection, raw: str, body: dict[str, Any], *, source: str = "webhook"
-) -> Stored:
-    """Insert an event once; a second delivery of the same id finds the first row.
-
-    `body` must be a JSON object with a string `id` (see `storable_text`). An event that cannot
-    be read further is still kept, marked failed with the reason, so nothing Stripe signed is
-    ever dropped.
-    """
-    return store_rows(conn, [row_values(raw, body, source=source)])[0]
-
-
-def row_values(raw: str, body: dict[str, Any], *, source: str = "webhook") -> dict[str, Any]:
-    """The inbox row for an event (see `store_event`): pending, or failed with the reason."""
+def _row_values(raw: str, body: dict[str, Any], *, source: str = "webhook") -> dict[str, Any]:
+    """The inbox row for an event (see `store_events`): pending, or failed with the reason."""
     values: dict[str, Any] = {
         "event_id": body["id"],
         "source": source,
@@ -124,14 +121,16 @@ def row_values(raw: str, body: dict[str, Any], *, source: str = "webhook") -> di
     except MalformedEvent as problem:
         created, kind = body.get("created"), body.get("type")
         return values | {
-            "event_type": kind if kind and storable_text(kind, 255) else "unknown",
+            "event_type": kind
+            if kind and storable_text(kind, TEXT_LIMITS["event_type"])
+            else "unknown",
             "created": created
             if isinstance(created, int) and not isinstance(created, bool) and created in BIGINT
             else 0,
             "api_version": None,
             "livemode": False,
             "customer_id": None,
-            "status": "failed",
+            "status": InboxStatus.FAILED,
             "error": f"malformed event: {problem}",
         }
     return values | {
@@ -140,15 +139,27 @@ def row_values(raw: str, body: dict[str, Any], *, source: str = "webhook") -> di
         "api_version": event.api_version,
         "livemode": event.livemode,
         "customer_id": customer_of(event),
-        "status": "pending",
+        "status": InboxStatus.PENDING,
         "error": None,
     }
 
 
-def store_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Stored]:
-    """Insert `row_values` rows in one statement, each event id once: for each row, in order,
-    where it is stored and whether this call inserted it (the first copy of an id in `rows`
-    that was not stored before)."""
+def store_events(
+    conn: Connection, events: Sequence[tuple[str, dict[str, Any]]], *, source: str = "webhook"
+) -> list[Stored]:
+    """Insert events, each given as its raw text and its parsed body, in one statement.
+
+    Each event id is stored once: a second delivery of the same id finds the first row. For each
+    event, in order: where it is stored and whether this call inserted it (the first copy of an
+    id in `events` that was not stored before). A body must be a JSON object with a string `id`
+    (see `storable_text`); an event that cannot be read further is still kept, marked failed
+    with the reason, so nothing Stripe signed is ever dropped.
+    """
+    return _insert(conn, [_row_values(raw, body, source=source) for raw, body in events])
+
+
+def _insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Stored]:
+    """`store_events` for rows already built by `_row_values`."""
     if not rows:
         return []
     inserted = {
@@ -158,7 +169,7 @@ def store_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Stored]
     missing = {str(r["event_id"]) for r in rows} - inserted.keys()
     existing = (
         {
-            str(found.event_id): Stored(int(found.id), False, str(found.status))
+            str(found.event_id): Stored(int(found.id), False, found.status)
             for found in conn.execute(
                 select(inbox.c.event_id, inbox.c.id, inbox.c.status).where(
                     inbox.c.event_id.in_(sorted(missing))
@@ -174,128 +185,29 @@ def store_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Stored]
         if event_id in existing:
             stored.append(existing[event_id])
         else:
-            stored.append(Stored(inserted[event_id], True, str(row["status"])))
-            existing[event_id] = Stored(inserted[event_id], False, str(row["status"]))
+            stored.append(Stored(inserted[event_id], True, row["status"]))
+            existing[event_id] = Stored(inserted[event_id], False, row["status"])
     return stored
 
 
 def store_durably(
     engine: Engine, raw: str, body: dict[str, Any], threads: threading.local
 ) -> Stored:
-    """`store_event` committed before returning, in as few round trips as the database allows.
+    """One event stored as `store_events` does, committed before returning, in as few round
+    trips as the database allows.
 
     On PostgreSQL the single INSERT ... ON CONFLICT DO NOTHING is atomic by itself, so it runs
     in autocommit: no BEGIN and COMMIT round trips; each calling thread keeps its connection
     in `threads` (one per process). SQLite's writers need their BEGIN IMMEDIATE.
     """
-    row = row_values(raw, body)
+    row = _row_values(raw, body)
     if engine.dialect.name != "postgresql":
         with engine.begin() as conn:
-            return store_rows(conn, [row])[0]
-    return _store_autocommit(engine, row, threads)
-
-
-def _store_autocommit(engine: Engine, row: dict[str, Any], threads: threading.local) -> Stored:
-    """One row on this thread's own connection from the pool, kept in autocommit, through
-    libpq's prepared-statement call (`psycopg.pq`, one blocking call that releases the GIL)
-    with the values as text: SQLAlchemy's execution layer and the pool's checkouts took as much
-    CPU as the rest of a webhook, and psycopg's cursor a third of what remained
-    (bench/ingest.py). Errors come out as SQLAlchemy's; a connection the server dropped leaves
-    the pool, and the next call takes a new one with the statement prepared again."""
-    sql = _autocommit_sql(engine.dialect)
-    error = engine.dialect.loaded_dbapi.Error
-    fairy: PoolProxiedConnection | None = getattr(threads, "inbox_connection", None)
-    try:
-        if fairy is None or not fairy.is_valid:
-            fairy = threads.inbox_connection = engine.raw_connection()
-            fairy.driver_connection.autocommit = True  # type: ignore[union-attr]
-        pgconn: pq.abc.PGconn = fairy.driver_connection.pgconn  # type: ignore[union-attr]
-        # Marked on the connection, not the thread: a connection another thread left in the
-        # pool has its statement already.
-        if fairy.info.get(_INSERT_NAME) is not pgconn:
-            _answer(pgconn, pgconn.prepare(_INSERT_NAME, sql.insert))
-            fairy.info[_INSERT_NAME] = pgconn
-        values = [
-            _text(row[name] if (process := sql.processors[name]) is None else process(row[name]))
-            for name in sql.columns
-        ]
-        # None is SQL NULL to libpq, whatever psycopg's stub says.
-        inserted = _answer(pgconn, pgconn.exec_prepared(_INSERT_NAME, values))  # type: ignore[arg-type]
-        if inserted.ntuples:
-            return Stored(int(inserted.get_value(0, 0) or b""), True, str(row["status"]))
-        found = _answer(pgconn, pgconn.exec_params(sql.lookup, [_text(row["event_id"])]))
-        return Stored(
-            int(found.get_value(0, 0) or b""), False, bytes(found.get_value(0, 1) or b"").decode()
-        )
-    except error as problem:
-        driver = getattr(fairy, "driver_connection", None)
-        dropped = engine.dialect.is_disconnect(problem, driver, None) or (
-            driver is not None and driver.pgconn.status == pq.ConnStatus.BAD
-        )
-        if fairy is not None and fairy.is_valid and dropped:
-            fairy.invalidate(problem)
-        raise DBAPIError.instance(
-            sql.insert.decode(), None, problem, error, hide_parameters=True
-        ) from problem
-
-
-_INSERT_NAME = b"mrr_inbox_insert"
-
-
-@dataclass(frozen=True, slots=True)
-class _AutocommitSql:
-    insert: bytes
-    lookup: bytes
-    columns: tuple[str, ...]
-    processors: dict[str, Any]
-
-
-@functools.cache
-def _autocommit_sql(dialect: Dialect) -> _AutocommitSql:
-    """The INSERT and the lookup of an existing row with `$n` parameters, the INSERT's columns
-    in parameter order, and each column's bind processor."""
-    numbered = type(dialect)(paramstyle="numeric_dollar")  # type: ignore[call-arg]
-    columns = [c for c in inbox.columns if c.name not in ("id", "processed_at")]
-    insert = _INSERT[dialect.name].values({c.name: bindparam(c.name) for c in columns})
-    lookup = select(inbox.c.id, inbox.c.status).where(inbox.c.event_id == bindparam("event_id"))
-    compiled = insert.compile(dialect=numbered)
-    return _AutocommitSql(
-        insert=str(compiled).encode(),
-        lookup=str(lookup.compile(dialect=numbered)).encode(),
-        columns=tuple(compiled.positiontup or ()),
-        processors={c.name: c.type.bind_processor(dialect) for c in columns},
-    )
-
-
-def _text(value: object) -> bytes | None:
-    """A parameter in PostgreSQL's text format (the statement's casts give the types)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return b"t" if value else b"f"
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, int):
-        return str(value).encode()
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ").encode()
-    raise TypeError(f"no text form for {type(value).__name__}")
-
-
-def _answer(pgconn: pq.abc.PGconn, result: pq.abc.PGresult) -> pq.abc.PGresult:
-    """The result, or psycopg's exception for it."""
-    if result.status in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
-        return result
-    if pgconn.status == pq.ConnStatus.BAD:
-        reason = result.error_message.decode(errors="replace")
-        raise psycopg.OperationalError(f"the connection to the database was lost: {reason}")
-    raise psycopg.errors.error_from_result(result, encoding="utf-8")
-
-
-def store_events(engine: Engine, raws: Sequence[str], *, source: str) -> list[Stored]:
-    """Store many already-serialized events in one transaction (backfill, benchmarks)."""
-    with engine.begin() as conn:
-        return store_rows(conn, [row_values(raw, json.loads(raw), source=source) for raw in raws])
+            return _insert(conn, [row])[0]
+    # The insert returns (id, event_id), the lookup of the row in its way (id, status).
+    inserted, (inbox_id, other) = _PREPARED_INSERT.run(engine, row, threads)
+    status = row["status"] if inserted else InboxStatus(str(other))
+    return Stored(int(str(inbox_id)), inserted, status)
 
 
 def dumps(body: dict[str, Any]) -> str:
@@ -312,7 +224,7 @@ def get(conn: Connection, inbox_id: int) -> InboxRow | None:
 
 
 def list_rows(
-    conn: Connection, *, status: str | None = None, limit: int = 100, after_id: int = 0
+    conn: Connection, *, status: InboxStatus | None = None, limit: int = 100, after_id: int = 0
 ) -> list[InboxRow]:
     query = select(inbox).where(inbox.c.id > after_id).order_by(inbox.c.id).limit(limit)
     if status is not None:
@@ -320,60 +232,170 @@ def list_rows(
     return [row_from_mapping(m) for m in conn.execute(query).mappings()]
 
 
-def customer_events(conn: Connection, customer_id: str) -> list[EventRecord]:
-    """Every readable event stored for a customer, whatever its processing status."""
-    rows = conn.execute(
-        select(inbox.c.payload)
-        .where(inbox.c.customer_id == customer_id, inbox.c.status != "failed")
-        .order_by(inbox.c.created, inbox.c.event_id)
-    ).scalars()
-    return [parse_event(payload) for payload in rows]
+def claim_pending(conn: Connection, inbox_ids: Sequence[int], extra: int = 0) -> list[InboxRow]:
+    """The pending rows among `inbox_ids`, plus up to `extra` other fresh pending rows.
 
-
-def mark(conn: Connection, inbox_id: int, status: str, error: str | None = None) -> None:
-    conn.execute(
-        update(inbox)
-        .where(inbox.c.id == inbox_id)
-        .values(status=status, error=error, processed_at=datetime.now(UTC))
+    PostgreSQL: rows are locked FOR UPDATE SKIP LOCKED, so a row another worker is processing
+    is left to it and concurrent batches never wait on each other here. SQLite: the whole
+    database is write-locked by BEGIN IMMEDIATE already. Extra rows are only ones never tried
+    (attempts = 0), so a row waiting for its retry keeps its backoff.
+    """
+    postgres = conn.dialect.name == "postgresql"
+    query = select(inbox).where(
+        inbox.c.id.in_(list(inbox_ids)), inbox.c.status == InboxStatus.PENDING
     )
+    if postgres:
+        query = query.order_by(inbox.c.id).with_for_update(skip_locked=True)
+    rows = [row_from_mapping(m) for m in conn.execute(query).mappings()]
+    if extra > 0:
+        more = (
+            select(inbox)
+            .where(
+                inbox.c.status == InboxStatus.PENDING,
+                inbox.c.attempts == 0,
+                inbox.c.id.not_in(list(inbox_ids)),
+            )
+            .order_by(inbox.c.id)
+            .limit(extra)
+        )
+        if postgres:
+            more = more.with_for_update(skip_locked=True)
+        rows += [row_from_mapping(m) for m in conn.execute(more).mappings()]
+    return rows
+
+
+def claim_customers_pending(
+    conn: Connection, customer_ids: Collection[str], exclude: Sequence[int], limit: int
+) -> list[InboxRow]:
+    """Other fresh pending rows of these customers, up to `limit` (locked as in claim_pending).
+
+    Processing a customer replays all its stored events anyway, so its other pending rows
+    cost nothing more in the same batch, and the customer is then recomputed once, not once
+    per batch that holds one of its events.
+    """
+    if not customer_ids or limit <= 0:
+        return []
+    query = (
+        select(inbox)
+        .where(
+            inbox.c.customer_id.in_(sorted(set(customer_ids))),
+            inbox.c.status == InboxStatus.PENDING,
+            inbox.c.attempts == 0,
+            inbox.c.id.not_in(list(exclude)),
+        )
+        .order_by(inbox.c.customer_id, inbox.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return [row_from_mapping(m) for m in conn.execute(query).mappings()]
+
+
+def customer_events(
+    conn: Connection,
+    customer_ids: Collection[str],
+    parsed: Mapping[str, EventRecord] | None = None,
+) -> dict[str, list[EventRecord]]:
+    """Every readable event stored for each customer, whatever its processing status, in the
+    order the rules replay them; a customer with none is absent.
+
+    `parsed`: events already read, by event id (a batch's own rows), not parsed again.
+    """
+    if not customer_ids:
+        return {}
+    known = parsed or {}
+    found: dict[str, list[EventRecord]] = defaultdict(list)
+    rows = conn.execute(
+        select(inbox.c.customer_id, inbox.c.event_id, inbox.c.payload)
+        .where(inbox.c.customer_id.in_(list(customer_ids)), inbox.c.status != InboxStatus.FAILED)
+        .order_by(inbox.c.customer_id, inbox.c.created, inbox.c.event_id)
+    )
+    for customer_id, event_id, payload in rows:
+        event = known.get(event_id)
+        found[customer_id].append(parse_event(payload) if event is None else event)
+    return dict(found)
+
+
+def mark(
+    conn: Connection, inbox_ids: Collection[int], status: InboxStatus, error: str | None = None
+) -> None:
+    """Set the status (and the error, if any) of these rows, in one UPDATE."""
+    if inbox_ids:
+        conn.execute(
+            update(inbox)
+            .where(inbox.c.id.in_(list(inbox_ids)))
+            .values(status=status, error=_error(error), processed_at=datetime.now(UTC))
+        )
 
 
 def mark_event_failed(conn: Connection, event_id: str, error: str) -> None:
     """Fail a stored event found unreadable while another event was being processed."""
     conn.execute(
         update(inbox)
-        .where(inbox.c.event_id == event_id, inbox.c.status != "failed")
-        .values(status="failed", error=error[:4000], processed_at=datetime.now(UTC))
+        .where(inbox.c.event_id == event_id, inbox.c.status != InboxStatus.FAILED)
+        .values(status=InboxStatus.FAILED, error=_error(error), processed_at=datetime.now(UTC))
     )
+
+
+def count_attempt_if_pending(conn: Connection, inbox_id: int) -> int | None:
+    """Count a failed attempt; None if the row is no longer pending (someone processed it)."""
+    found = conn.execute(
+        update(inbox)
+        .where(inbox.c.id == inbox_id, inbox.c.status == InboxStatus.PENDING)
+        .values(attempts=inbox.c.attempts + 1)
+        .returning(inbox.c.attempts)
+    ).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
+def fail_if_pending(conn: Connection, inbox_id: int, reason: str) -> None:
+    """Mark a row failed unless another worker has finished it meanwhile."""
+    conn.execute(
+        update(inbox)
+        .where(inbox.c.id == inbox_id, inbox.c.status == InboxStatus.PENDING)
+        .values(status=InboxStatus.FAILED, error=_error(reason), processed_at=datetime.now(UTC))
+    )
+
+
+def _error(text: str | None) -> str | None:
+    """An error as stored: its first ERROR_CHARS characters."""
+    return None if text is None else text[:ERROR_CHARS]
 
 
 def reset_for_retry(conn: Connection, inbox_ids: Sequence[int]) -> list[int]:
     """Failed rows back to pending with a fresh attempt count; returns the ids changed."""
     changed = conn.execute(
         update(inbox)
-        .where(inbox.c.id.in_(list(inbox_ids)), inbox.c.status == "failed")
-        .values(status="pending", attempts=0, error=None, processed_at=None)
+        .where(inbox.c.id.in_(list(inbox_ids)), inbox.c.status == InboxStatus.FAILED)
+        .values(status=InboxStatus.PENDING, attempts=0, error=None, processed_at=None)
         .returning(inbox.c.id)
     ).scalars()
     return sorted(int(i) for i in changed)
 
 
 def failed_ids(conn: Connection) -> list[int]:
-    query = select(inbox.c.id).where(inbox.c.status == "failed").order_by(inbox.c.id)
+    query = select(inbox.c.id).where(inbox.c.status == InboxStatus.FAILED).order_by(inbox.c.id)
     return [int(i) for i in conn.execute(query).scalars()]
 
 
-def pending_ids(conn: Connection, *, older_than: timedelta, limit: int = 10_000) -> list[int]:
+def pending_ids(
+    conn: Connection, *, older_than: timedelta, after_id: int = 0, limit: int = 10_000
+) -> list[int]:
+    """Rows pending for at least `older_than`, one page after `after_id` in id order."""
     cutoff = datetime.now(UTC) - older_than
     query = (
         select(inbox.c.id)
-        .where(and_(inbox.c.status == "pending", inbox.c.received_at <= cutoff))
+        .where(
+            inbox.c.status == InboxStatus.PENDING,
+            inbox.c.received_at <= cutoff,
+            inbox.c.id > after_id,
+        )
         .order_by(inbox.c.id)
         .limit(limit)
     )
     return [int(i) for i in conn.execute(query).scalars()]
 
 
-def status_counts(conn: Connection) -> dict[str, int]:
+def status_counts(conn: Connection) -> dict[InboxStatus, int]:
     query = select(inbox.c.status, func.count()).group_by(inbox.c.status)
-    return {str(status): int(n) for status, n in conn.execute(query).all()}
+    return {status: int(n) for status, n in conn.execute(query).all()}

@@ -9,21 +9,21 @@ from datetime import datetime
 from sqlalchemy import Connection, func, select
 
 from ledger.storage.inbox import status_counts
-from ledger.storage.schema import inbox
+from ledger.storage.schema import InboxStatus, inbox
 
-FINAL_STATUSES = ("processed", "ignored", "failed")
+FINAL_STATUSES = tuple(s for s in InboxStatus if s is not InboxStatus.PENDING)
 
 
 @dataclass(frozen=True, slots=True)
 class Backlog:
-    counts: dict[str, int]
+    counts: dict[InboxStatus, int]
     oldest_pending_at: datetime | None
     last_received_at: datetime | None
 
 
 def backlog(conn: Connection) -> Backlog:
     """Cheap enough for every scrape: each query reads an index (status, id) or the key."""
-    oldest = select(inbox.c.received_at).where(inbox.c.status == "pending")
+    oldest = select(inbox.c.received_at).where(inbox.c.status == InboxStatus.PENDING)
     newest = select(inbox.c.received_at).order_by(inbox.c.id.desc()).limit(1)
     return Backlog(
         counts=status_counts(conn),
@@ -33,7 +33,7 @@ def backlog(conn: Connection) -> Backlog:
 
 
 def last_processed_at(conn: Connection) -> datetime | None:
-    query = select(func.max(inbox.c.processed_at)).where(inbox.c.status != "pending")
+    query = select(func.max(inbox.c.processed_at)).where(inbox.c.status != InboxStatus.PENDING)
     return conn.execute(query).scalar()
 
 
@@ -41,7 +41,7 @@ def failure_reasons(conn: Connection, since: datetime) -> dict[str, int]:
     """Rows failed since `since`, grouped by their error, most frequent first."""
     query = (
         select(inbox.c.error, func.count())
-        .where(inbox.c.status == "failed", inbox.c.processed_at >= since)
+        .where(inbox.c.status == InboxStatus.FAILED, inbox.c.processed_at >= since)
         .group_by(inbox.c.error)
         .order_by(func.count().desc(), inbox.c.error)
     )

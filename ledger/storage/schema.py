@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import enum
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
     Date,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -24,7 +28,24 @@ metadata = MetaData()
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
-INBOX_STATUSES = ("pending", "processed", "ignored", "failed")
+
+class InboxStatus(enum.StrEnum):
+    """Where a stored event is in its processing: the values of the inbox's `status` column."""
+
+    PENDING = "pending"
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+    FAILED = "failed"
+
+
+# Stored as the values' text in a VARCHAR(16) (migration 0001), read back as InboxStatus.
+_INBOX_STATUS = Enum(
+    InboxStatus,
+    native_enum=False,
+    create_constraint=False,
+    length=16,
+    values_callable=lambda statuses: [s.value for s in statuses],
+)
 
 inbox = Table(
     "inbox",
@@ -38,7 +59,7 @@ inbox = Table(
     Column("customer_id", String(255)),
     Column("source", String(16), nullable=False, default="webhook"),
     Column("received_at", UTCDateTime(), nullable=False),
-    Column("status", String(16), nullable=False, default="pending"),
+    Column("status", _INBOX_STATUS, nullable=False, default=InboxStatus.PENDING),
     Column("attempts", Integer, nullable=False, default=0),
     Column("error", Text),
     Column("processed_at", UTCDateTime()),
@@ -116,6 +137,15 @@ customer_references = Table(
     Column("object_id", String(255), primary_key=True),
     Column("customer_id", String(255), primary_key=True),
 )
+
+
+def text_limit(column: Column[Any]) -> int:
+    """The most characters a string column holds: what a value must fit before it is written."""
+    length = getattr(column.type, "length", None)
+    if not isinstance(length, int):
+        raise TypeError(f"{column} has no length")
+    return length
+
 
 # --- projections (migration 0002) ------------------------------------------------------------
 

@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from ledger.storage.schema import USER_ROLES, sign_in_failures, users
+from ledger.storage.schema import USER_ROLES, sign_in_failures, text_limit, users
 
+EMAIL_LIMIT = text_limit(users.c.email)
+_IP_LIMIT = text_limit(sign_in_failures.c.ip)
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,63}")
 
 
@@ -41,7 +43,7 @@ class User:
 
 def normalize_email(text: str) -> str:
     email = text.strip().lower()
-    if len(email) > 254 or not _EMAIL.fullmatch(email):
+    if len(email) > EMAIL_LIMIT or not _EMAIL.fullmatch(email):
         raise BadUser(f"{text!r} is not an email address")
     return email
 
@@ -101,18 +103,20 @@ def signed_in(conn: Connection, user_id: int, at: datetime) -> None:
 
 
 def record_failure(conn: Connection, email: str, ip: str, at: datetime) -> None:
-    conn.execute(insert(sign_in_failures).values(email=email[:254], ip=ip[:64], at=at))
+    conn.execute(
+        insert(sign_in_failures).values(email=email[:EMAIL_LIMIT], ip=ip[:_IP_LIMIT], at=at)
+    )
 
 
 def recent_failures(conn: Connection, email: str, ip: str, since: datetime) -> tuple[int, int]:
     """Failed sign-ins since `since`: (for this account, from this address)."""
     f = sign_in_failures.c
-    by_account = select(func.count()).where(f.email == email[:254], f.at >= since)
-    by_address = select(func.count()).where(f.ip == ip[:64], f.at >= since)
+    by_account = select(func.count()).where(f.email == email[:EMAIL_LIMIT], f.at >= since)
+    by_address = select(func.count()).where(f.ip == ip[:_IP_LIMIT], f.at >= since)
     return int(conn.execute(by_account).scalar_one()), int(conn.execute(by_address).scalar_one())
 
 
 def forget_failures(conn: Connection, email: str, before: datetime) -> None:
     """After a successful sign-in: the account's failures, and anyone's older than `before`."""
     f = sign_in_failures.c
-    conn.execute(delete(sign_in_failures).where((f.email == email[:254]) | (f.at < before)))
+    conn.execute(delete(sign_in_failures).where((f.email == email[:EMAIL_LIMIT]) | (f.at < before)))

@@ -14,11 +14,15 @@ from sqlalchemy import Engine
 from ingest.app import create_app
 from ledger.settings import Settings
 from ledger.storage import inbox, store
+from ledger.storage.schema import inbox as inbox_table
+from ledger.storage.schema import text_limit
 from tests.conftest import WEBHOOK_SECRET
+from tests.support.ledger import all_entries
 from tests.support.pipeline import drain, subscription_event
 from tests.support.stripe_sign import signed
 
 NOW = 1_767_225_600
+LIMIT = {name: text_limit(inbox_table.c[name]) for name in ("event_type", "customer_id")}
 Body = dict[str, Any]
 
 
@@ -46,6 +50,13 @@ CASES: list[tuple[str, Callable[[Body], object], str, str]] = [
     ("created as a string", lambda b: b.update(created=str(NOW)), "intake", "created"),
     ("created as a float", lambda b: b.update(created=NOW + 0.5), "intake", "created"),
     ("type missing", lambda b: b.pop("type"), "intake", "type"),
+    ("type too long", lambda b: b.update(type="x" * (LIMIT["event_type"] + 1)), "intake", "type"),
+    (
+        "customer id too long",
+        lambda b: _sub(b).update(customer="c" * (LIMIT["customer_id"] + 1)),
+        "intake",
+        "customer_id",
+    ),
     ("unknown API version", lambda b: b.update(api_version="banana"), "intake", "API version"),
     ("API version a number", lambda b: b.update(api_version=20250331), "intake", "API version"),
     ("unknown event type", lambda b: b.update(type="customer.tax_id.created"), "ignored", ""),
@@ -89,7 +100,7 @@ def test_malformed_events_fail_with_reasons_and_good_ones_still_count(
 
     with engine.connect() as conn:
         rows = {row.event_id: row for row in inbox.list_rows(conn, limit=1000)}
-        entries = store.all_entries(conn)
+        entries = all_entries(conn)
     for n, (name, _, where, reason) in enumerate(CASES):
         row = rows[f"evt_bad_{n}"]
         if where == "ignored":
@@ -119,6 +130,6 @@ def test_a_later_unreadable_event_fails_alone_and_the_ledger_stays(
     drain(queue, client)
     with engine.connect() as conn:
         statuses = {row.event_id: row.status for row in inbox.list_rows(conn)}
-        effective = store.in_effect(conn, "cus_1")
+        effective = store.in_effect(conn, ["cus_1"])
     assert statuses == {"evt_1": "processed", "evt_2": "failed", "evt_3": "processed"}
     assert sum(e.amount for e in effective) == 20000

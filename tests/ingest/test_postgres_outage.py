@@ -15,10 +15,11 @@ from sqlalchemy import select
 
 from ingest.app import create_app
 from ledger.settings import Settings
-from ledger.storage import chain, inbox, migrate, store
+from ledger.storage import chain, inbox, migrate
 from ledger.storage.db import make_engine
 from ledger.storage.schema import inbox as inbox_table
 from tests.conftest import REDIS_URL, WEBHOOK_SECRET
+from tests.support.ledger import all_entries
 from tests.support.pipeline import subscription_event
 from tests.support.private_postgres import PrivatePostgres
 from tests.support.stripe_sign import signature_header, signed
@@ -107,14 +108,14 @@ def test_a_database_outage_under_load_loses_and_half_writes_nothing(
     engine = make_engine(outage_settings.database_url)
     with engine.connect() as conn:
         stored = conn.execute(select(inbox_table.c.event_id, inbox_table.c.payload)).all()
-        assert store.all_entries(conn) == []  # no worker ran yet: nothing beyond the inbox
+        assert all_entries(conn) == []  # no worker ran yet: nothing beyond the inbox
     assert sorted(event_id for event_id, _ in stored) == sorted(sent)  # each exactly once
     assert all(payload == sent[event_id] for event_id, payload in stored)  # whole rows
 
     run_worker(outage_settings, burst=True)
     with engine.connect() as conn:
         statuses = {row.status for row in inbox.list_rows(conn, limit=10_000)}
-        entries = store.all_entries(conn)
+        entries = all_entries(conn)
         verdict = chain.verify(conn)
     engine.dispose()
     assert statuses == {"processed"}

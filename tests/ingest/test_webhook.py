@@ -12,9 +12,10 @@ from sqlalchemy import Engine, func, select
 
 from ingest.app import create_app
 from ledger.settings import Settings
-from ledger.storage import inbox, store
+from ledger.storage import inbox
 from ledger.storage.schema import inbox as inbox_table
 from tests.conftest import WEBHOOK_SECRET
+from tests.support.ledger import all_entries
 from tests.support.pipeline import drain, subscription_event
 from tests.support.stripe_sign import signature_header, signed
 
@@ -50,7 +51,7 @@ def test_a_signed_event_becomes_ledger_rows(
     }
     drain(queue, client)
     with engine.connect() as conn:
-        rows = store.all_entries(conn)
+        rows = all_entries(conn)
         assert [r.status for r in inbox.list_rows(conn)] == ["processed"]
     assert [(r.customer_id, r.category.value, r.amount, r.source_event_id) for r in rows] == [
         ("cus_1", "new", 10000, "evt_a")
@@ -70,7 +71,7 @@ def test_a_redelivered_event_is_stored_and_counted_once(
     drain(queue, client)
     assert inbox_count(engine) == 1
     with engine.connect() as conn:
-        assert len(store.all_entries(conn)) == 1
+        assert len(all_entries(conn)) == 1
 
 
 def test_a_rotated_secret_is_accepted_alongside_the_old_one(settings: Settings) -> None:
@@ -159,7 +160,7 @@ def test_types_that_do_not_move_mrr_are_marked_ignored(
     drain(queue, client)
     with engine.connect() as conn:
         assert [r.status for r in inbox.list_rows(conn)] == ["ignored"]
-        assert store.all_entries(conn) == []
+        assert all_entries(conn) == []
 
 
 def test_health_and_readiness(client: FlaskClient) -> None:

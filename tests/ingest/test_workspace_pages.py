@@ -27,6 +27,7 @@ from ledger.rules.money import to_major
 from ledger.rules.months import Month
 from ledger.settings import Settings
 from ledger.storage import inbox
+from ledger.storage.schema import InboxStatus
 from tests.support.pipeline import subscription_event
 from tests.support.workspace import add_user, csrf_token, load_ledger, sign_in
 
@@ -171,9 +172,11 @@ def test_failed_rows_show_a_banner_and_an_admin_queues_them_again(
     bad = subscription_event(
         "evt_bad_1", "customer.subscription.updated", 1_740_000_000, customer="cus_5x000001"
     )
-    stored = inbox.store_events(engine, [json.dumps(bad)], source="webhook")
     with engine.begin() as conn:
-        inbox.mark(conn, stored[0].inbox_id, "failed", "price_1 tiers could not be fetched")
+        stored = inbox.store_events(conn, [(json.dumps(bad), bad)])
+        inbox.mark(
+            conn, [stored[0].inbox_id], InboxStatus.FAILED, "price_1 tiers could not be fetched"
+        )
     page = client.get("/bridge").get_data(as_text=True)
     assert 'id="quality-banner"' in page and "1 stored event failed" in page
     assert "cus_5x000001" in page

@@ -59,7 +59,7 @@ def test_the_service_runs_under_the_role_and_cannot_change_the_ledger(
     try:
         with app.begin() as conn:
             body = subscription_event("evt_a", "customer.subscription.created", NOW)
-            stored = inbox.store_event(conn, inbox.dumps(body), body)
+            (stored,) = inbox.store_events(conn, [(inbox.dumps(body), body)])
         outcome = process_inbox_row(app, stored.inbox_id, max_attempts=4)
         assert (outcome.status, outcome.appended) == ("processed", 1)
         with app.connect() as conn:

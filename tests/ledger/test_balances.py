@@ -16,11 +16,11 @@ from ledger.reporting.balances import (
     balances,
     customer_changes,
     effects,
-    posting,
 )
 from ledger.reporting.metrics import metrics
 from ledger.rules.entries import Category
 from ledger.rules.months import Month
+from tests.support.ledger import posting
 
 JAN = Month.parse("2026-01")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -10,23 +11,24 @@ from sqlalchemy.exc import DBAPIError
 
 from ledger.storage import inbox
 from ledger.storage.db import make_engine
+from ledger.storage.schema import InboxStatus
 from ledger.storage.schema import inbox as inbox_table
 from tests.support.pipeline import subscription_event
 
 NOW = 1_767_225_600
 
 
-def _row(event_id: str) -> dict[str, object]:
+def _event(event_id: str) -> tuple[str, dict[str, Any]]:
     body = subscription_event(event_id, "customer.subscription.created", NOW)
-    return inbox.row_values(inbox.dumps(body), body)
+    return inbox.dumps(body), body
 
 
 def test_a_batch_stores_each_event_once_and_says_which_copy_was_new(engine: Engine) -> None:
     with engine.begin() as conn:
-        [before] = inbox.store_rows(conn, [_row("evt_old")])
+        [before] = inbox.store_events(conn, [_event("evt_old")])
     with engine.begin() as conn:
-        stored = inbox.store_rows(
-            conn, [_row("evt_a"), _row("evt_old"), _row("evt_a"), _row("evt_b")]
+        stored = inbox.store_events(
+            conn, [_event("evt_a"), _event("evt_old"), _event("evt_a"), _event("evt_b")]
         )
     assert [s.inserted for s in stored] == [True, False, False, True]
     assert stored[1].inbox_id == before.inbox_id
@@ -35,6 +37,41 @@ def test_a_batch_stores_each_event_once_and_says_which_copy_was_new(engine: Engi
     with engine.connect() as conn:
         count = conn.execute(select(func.count()).select_from(inbox_table)).scalar_one()
     assert count == 3
+
+
+def test_customer_events_reads_each_customers_readable_events_in_replay_order(
+    engine: Engine,
+) -> None:
+    def event(event_id: str, created: int, customer: str) -> tuple[str, dict[str, Any]]:
+        body = subscription_event(
+            event_id, "customer.subscription.updated", created, customer=customer
+        )
+        return inbox.dumps(body), body
+
+    late, early, other, bad = (
+        event("evt_late", NOW + 60, "cus_1"),
+        event("evt_early", NOW, "cus_1"),
+        event("evt_other", NOW + 30, "cus_2"),
+        event("evt_bad", NOW + 10, "cus_1"),
+    )
+    with engine.begin() as conn:
+        stored = inbox.store_events(conn, [late, early, other, bad])
+        inbox.mark(conn, [stored[3].inbox_id], InboxStatus.FAILED, "unreadable")
+        inbox.mark(conn, [stored[0].inbox_id, stored[2].inbox_id], InboxStatus.PROCESSED)
+        parsed = {"evt_early": inbox.customer_events(conn, ["cus_1"])["cus_1"][0]}
+        found = inbox.customer_events(conn, ["cus_1", "cus_2", "cus_3"], parsed)
+        statuses = {r.event_id: (r.status, r.error) for r in inbox.list_rows(conn)}
+    assert {c: [e.id for e in events] for c, events in found.items()} == {
+        "cus_1": ["evt_early", "evt_late"],
+        "cus_2": ["evt_other"],
+    }
+    assert found["cus_1"][0] is parsed["evt_early"]
+    assert statuses == {
+        "evt_late": ("processed", None),
+        "evt_early": ("pending", None),
+        "evt_other": ("processed", None),
+        "evt_bad": ("failed", "unreadable"),
+    }
 
 
 def test_the_webhook_path_stores_once_and_finds_the_first_copy(engine: Engine) -> None:
@@ -60,7 +97,7 @@ def test_the_webhook_path_takes_a_new_connection_after_the_server_drops_one(
     threads = threading.local()
     body = subscription_event("evt_a", "customer.subscription.created", NOW)
     first = inbox.store_durably(engine, inbox.dumps(body), body, threads)
-    backend = threads.inbox_connection.driver_connection.info.backend_pid
+    backend = threads.connection.driver_connection.info.backend_pid
     with engine.connect() as conn:
         conn.execute(select(func.pg_terminate_backend(backend)))
     body["id"] = "evt_b"
@@ -68,7 +105,7 @@ def test_the_webhook_path_takes_a_new_connection_after_the_server_drops_one(
         inbox.store_durably(engine, inbox.dumps(body), body, threads)
     second = inbox.store_durably(engine, inbox.dumps(body), body, threads)
     again = inbox.store_durably(engine, inbox.dumps(body), body, threads)
-    assert threads.inbox_connection.driver_connection.info.backend_pid != backend
+    assert threads.connection.driver_connection.info.backend_pid != backend
     assert first.inserted and second.inserted and not again.inserted
     assert again.inbox_id == second.inbox_id
 
@@ -83,11 +120,11 @@ def test_a_connection_another_thread_left_in_the_pool_keeps_its_prepared_insert(
         gone, comes = threading.local(), threading.local()
         body = subscription_event("evt_a", "customer.subscription.created", NOW)
         first = inbox.store_durably(engine, inbox.dumps(body), body, gone)
-        backend = gone.inbox_connection.driver_connection.info.backend_pid
-        gone.inbox_connection.close()  # as when a thread ends and its connection goes back
+        backend = gone.connection.driver_connection.info.backend_pid
+        gone.connection.close()  # as when a thread ends and its connection goes back
         body["id"] = "evt_b"
         second = inbox.store_durably(engine, inbox.dumps(body), body, comes)
-        assert comes.inbox_connection.driver_connection.info.backend_pid == backend
+        assert comes.connection.driver_connection.info.backend_pid == backend
         assert first.inserted and second.inserted
     finally:
         engine.dispose()

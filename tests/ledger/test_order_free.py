@@ -16,13 +16,14 @@ from ledger.storage.db import make_engine
 from tests.rules.histories import histories as customer_histories
 from tests.support.arrivals import Event, arrival, histories
 from tests.support.databases import Templates
+from tests.support.ledger import all_entries
 
 
 def deliver(engine: Engine, events: list[Event]) -> None:
     """Each event as a webhook would: store it, then process it at once."""
     for body in events:
         with engine.begin() as conn:
-            stored = inbox.store_event(conn, inbox.dumps(body), body)
+            (stored,) = inbox.store_events(conn, [(inbox.dumps(body), body)])
         process_inbox_row(engine, stored.inbox_id, max_attempts=1)
 
 
@@ -34,7 +35,7 @@ def in_effect(engine: Engine) -> Counter[tuple[Any, ...]]:
 def monthly_sums(engine: Engine) -> dict[tuple[str, str, str], int]:
     sums: Counter[tuple[str, str, str]] = Counter()
     with engine.connect() as conn:
-        for row in store.all_entries(conn):
+        for row in all_entries(conn):
             sums[(row.effective_at.strftime("%Y-%m"), row.currency, row.category.value)] += (
                 row.amount
             )

@@ -36,7 +36,7 @@ def entry(
 
 def put(engine: Engine, customer: str, desired: list[DesiredEntry], cause: str) -> None:
     with engine.begin() as conn:
-        store.apply(conn, customer, desired, cause)
+        store.apply(conn, [store.DesiredLedger(customer, desired, cause)])
 
 
 def catch_up(engine: Engine) -> int:
@@ -221,7 +221,10 @@ def test_rows_still_in_flight_are_read_later_not_skipped(engine: Engine) -> None
 
     slow = engine.connect()
     slow_tx = slow.begin()
-    store.apply(slow, "cus_slow", [entry("cus_slow", Category.NEW, 700, JAN)], "evt_slow")
+    store.apply(
+        slow,
+        [store.DesiredLedger("cus_slow", [entry("cus_slow", Category.NEW, 700, JAN)], "evt_slow")],
+    )
     fast = threading.Thread(
         target=lambda: put(
             engine, "cus_fast", [entry("cus_fast", Category.NEW, 300, JAN, event="e2")], "e2"

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, select, text
 
 from ledger.reporting import projector
-from ledger.reporting.balances import Projection
+from ledger.reporting.balances import Posting, Projection
 from ledger.rules.entries import Category, DesiredEntry
+from ledger.rules.months import month_index
 from ledger.storage import store
 from ledger.storage.schema import mrr_month_totals
 
@@ -34,7 +35,7 @@ def test_rebuild_equals_the_fold_with_odd_balances(engine: Engine) -> None:
         )
     for customer, desired in by_customer.items():
         with engine.begin() as conn:
-            store.apply(conn, customer, desired, f"evt_cause_{customer}")
+            store.apply(conn, [store.DesiredLedger(customer, desired, f"evt_cause_{customer}")])
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.execute(text("ANALYZE ledger_entries"))
@@ -44,7 +45,15 @@ def test_rebuild_equals_the_fold_with_odd_balances(engine: Engine) -> None:
         assert projector.replay(conn) == 160
     with engine.connect() as conn:
         stored = [tuple(r) for r in conn.execute(select(mrr_month_totals)).all()]
-        folded = Projection().add_all(projector.postings(conn, projector.entry_columns())).totals()
+        rows = projector.in_effective_order(conn, projector.entry_columns())
+        folded = (
+            Projection()
+            .add_all(
+                Posting(c, cur, kind, amount, month_index(at), cur, amount)
+                for c, cur, kind, amount, at in rows
+            )
+            .totals()
+        )
     expected = [
         (t.currency, str(t.month), *t.movements, t.customers_change, t.customers_lost)
         for t in folded

@@ -49,9 +49,6 @@ def inv(type: str, invoice_id: str, created: int, sub_id: str = "sub_1", **kw: A
     return b.invoice_event(type, invoice_id, kw.pop("customer", "cus_1"), sub_id, created, **kw)
 
 
-MONTHLY_100 = ((10_000, "month", 1, 1),)
-
-
 # --- interface -----------------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from ledger.backfill import store as backfill_store
 from ledger.rules.events import customer_of, parse_event
 from ledger.rules.timeline import replay_customer
 from ledger.settings import Settings
-from ledger.storage import inbox, store
+from ledger.storage import inbox
 from ledger.storage.schema import inbox as inbox_table
 from ledger.storage.schema import ledger_entries
 from scripts.backfill import Backfill, BackfillError, Options, StripeSource, make_source
@@ -33,6 +33,7 @@ from tests.support.fake_stripe import (
     make_account,
     tier,
 )
+from tests.support.ledger import all_entries
 from tests.support.pipeline import drain
 from workers.stripe_client import RateLimiter
 
@@ -68,7 +69,7 @@ def truth(account: Account) -> Monthly:
 def monthly(engine: Engine) -> Monthly:
     totals: Monthly = Counter()
     with engine.connect() as conn:
-        for e in store.all_entries(conn):
+        for e in all_entries(conn):
             totals[(e.category.value, e.currency, e.effective_at.strftime("%Y-%m"))] += e.amount
     return +totals
 
@@ -83,7 +84,8 @@ def counts(engine: Engine) -> tuple[int, int]:
 def ingest_webhooks(engine: Engine, events: list[dict[str, Any]]) -> None:
     """What the webhook and worker would have done with these events."""
     with engine.begin() as conn:
-        ids = [inbox.store_event(conn, inbox.dumps(e), e).inbox_id for e in events]
+        stored = inbox.store_events(conn, [(inbox.dumps(e), e) for e in events])
+        ids = [s.inbox_id for s in stored]
     for inbox_id in ids:
         processing.process_inbox_row(engine, inbox_id, max_attempts=1)
 
@@ -138,7 +140,7 @@ def test_a_backfill_alone_gives_the_numbers_of_the_events_stripe_sent(
     assert monthly(engine) == truth(account)
     assert summary.customers == 40 and summary.synthesized > 0 and not summary.warnings
     with engine.connect() as conn:
-        sources = {e.source_event_id for e in store.all_entries(conn)}
+        sources = {e.source_event_id for e in all_entries(conn)}
         backfilled = inbox.list_rows(conn, limit=10_000)
     # Every entry names a real event, or the Stripe object and field it was rebuilt from.
     assert all(s.startswith(("bf_sub_", "bf_in_", "bf_il_", "evt_")) for s in sources)
@@ -295,7 +297,7 @@ def test_since_keeps_history_from_that_date(
     since = account.now - 365 * DAY
     backfill(stripe_settings, engine, account, since=since).run()
     with engine.connect() as conn:
-        entries = store.all_entries(conn)
+        entries = all_entries(conn)
     assert entries and min(e.effective_at.timestamp() for e in entries) >= since
 
 
@@ -411,7 +413,6 @@ def test_the_shim_runs_the_same_command() -> None:
     assert done.returncode == 0 and "--resume" in done.stdout
 
 
-@pytest.mark.slow
 def test_two_thousand_customers_with_three_years_of_changes(
     stripe_settings: Settings, engine: Engine, rsps: responses.RequestsMock
 ) -> None:

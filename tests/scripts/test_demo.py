@@ -114,7 +114,7 @@ def test_mrr_up_says_what_it_loaded(demo: Demo) -> None:
 def test_a_ledger_with_events_gets_no_demo(settings: Settings, engine: Engine) -> None:
     body = subscription_event("evt_mine", "customer.subscription.created", 1_767_225_600)
     with engine.begin() as conn:
-        inbox.store_event(conn, inbox.dumps(body), body)
+        inbox.store_events(conn, [(inbox.dumps(body), body)])
     assert load_demo_if_empty(settings) is None
     with engine.connect() as conn:
         assert inbox.status_counts(conn) == {"pending": 1}

@@ -18,7 +18,7 @@ T0 = 1_767_225_600
 
 def store_and_process(engine: Engine, body: dict) -> None:
     with engine.begin() as conn:
-        stored = inbox.store_event(conn, inbox.dumps(body), body)
+        (stored,) = inbox.store_events(conn, [(inbox.dumps(body), body)])
     process_inbox_row(engine, stored.inbox_id, max_attempts=1)
 
 

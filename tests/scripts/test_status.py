@@ -11,6 +11,7 @@ from sqlalchemy import Engine, update
 
 from ledger.settings import Settings
 from ledger.storage import inbox
+from ledger.storage.schema import InboxStatus
 from ledger.storage.schema import inbox as inbox_table
 from scripts.cli import main
 from scripts.status_cli import Status, Thresholds, problems
@@ -76,16 +77,19 @@ def test_status_reads_the_inbox_queue_and_workers(
     settings: Settings, engine: Engine, queue: Queue
 ) -> None:
     with engine.begin() as conn:
-        for i in range(3):
-            body = subscription_event(f"evt_{i}", "customer.subscription.created", EVENT_TIME)
-            inbox.store_event(conn, inbox.dumps(body), body)
+        bodies = [
+            subscription_event(f"evt_{i}", "customer.subscription.created", EVENT_TIME)
+            for i in range(3)
+        ]
+        inbox.store_events(conn, [(inbox.dumps(body), body) for body in bodies])
         rows = inbox.list_rows(conn)
         old = datetime.now(UTC) - timedelta(minutes=20)
         conn.execute(
             update(inbox_table).where(inbox_table.c.id == rows[0].id).values(received_at=old)
         )
-        inbox.mark(conn, rows[1].id, "failed", "reason: customer jane@example.com unreadable")
-        inbox.mark(conn, rows[2].id, "processed")
+        reason = "reason: customer jane@example.com unreadable"
+        inbox.mark(conn, [rows[1].id], InboxStatus.FAILED, reason)
+        inbox.mark(conn, [rows[2].id], InboxStatus.PROCESSED)
 
     first = status(settings, "--format", "json")
     assert first.exit_code == 1, first.output

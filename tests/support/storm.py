@@ -32,6 +32,7 @@ from ledger.storage.db import make_engine
 from ledger.storage.schema import inbox as inbox_table
 from ledger.storage.schema import ledger_entries
 from tests.support.histories import histories, storm_order
+from tests.support.ledger import all_entries
 from tests.support.redis_server import PrivateRedis, free_port
 from tests.support.stripe_sign import signature_header
 from tests.support.web import answers_health
@@ -210,7 +211,7 @@ def monthly_sums(engine: Engine) -> dict[MonthKey, int]:
     """Sum of every ledger row (reversals included) per month, category and currency."""
     sums: Counter[MonthKey] = Counter()
     with engine.connect() as conn:
-        for entry in store.all_entries(conn):
+        for entry in all_entries(conn):
             sums[(entry.effective_at.strftime("%Y-%m"), entry.category.value, entry.currency)] += (
                 entry.amount
             )
@@ -224,9 +225,9 @@ def in_order(engine: Engine, bodies: Sequence[dict[str, Any]]) -> None:
     """
     with engine.begin() as conn:
         for body in sorted(bodies, key=lambda b: (b["created"], b["id"])):
-            stored = inbox.store_event(conn, inbox.dumps(body), body)
+            (stored,) = inbox.store_events(conn, [(inbox.dumps(body), body)])
             outcome = apply_event(conn, parse_event(body))
-            inbox.mark(conn, stored.inbox_id, outcome.status)
+            inbox.mark(conn, [stored.inbox_id], outcome.status)
 
 
 @contextmanager

@@ -38,8 +38,8 @@ def load_ledger(engine: Engine, events: int = 400, customers: int = 40) -> list[
         )
         for i, owner in enumerate(owners)
     ]
-    raws = [json.dumps(b) for b in [*named, *bodies]]
-    stored = inbox.store_events(engine, raws, source="webhook")
+    with engine.begin() as conn:
+        stored = inbox.store_events(conn, [(json.dumps(b), b) for b in [*named, *bodies]])
     process_batch(engine, [s.inbox_id for s in stored], max_attempts=4)
     return bodies
 

@@ -18,12 +18,14 @@ import ledger.processing.apply
 from ledger.processing import process_batch, process_inbox_row
 from ledger.rules.entries import EntryKey
 from ledger.settings import Settings
-from ledger.storage import bulk, inbox, store
+from ledger.storage import inbox, store
 from ledger.storage.db import make_engine
+from ledger.storage.schema import InboxStatus
 from ledger.storage.schema import inbox as inbox_table
 from scripts.cli import main
 from tests.support.databases import Templates
 from tests.support.histories import histories
+from tests.support.ledger import all_entries
 from tests.support.pipeline import drain
 from workers.queue import enqueue, enqueue_batches
 from workers.worker import SweepTiming
@@ -33,7 +35,8 @@ MAX = 4
 
 def fill(engine: Engine, bodies: list[dict[str, Any]]) -> list[int]:
     with engine.begin() as conn:
-        return [inbox.store_event(conn, inbox.dumps(b), b).inbox_id for b in bodies]
+        stored = inbox.store_events(conn, [(inbox.dumps(b), b) for b in bodies])
+    return [s.inbox_id for s in stored]
 
 
 def shuffled(bodies: list[dict[str, Any]], seed: int = 3) -> list[dict[str, Any]]:
@@ -89,7 +92,7 @@ def test_processing_a_batch_again_appends_nothing(engine: Engine) -> None:
     process_batch(engine, ids, max_attempts=MAX)
     before = ledger_keys(engine)
     with engine.begin() as conn:
-        bulk.mark_many(conn, ids, "pending")
+        inbox.mark(conn, ids, InboxStatus.PENDING)
     again = process_batch(engine, ids, max_attempts=MAX)
     assert again.appended == again.reversed == 0
     assert ledger_keys(engine) == before
@@ -107,12 +110,12 @@ def test_a_crash_mid_batch_leaves_every_row_pending_and_no_entries(
     def crash(*args: object) -> None:
         raise Crash
 
-    monkeypatch.setattr(bulk, "mark_many", crash)
+    monkeypatch.setattr(inbox, "mark", crash)
     with pytest.raises(Crash):
         process_batch(engine, ids, max_attempts=MAX)
     assert statuses(engine) == {"pending": 80}
     with engine.connect() as conn:
-        assert store.all_entries(conn) == []
+        assert all_entries(conn) == []
     monkeypatch.undo()
     assert process_batch(engine, ids, max_attempts=MAX).counts == {"processed": 80}
     assert sum(ledger_keys(engine).values()) > 0
@@ -141,7 +144,7 @@ def test_one_failing_customer_does_not_hold_back_the_batch(
         outcome = process_batch(engine, sorted(bad_ids), max_attempts=MAX)
     assert outcome.counts == {"failed": len(bad_ids)} and outcome.retry == []
     with engine.connect() as conn:
-        failed = inbox.list_rows(conn, status="failed")
+        failed = inbox.list_rows(conn, status=InboxStatus.FAILED)
     assert {r.id for r in failed} == bad_ids
     assert all(r.attempts == MAX and "rules bug" in (r.error or "") for r in failed)
 
@@ -168,7 +171,7 @@ def test_a_job_claims_the_other_pending_rows_of_its_customers(engine: Engine) ->
     same = [i for i in ids if owner[i] == owner[ids[0]]]
     assert outcome.counts == {"processed": len(same)}
     with engine.connect() as conn:
-        pending = {r.id for r in inbox.list_rows(conn, status="pending")}
+        pending = {r.id for r in inbox.list_rows(conn, status=InboxStatus.PENDING)}
     assert pending == set(ids) - set(same)
     topped_up = process_batch(engine, [], max_attempts=MAX, claim_extra=5)
     assert topped_up.counts == {"processed": 5}
@@ -179,7 +182,7 @@ def test_rows_another_worker_holds_are_left_to_it(engine: Engine) -> None:
         pytest.skip("SQLite serializes whole transactions; there is no row to skip")
     ids = fill(engine, histories(10, 2, seed=8))
     with engine.begin() as holder:
-        assert len(bulk.claim_pending(holder, ids[:4])) == 4
+        assert len(inbox.claim_pending(holder, ids[:4])) == 4
         outcome = process_batch(engine, ids, max_attempts=MAX)
         assert outcome.counts == {"processed": 6}
     assert statuses(engine) == {"processed": 6, "pending": 4}

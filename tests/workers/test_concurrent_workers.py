@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from rq import Queue
 from sqlalchemy import Engine
 
@@ -63,7 +64,8 @@ def test_four_worker_processes_match_one(
     events = contended_history()
     shuffled = random.Random(3).sample(events, len(events))
     with engine.begin() as conn:
-        ids = [inbox.store_event(conn, inbox.dumps(b), b).inbox_id for b in shuffled]
+        stored = inbox.store_events(conn, [(inbox.dumps(b), b) for b in shuffled])
+        ids = [s.inbox_id for s in stored]
     for inbox_id in ids:
         enqueue(queue, [inbox_id])
 
@@ -85,14 +87,16 @@ def test_four_worker_processes_match_one(
     assert monthly_sums(engine) == monthly_sums(single)
 
 
-def test_a_customer_lock_makes_a_second_writer_wait(db_url: str) -> None:
+@pytest.mark.parametrize("wanted", [["cus_1"], ["cus_0", "cus_1", "cus_5"]])
+def test_a_customer_lock_makes_a_second_writer_wait(db_url: str, wanted: list[str]) -> None:
+    """A writer locking a set of customers waits for whoever holds any one of them."""
     first, second = make_engine(db_url), make_engine(db_url)
     order: list[str] = []
     locked = threading.Event()
 
     def hold() -> None:
         with first.begin() as conn:
-            store.lock_customer(conn, "cus_1")
+            store.lock_customers(conn, ["cus_1"])
             locked.set()
             time.sleep(0.3)
             order.append("first commits")
@@ -101,7 +105,7 @@ def test_a_customer_lock_makes_a_second_writer_wait(db_url: str) -> None:
     holder.start()
     assert locked.wait(10)
     with second.begin() as conn:
-        store.lock_customer(conn, "cus_1")
+        store.lock_customers(conn, wanted)
         order.append("second holds the lock")
     holder.join()
     assert order == ["first commits", "second holds the lock"]

@@ -20,9 +20,10 @@ from sqlalchemy import Engine
 import ledger.processing.apply
 from ingest.app import create_app
 from ledger.settings import Settings
-from ledger.storage import inbox, store
+from ledger.storage import inbox
 from scripts.cli import main
 from tests.conftest import WEBHOOK_SECRET
+from tests.support.ledger import all_entries
 from tests.support.pipeline import drain, subscription_event
 from tests.support.redis_server import PrivateRedis
 from tests.support.stripe_sign import signed
@@ -67,7 +68,7 @@ def test_redis_down_the_event_is_kept_and_the_sweeper_queues_it(
     drain(queue)
     with engine.connect() as conn:
         assert [r.status for r in inbox.list_rows(conn)] == ["processed"]
-        assert [e.amount for e in store.all_entries(conn)] == [10000]
+        assert [e.amount for e in all_entries(conn)] == [10000]
 
 
 def test_database_down_answers_503_so_stripe_retries(settings: Settings) -> None:
@@ -86,7 +87,7 @@ def test_a_failing_event_is_retried_then_marked_failed_then_retried_by_hand(
 ) -> None:
     with engine.begin() as conn:
         body = subscription_event("evt_a", "customer.subscription.created", NOW)
-        stored = inbox.store_event(conn, inbox.dumps(body), body)
+        (stored,) = inbox.store_events(conn, [(inbox.dumps(body), body)])
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("rules bug")
@@ -121,7 +122,7 @@ def test_a_failing_event_is_retried_then_marked_failed_then_retried_by_hand(
     drain(queue)
     with engine.connect() as conn:
         assert [r.status for r in inbox.list_rows(conn)] == ["processed"]
-        assert [e.amount for e in store.all_entries(conn)] == [10000]
+        assert [e.amount for e in all_entries(conn)] == [10000]
 
 
 def test_cli_argument_errors_name_the_problem(settings: Settings) -> None:
@@ -142,7 +143,7 @@ def test_a_row_left_pending_after_its_entries_were_written_appends_nothing_twice
     derived again from the stored events, so reprocessing finds nothing missing."""
     body = subscription_event("evt_a", "customer.subscription.created", NOW)
     with engine.begin() as conn:
-        stored = inbox.store_event(conn, inbox.dumps(body), body)
+        (stored,) = inbox.store_events(conn, [(inbox.dumps(body), body)])
     with engine.begin() as conn:
         ledger.processing.apply.recompute_customer(conn, "cus_1", "evt_a")
     with engine.connect() as conn:
@@ -150,7 +151,7 @@ def test_a_row_left_pending_after_its_entries_were_written_appends_nothing_twice
     outcome = ledger.processing.process_inbox_row(engine, stored.inbox_id, max_attempts=1)
     assert (outcome.status, outcome.appended, outcome.reversed) == ("processed", 0, 0)
     with engine.connect() as conn:
-        assert [e.amount for e in store.all_entries(conn)] == [10000]
+        assert [e.amount for e in all_entries(conn)] == [10000]
 
 
 def test_a_worker_started_while_redis_is_down_waits_for_it(
@@ -159,7 +160,7 @@ def test_a_worker_started_while_redis_is_down_waits_for_it(
     server = PrivateRedis(tmp_path)  # not started yet
     with engine.begin() as conn:
         body = subscription_event("evt_a", "customer.subscription.created", NOW)
-        inbox.store_event(conn, inbox.dumps(body), body)
+        inbox.store_events(conn, [(inbox.dumps(body), body)])
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url,
