@@ -14,8 +14,9 @@ from sqlalchemy import Engine
 
 from ingest.app import create_app
 from ledger.settings import Settings
-from ledger.storage import inbox, store
+from ledger.storage import inbox
 from tests.conftest import WEBHOOK_SECRET
+from tests.support.ledger import all_entries
 from tests.support.pipeline import drain, subscription_event
 from tests.support.stripe_sign import signed
 
@@ -76,7 +77,7 @@ def client(settings: Settings) -> FlaskClient:
 def ledger_of(engine: Engine) -> tuple[dict[str, Any], list[tuple[str, int, str]]]:
     with engine.connect() as conn:
         rows = {row.event_id: row for row in inbox.list_rows(conn)}
-        entries = [(e.category.value, e.amount, e.source_event_id) for e in store.all_entries(conn)]
+        entries = [(e.category.value, e.amount, e.source_event_id) for e in all_entries(conn)]
     return rows, entries
 
 

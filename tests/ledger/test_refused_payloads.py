@@ -25,6 +25,7 @@ from ledger.rules.timeline import Replay, replay_customer
 from ledger.storage import inbox, store
 from tests.rules import builders as b
 from tests.rules.test_invariants import negative_metered_history
+from tests.support.ledger import all_entries
 
 T0 = 1_767_225_600
 Body = dict[str, Any]
@@ -38,7 +39,7 @@ TIERS: list[Body] = [
 def store_and_process(engine: Engine, bodies: list[Body]) -> list[int]:
     """The events stored, then processed as the worker does: in one batch, and none retried."""
     with engine.begin() as conn:
-        ids = [inbox.store_event(conn, inbox.dumps(body), body).inbox_id for body in bodies]
+        ids = [s.inbox_id for s in inbox.store_events(conn, [(inbox.dumps(b), b) for b in bodies])]
     assert process_batch(engine, ids, max_attempts=2).retry == []
     return ids
 
@@ -50,7 +51,7 @@ def test_a_breach_of_the_invariants_fails_its_event_as_a_bug_and_appends_nothing
         first, second = store_and_process(engine, negative_metered_history())
     with engine.connect() as conn:
         rows = [inbox.get(conn, first), inbox.get(conn, second)]
-        entries = store.all_entries(conn)
+        entries = all_entries(conn)
     assert [r.status if r else None for r in rows] == ["processed", "failed"]
     failed = rows[1]
     assert failed is not None and failed.attempts == 0
@@ -74,12 +75,13 @@ def test_a_database_error_keeps_a_short_reason_and_the_statement_goes_to_the_log
     monkeypatch.setattr(ledger.processing.apply, "replay_customer", overflowing)
     body = b.subscription_event("created", "sub_1", "cus_1", T0, event_id="evt_1")
     with engine.begin() as conn:
-        inbox_id = inbox.store_event(conn, inbox.dumps(body), body).inbox_id
+        (stored,) = inbox.store_events(conn, [(inbox.dumps(body), body)])
+        inbox_id = stored.inbox_id
     with caplog.at_level(logging.WARNING, logger="ledger.processing.apply"):
         outcome = process_inbox_row(engine, inbox_id, max_attempts=1)
     with engine.connect() as conn:
         row = inbox.get(conn, inbox_id)
-        assert store.all_entries(conn) == []
+        assert all_entries(conn) == []
     assert outcome.status == "failed" and row is not None and row.status == "failed"
     expected = {
         "sqlite": "OverflowError: Python int too large to convert to SQLite INTEGER",
