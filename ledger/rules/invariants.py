@@ -18,17 +18,27 @@ class BrokenInvariant(Exception):
     """The rules produced a balance that cannot be: a bug to report, never a ledger entry."""
 
 
-def check_balances(entries: Sequence[DesiredEntry]) -> None:
+def check_balances(
+    entries: Sequence[DesiredEntry], balances: dict[str, tuple[int, int]] | None = None
+) -> None:
     """After each entry, every subscription's and every customer's active and delinquent MRR
-    (per currency) is >= 0 and fits the ledger's 64-bit minor units."""
-    balances: dict[str, tuple[int, int]] = {}
+    (per currency) is >= 0 and fits the ledger's 64-bit minor units.
+
+    `balances`: each holder's (active, delinquent) MRR before the first entry (none if it is
+    missing), brought up to date. A holder back at zero is left out, so a long history keeps
+    only its live ones; a replay carries them from one checkpoint to the next.
+    """
+    found = {} if balances is None else balances
     for entry in entries:
         customer = f"customer {entry.customer_id} ({entry.currency})"
         for holder in (f"subscription {entry.subscription_id}", customer):
-            active, delinquent = balances.get(holder, (0, 0))
+            active, delinquent = found.get(holder, (0, 0))
             active += active_effect(entry.category, entry.amount)
             delinquent += delinquent_effect(entry.category, entry.amount)
-            balances[holder] = (active, delinquent)
+            if active or delinquent:
+                found[holder] = (active, delinquent)
+            else:
+                found.pop(holder, None)
             if not (0 <= active <= INT64_MAX and 0 <= delinquent <= INT64_MAX):
                 raise BrokenInvariant(
                     f"{entry.category.value} {entry.amount} from {entry.source_event_id} would "

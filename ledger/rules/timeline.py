@@ -60,15 +60,20 @@ from ledger.rules.pricing import (
     standing_of_status,
     subscription_mrr,
 )
+from ledger.rules.replay_state import Answers, Learned, ReplayState, SubState
+from ledger.rules.state_codec import seal
 
 __all__ = [
     "RELEVANT_TYPES",
+    "Checkpoint",
     "MissingReference",
     "References",
     "Replay",
+    "Saving",
     "is_relevant",
     "references_in",
     "replay_customer",
+    "resume_customer",
 ]
 
 SUBSCRIPTION_EVENTS = frozenset(
@@ -100,11 +105,50 @@ class References(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The replay's state after the customer's first `events` relevant events, sealed."""
+
+    events: int
+    position: tuple[int, str]  # (created, id) of the last of them
+    sealed: str
+
+
+@dataclass(frozen=True, slots=True)
+class Saving:
+    """Where a replay leaves checkpoints, sealed under `rules_version`.
+
+    After every `spacing`-th event, never at or after `ceiling` (an event whose processing is
+    not settled yet), thinned with distance from the newest: of the multiples of
+    spacing x 2^k, the `recent` newest are kept, for every k. A late event finds one close
+    before it, and a long history keeps a few dozen.
+    """
+
+    rules_version: str
+    spacing: int
+    ceiling: tuple[int, str] | None = None
+    recent: int = 4
+
+    def allows(self, position: tuple[int, str]) -> bool:
+        return self.ceiling is None or position < self.ceiling
+
+    def keeps(self, events: int, newest: int) -> bool:
+        """Whether the checkpoint after `events` events stays while the newest is after
+        `newest`."""
+        step = self.spacing
+        while events % step == 0:
+            if newest - events < self.recent * step:
+                return True
+            step *= 2
+        return False
+
+
+@dataclass(frozen=True, slots=True)
 class Replay:
     entries: list[DesiredEntry]
     depends_on: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     # Each subscription's (active, delinquent) MRR after the last event.
     closing: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    checkpoints: tuple[Checkpoint, ...] = ()
 
 
 def is_relevant(event_type: str) -> bool:
@@ -174,41 +218,28 @@ def _carried(event: EventRecord) -> list[tuple[str, str, dict[str, Any]]]:
     return []
 
 
-def _ordered(events: Iterable[EventRecord]) -> list[EventRecord]:
+def _ordered(events: Iterable[EventRecord], after: tuple[int, str] | None) -> list[EventRecord]:
+    """The relevant events sorting after `after`, each id once, in (created, id) order."""
     unique: dict[str, EventRecord] = {}
     for event in sorted(events, key=lambda e: e.sort_key):
-        unique.setdefault(event.id, event)
+        if is_relevant(event.type) and (after is None or event.sort_key > after):
+            unique.setdefault(event.id, event)
     return list(unique.values())
 
 
 class _Terms:
-    """Timeless reference terms from the event set, then from `refs`; records what it used."""
+    """Timeless reference terms from the event set, then from `refs`.
 
-    def __init__(self, events: Sequence[EventRecord], refs: References) -> None:
+    Records, in the replay's state, what it looked up in `refs`, the latest metered invoice
+    lines, and every question it answered from terms the payload itself did not carry.
+    """
+
+    def __init__(self, known: Learned, refs: References, state: ReplayState) -> None:
+        self._known = known
         self._refs = refs
-        self._coupons: dict[str, Coupon] = {}
-        self._discounts: dict[str, Discount] = {}
-        self._prices: dict[str, tuple[Tier, ...]] = {}
-        self.depends_on: set[tuple[str, str]] = set()
-        self.metered: dict[tuple[str, str], tuple[int, str, int]] = {}
-        for event in events:
-            for kind, _, obj in _carried(event):
-                self._learn(kind, obj)
-
-    def _learn(self, kind: str, obj: Mapping[str, Any]) -> None:
-        if kind == "coupon":
-            coupon = read_coupon(obj)
-            self._coupons[coupon.id] = coupon
-        elif kind == "discount":
-            discount = read_discount(obj)
-            if discount is not None:
-                self._discounts[discount.id] = discount
-                if discount.coupon is not None:
-                    self._coupons[discount.coupon.id] = discount.coupon
-        elif kind == "price":
-            price = read_price(obj)
-            if price.tiers is not None:
-                self._prices[price.id] = price.tiers
+        self.depends_on = state.depends_on
+        self.metered = state.metered
+        self.answers = state.answers
 
     def _ref(self, kind: str, object_id: str) -> dict[str, Any] | None:
         self.depends_on.add((kind, object_id))
@@ -217,37 +248,57 @@ class _Terms:
     def tiers(self, price: Price) -> tuple[Tier, ...]:
         if price.tiers is not None:
             return price.tiers
-        if price.id not in self._prices:
+        found = self.answers.tiers[price] = self._tiers(price)
+        return found
+
+    def _tiers(self, price: Price) -> tuple[Tier, ...]:
+        prices = self._known.prices
+        if price.id not in prices:
             fetched = self._ref("price", price.id)
             if fetched is not None:
-                self._learn("price", fetched)
-        if price.id not in self._prices:
+                self._known.learn("price", fetched)
+        if price.id not in prices:
             raise MissingReference(
                 "price", price.id, "tiered price without tiers and no stored or fetched tiers"
             )
-        return self._prices[price.id]
+        return prices[price.id]
 
     def _discount(self, discount: Discount) -> Discount:
         if discount.coupon is not None or discount.coupon_id is not None:
             return discount
-        known = self._discounts.get(discount.id)
+        known = self._known.discounts.get(discount.id)
         if known is None and not discount.id.startswith("coupon:"):
             fetched = self._ref("discount", discount.id)
             known = read_discount(fetched) if fetched is not None else None
         return known or discount
 
     def coupon(self, discount: Discount) -> Coupon | None:
+        if discount.coupon is not None:
+            return discount.coupon
+        found = self.answers.coupons[discount] = self._coupon(discount)
+        return found
+
+    def _coupon(self, discount: Discount) -> Coupon | None:
         resolved = self._discount(discount)
         if resolved.coupon is not None:
             return resolved.coupon
         if resolved.coupon_id is None:
             self.depends_on.add(("discount", discount.id))
             return None
-        if resolved.coupon_id not in self._coupons:
+        if resolved.coupon_id not in self._known.coupons:
             fetched = self._ref("coupon", resolved.coupon_id)
             if fetched is not None and _has_terms(fetched):
-                self._learn("coupon", fetched)
-        return self._coupons.get(resolved.coupon_id)
+                self._known.learn("coupon", fetched)
+        return self._known.coupons.get(resolved.coupon_id)
+
+    def confirms(self, answers: Answers) -> bool:
+        """Whether every question in `answers` still gets the same answer."""
+        try:
+            return all(self._tiers(p) == t for p, t in answers.tiers.items()) and all(
+                self._coupon(d) == c for d, c in answers.coupons.items()
+            )
+        except MissingReference:
+            return False
 
     def metered_amount(self, subscription_id: str, item: Item) -> int | None:
         for key in (item.id, item.price.id):
@@ -270,22 +321,6 @@ class _Terms:
                     self.metered[(subscription_id, key)] = (*stamp, line.amount)
 
 
-@dataclass(slots=True)
-class _Sub:
-    """A subscription's payment state during the replay (mutable, private to one replay)."""
-
-    id: str
-    snapshot: Subscription | None = None
-    snapshot_at: int = 0
-    paid_once: bool = False
-    ended: bool = False
-    failed: dict[str, int] = field(default_factory=dict)  # invoice id -> failure time
-    paid: set[str] = field(default_factory=set)
-    voided: set[str] = field(default_factory=set)
-    last_settled_at: int | None = None
-    figures: Figures = field(default_factory=lambda: figures(Standing.UNPAID_FIRST, Mrr(0, {})))
-
-
 def _first_charge_failed(sub: Subscription, event: EventRecord) -> bool:
     previous = (event.previous_attributes or {}).get("status")
     if previous in ("trialing", "incomplete"):
@@ -300,7 +335,7 @@ def _same_currency(before: Subscription | None, sub: Subscription) -> None:
         raise RefusedInput("currency", sub.currency, sub.id, rule)
 
 
-def _observe_subscription(state: _Sub, sub: Subscription, event: EventRecord) -> None:
+def _observe_subscription(state: SubState, sub: Subscription, event: EventRecord) -> None:
     if state.snapshot is None and sub.status in ("past_due", "unpaid"):
         state.paid_once = state.paid_once or not _first_charge_failed(sub, event)
     state.snapshot, state.snapshot_at = sub, event.created
@@ -311,14 +346,14 @@ def _observe_subscription(state: _Sub, sub: Subscription, event: EventRecord) ->
         state.ended = True
 
 
-def _renewal_failure(state: _Sub, invoice: Invoice) -> bool:
+def _renewal_failure(state: SubState, invoice: Invoice) -> bool:
     """A failed renewal; it only counts while the snapshot says `active` (a trial never is)."""
     if invoice.id in state.paid | state.voided:
         return False
     return invoice.billing_reason == "subscription_cycle" or state.paid_once
 
 
-def _observe_invoice(state: _Sub, invoice: Invoice, event: EventRecord) -> None:
+def _observe_invoice(state: SubState, invoice: Invoice, event: EventRecord) -> None:
     if event.type in PAID_EVENTS:
         state.paid.add(invoice.id)
         state.failed.clear()
@@ -333,13 +368,13 @@ def _observe_invoice(state: _Sub, invoice: Invoice, event: EventRecord) -> None:
         state.failed.setdefault(invoice.id, event.created)
 
 
-def _stale_delinquency(state: _Sub, sub: Subscription) -> bool:
+def _stale_delinquency(state: SubState, sub: Subscription) -> bool:
     if sub.latest_invoice is not None:
         return sub.latest_invoice in state.paid | state.voided
     return state.last_settled_at is not None and state.last_settled_at >= state.snapshot_at
 
 
-def _standing(state: _Sub) -> Standing:
+def _standing(state: SubState) -> Standing:
     sub = state.snapshot
     if state.ended:
         return Standing.ENDED
@@ -358,34 +393,49 @@ def _standing(state: _Sub) -> Standing:
 
 
 class _Replayer:
-    def __init__(self, customer_id: str, events: Sequence[EventRecord], refs: References):
-        self.customer_id = customer_id
-        self.terms = _Terms(events, refs)
-        self.subs: dict[str, _Sub] = {}
-        self.customer_discounts: dict[str, Discount] = {}
-        self.lifecycle = Lifecycle.NEVER
+    """Replays `events` on from `state`, which it changes in place."""
+
+    def __init__(self, state: ReplayState, events: Sequence[EventRecord], refs: References):
+        self.state = state
+        self.events = events
+        self.carried = [_carried(event) for event in events]
+        known = state.learned.copy()
+        for carried in self.carried:
+            for kind, _, obj in carried:
+                known.learn(kind, obj)
+        self.terms = _Terms(known, refs, state)
         self.entries: list[DesiredEntry] = []
 
-    def _sub(self, sub_id: str) -> _Sub:
-        return self.subs.setdefault(sub_id, _Sub(sub_id))
+    @property
+    def customer_id(self) -> str:
+        return self.state.customer_id
+
+    def _sub(self, sub_id: str) -> SubState:
+        return self.state.subs.setdefault(sub_id, SubState(sub_id))
 
     def _belongs(self, owner: str | None) -> bool:
         return owner is None or owner == self.customer_id
 
     def _mutate(self, event: EventRecord) -> list[str]:
-        """Apply an event to the state; the subscriptions whose figures may have moved."""
+        """Apply an event to the state; the live subscriptions whose figures may have moved.
+
+        Nothing can move an ended subscription's figures: its events change nothing.
+        """
+        ended = self.state.ended
         if event.type in SUBSCRIPTION_EVENTS:
             sub = read_subscription(event.object)
-            if not sub.id or not self._belongs(sub.customer) or self._sub(sub.id).ended:
+            if not sub.id or not self._belongs(sub.customer) or sub.id in ended:
                 return []
-            _same_currency(self.subs[sub.id].snapshot, sub)
-            _observe_subscription(self.subs[sub.id], sub, event)
+            state = self._sub(sub.id)
+            _same_currency(state.snapshot, sub)
+            _observe_subscription(state, sub, event)
             return [sub.id]
         if event.type in INVOICE_EVENTS:
             invoice = read_invoice(event.object)
-            if invoice.subscription is None or not self._belongs(invoice.customer):
+            owner = invoice.subscription
+            if owner is None or not self._belongs(invoice.customer) or owner in ended:
                 return []
-            state = self._sub(invoice.subscription)
+            state = self._sub(owner)
             if event.type != "invoice.voided" and invoice.status not in ("draft", "void"):
                 self.terms.record_invoice(invoice, state.id)
             _observe_invoice(state, invoice, event)
@@ -401,26 +451,31 @@ class _Replayer:
         if discount.subscription is not None or discount.subscription_item is not None:
             return []  # the subscription's own snapshot says whether it applies
         if event.type.endswith(".deleted"):
-            self.customer_discounts.pop(discount.id, None)
+            self.state.customer_discounts.pop(discount.id, None)
         else:
-            self.customer_discounts[discount.id] = discount
-        return sorted(self.subs)
+            self.state.customer_discounts[discount.id] = discount
+        return sorted(self.state.subs)
 
-    def _figures(self, state: _Sub) -> Figures:
+    def _figures(self, state: SubState) -> Figures:
         standing = _standing(state)
         if state.snapshot is None or standing not in (Standing.ACTIVE, Standing.DELINQUENT):
             return figures(standing, Mrr(0, {"not_counted": standing.value}))
-        customer_discounts = [self.customer_discounts[k] for k in sorted(self.customer_discounts)]
+        discounts = self.state.customer_discounts
+        customer_discounts = [discounts[k] for k in sorted(discounts)]
         mrr = subscription_mrr(state.snapshot, self.terms, customer_discounts)
         return figures(standing, mrr)
 
-    def step(self, event: EventRecord) -> None:
+    def step(self, event: EventRecord, carried: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+        for kind, _, obj in carried:
+            self.state.learned.learn(kind, obj)
+        emitted = len(self.entries)
         touched = self._mutate(event)
-        active_before = sum(s.figures.active for s in self.subs.values())
+        subs = self.state.subs
+        active_before = sum(s.figures.active for s in subs.values())
         changes: list[Change] = []
         before: dict[str, Figures] = {}
         for sub_id in touched:
-            state = self.subs[sub_id]
+            state = subs[sub_id]
             before[sub_id], state.figures = state.figures, self._figures(state)
             old, new = before[sub_id], state.figures
             if (old.active, old.delinquent) != (new.active, new.delinquent):
@@ -430,20 +485,49 @@ class _Replayer:
                         ended=new.standing is Standing.ENDED,
                     )
                 )  # fmt: skip
-        lifecycle = self.lifecycle
+        lifecycle = self.state.lifecycle
         for movement in classify(changes, lifecycle, active_before):
             self._emit(event, movement, before[movement.subscription_id], lifecycle)
-        self.lifecycle = next_lifecycle(
+        check_balances(self.entries[emitted:], self.state.balances)
+        self.state.lifecycle = next_lifecycle(
             lifecycle,
-            sum(s.figures.active for s in self.subs.values()),
-            sum(s.figures.delinquent for s in self.subs.values()),
-            any(s.figures.standing in _HOLDING for s in self.subs.values()),
+            sum(s.figures.active for s in subs.values()),
+            sum(s.figures.delinquent for s in subs.values()),
+            any(s.figures.standing in _HOLDING for s in subs.values()),
+        )
+        for sub_id in touched:
+            if subs[sub_id].ended:
+                self.state.ended.add(sub_id)
+                del subs[sub_id]
+        self.state.position = event.sort_key
+        self.state.events += 1
+
+    def run(self, saving: Saving | None) -> Replay:
+        checkpoints: list[Checkpoint] = []
+        allowed = self.state.events + sum(
+            1 for e in self.events if saving is None or saving.allows(e.sort_key)
+        )
+        newest = allowed - allowed % saving.spacing if saving is not None else 0
+        for event, carried in zip(self.events, self.carried, strict=True):
+            self.step(event, carried)
+            done = self.state.events
+            if saving is not None and done <= newest and saving.keeps(done, newest):
+                sealed = seal(self.state, saving.rules_version)
+                checkpoints.append(Checkpoint(done, event.sort_key, sealed))
+        subs, ended = self.state.subs, self.state.ended
+        closing = {k: (s.figures.active, s.figures.delinquent) for k, s in subs.items()}
+        closing.update(dict.fromkeys(ended, (0, 0)))
+        return Replay(
+            entries=self.entries,
+            depends_on=frozenset(self.state.depends_on),
+            closing=dict(sorted(closing.items())),
+            checkpoints=tuple(checkpoints),
         )
 
     def _emit(
         self, event: EventRecord, movement: Movement, old: Figures, lifecycle: Lifecycle
     ) -> None:
-        state = self.subs[movement.subscription_id]
+        state = self.state.subs[movement.subscription_id]
         new, snapshot = state.figures, state.snapshot
         at = event.created
         if new.standing is Standing.ENDED and snapshot is not None and snapshot.ended_at:
@@ -479,17 +563,31 @@ def _summary(value: Figures) -> dict[str, Any]:
     }
 
 
-def replay_customer(customer_id: str, events: Sequence[EventRecord], refs: References) -> Replay:
+def replay_customer(
+    customer_id: str,
+    events: Sequence[EventRecord],
+    refs: References,
+    saving: Saving | None = None,
+) -> Replay:
     """The entries the rules want for one customer, from the whole set of its events."""
-    ordered = [e for e in _ordered(events) if is_relevant(e.type)]
-    replayer = _Replayer(customer_id, ordered, refs)
-    for event in ordered:
-        replayer.step(event)
-    check_balances(replayer.entries)
-    return Replay(
-        entries=replayer.entries,
-        depends_on=frozenset(replayer.terms.depends_on),
-        closing={
-            k: (s.figures.active, s.figures.delinquent) for k, s in sorted(replayer.subs.items())
-        },
-    )
+    state = ReplayState(customer_id)
+    return _Replayer(state, _ordered(events, None), refs).run(saving)
+
+
+def resume_customer(
+    start: ReplayState,
+    events: Sequence[EventRecord],
+    refs: References,
+    saving: Saving | None = None,
+) -> Replay | None:
+    """What `replay_customer` gives for the customer's events sorting after `start`, continuing
+    from `start` (which it changes): only those events' entries. `events` holds every event of
+    the customer after `start.position`; earlier ones are left out.
+
+    None if `start` no longer holds: a question it answered about reference terms gets another
+    answer now (terms a later event carries, a reference object stored since).
+    """
+    replayer = _Replayer(start, _ordered(events, start.position), refs)
+    if not replayer.terms.confirms(start.answers):
+        return None
+    return replayer.run(saving)

@@ -15,9 +15,9 @@ from ledger.rules.timeline import (
     Replay,
     is_relevant,
     references_in,
-    replay_customer,
 )
 from tests.rules import builders as b
+from tests.rules.checkpointed import replay_checked
 from tests.rules.fixtures import load
 
 C = Category
@@ -30,7 +30,8 @@ def at(month: int, day: int, hour: int = 0, year: int = 2025) -> int:
 def run(
     events: Iterable[Mapping[str, Any]], refs: b.Refs | None = None, customer: str = "cus_1"
 ) -> Replay:
-    return replay_customer(customer, [b.record(e) for e in events], refs or b.Refs())
+    """The replay, checked against resuming from a checkpoint after every event."""
+    return replay_checked(customer, [b.record(e) for e in events], refs or b.Refs())
 
 
 def cats(replay: Replay) -> list[tuple[str, Category, int]]:

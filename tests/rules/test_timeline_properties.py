@@ -10,13 +10,15 @@ from hypothesis import strategies as st
 from ledger.rules.entries import active_effect, delinquent_effect
 from ledger.rules.payloads import read_discount, read_subscription
 from ledger.rules.pricing import subscription_mrr
-from ledger.rules.timeline import Replay, replay_customer
+from ledger.rules.timeline import Replay
 from tests.rules import builders as b
+from tests.rules.checkpointed import replay_checked
 from tests.rules.histories import CUSTOMER, HALF, History, OwnTerms, histories
 
 
 def replay(events: list[dict[str, Any]]) -> Replay:
-    return replay_customer(CUSTOMER, [b.record(e) for e in events], b.Refs())
+    """The whole replay, checked against resuming from a checkpoint after every event."""
+    return replay_checked(CUSTOMER, [b.record(e) for e in events], b.Refs())
 
 
 def keyed(result: Replay) -> list[tuple[Any, ...]]:
