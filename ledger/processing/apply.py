@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import StatementError
 
+from ledger.processing import replays
 from ledger.rules.events import EventRecord, MalformedEvent, customer_of
 from ledger.rules.invariants import BrokenInvariant
 from ledger.rules.payloads import RefusedInput
@@ -130,20 +131,47 @@ def _first_unreadable(
 
 
 def recompute_customer(
-    conn: Connection, customer_id: str, cause_event_id: str, fetch: Fetcher | None = None
+    conn: Connection,
+    customer_id: str,
+    cause_event_id: str,
+    fetch: Fetcher | None = None,
+    *,
+    checkpoint_every: int | None = None,
 ) -> store.Applied:
-    """Replay every stored event of the customer and bring its ledger in effect in line.
+    """Replay the customer's stored events (from a checkpoint, see `replays`) and bring its
+    ledger in effect in line.
 
     An event the rules cannot read is marked failed and left out, so one bad payload does not
     stop every later event of the customer; if it is the event being processed, it fails.
     """
     store.lock_customers(conn, [customer_id])
     refs = StoredReferences(conn, fetch)
+    processing = {cause_event_id}
+    try:
+        found = replays.recompute(
+            conn, [customer_id], refs, processing=processing, every=checkpoint_every
+        )
+    except DATA_ERRORS:
+        _fail_unreadable(conn, customer_id, cause_event_id, refs)
+        found = replays.recompute(
+            conn, [customer_id], refs, processing=processing, every=checkpoint_every,
+            from_start=True,
+        )  # fmt: skip
+    recomputed = found[customer_id]
+    store.record_dependencies(conn, customer_id, recomputed.replay.depends_on)
+    return store.apply(conn, [recomputed.desired(cause_event_id)])
+
+
+def _fail_unreadable(
+    conn: Connection, customer_id: str, cause_event_id: str, refs: StoredReferences
+) -> None:
+    """Mark failed, one by one, the stored events of the customer that make its whole replay
+    fail; raises if the event being processed is one, or if no single event is to blame."""
     events = inbox.customer_events(conn, [customer_id]).get(customer_id, [])
     while True:
         try:
-            replay = replay_customer(customer_id, events, refs)
-            break
+            replay_customer(customer_id, events, refs)
+            return
         except DATA_ERRORS:
             culprit = _first_unreadable(customer_id, events, refs)
             if culprit is None:
@@ -161,11 +189,15 @@ def recompute_customer(
             )
             inbox.mark_event_failed(conn, event.id, reason)
             events = [e for e in events if e.id != event.id]
-    store.record_dependencies(conn, customer_id, replay.depends_on)
-    return store.apply(conn, [store.DesiredLedger(customer_id, replay.entries, cause_event_id)])
 
 
-def apply_event(conn: Connection, event: EventRecord, fetch: Fetcher | None = None) -> Outcome:
+def apply_event(
+    conn: Connection,
+    event: EventRecord,
+    fetch: Fetcher | None = None,
+    *,
+    checkpoint_every: int | None = None,
+) -> Outcome:
     """Everything one event changes, inside the caller's transaction."""
     if not is_relevant(event.type):
         return Outcome(status=InboxStatus.IGNORED)
@@ -184,7 +216,9 @@ def apply_event(conn: Connection, event: EventRecord, fetch: Fetcher | None = No
     outcome = Outcome(status=InboxStatus.PROCESSED, customers=sorted(affected))
     for customer_id in outcome.customers:
         try:
-            applied = recompute_customer(conn, customer_id, event.id, fetch)
+            applied = recompute_customer(
+                conn, customer_id, event.id, fetch, checkpoint_every=checkpoint_every
+            )
         except MissingReference as missing:
             raise Unprocessable(str(missing)) from missing
         outcome.appended += applied.appended
@@ -193,7 +227,12 @@ def apply_event(conn: Connection, event: EventRecord, fetch: Fetcher | None = No
 
 
 def process_inbox_row(
-    engine: Engine, inbox_id: int, *, max_attempts: int, fetch: Fetcher | None = None
+    engine: Engine,
+    inbox_id: int,
+    *,
+    max_attempts: int,
+    fetch: Fetcher | None = None,
+    checkpoint_every: int | None = None,
 ) -> Outcome:
     """Process one inbox row in one transaction; safe to call again for the same row.
 
@@ -207,7 +246,7 @@ def process_inbox_row(
                 return Outcome(status="missing", error=f"no inbox row {inbox_id}")
             if row.status != InboxStatus.PENDING:
                 return Outcome(status=row.status)
-            outcome = apply_event(conn, row.event(), fetch)
+            outcome = apply_event(conn, row.event(), fetch, checkpoint_every=checkpoint_every)
             inbox.mark(conn, [inbox_id], InboxStatus(outcome.status))
             return outcome
     except (Unprocessable, MalformedEvent, MissingReference) as final:
@@ -277,6 +316,7 @@ def process_batch(
     fetch: Fetcher | None = None,
     claim_extra: int = 0,
     claim_customer_rows: int = 0,
+    checkpoint_every: int | None = None,
 ) -> BatchOutcome:
     """Process many inbox rows in one transaction, each affected customer recomputed once.
 
@@ -289,7 +329,10 @@ def process_batch(
     claimed: list[int] = []
     try:
         with engine.begin() as conn:
-            done = _run_batch(conn, inbox_ids, (claim_extra, claim_customer_rows), fetch, claimed)
+            done = _run_batch(
+                conn, inbox_ids, (claim_extra, claim_customer_rows), fetch, claimed,
+                checkpoint_every,
+            )  # fmt: skip
         done.handled = claimed
         return done
     except Exception as problem:
@@ -301,17 +344,27 @@ def process_batch(
         )
         total = BatchOutcome(handled=list(claimed or inbox_ids))
         for inbox_id in total.handled:
-            total.merge(_one_by_one(engine, inbox_id, max_attempts, fetch))
+            total.merge(_one_by_one(engine, inbox_id, max_attempts, fetch, checkpoint_every))
         return total
 
 
 def _one_by_one(
-    engine: Engine, inbox_id: int, max_attempts: int, fetch: Fetcher | None
+    engine: Engine,
+    inbox_id: int,
+    max_attempts: int,
+    fetch: Fetcher | None,
+    checkpoint_every: int | None,
 ) -> BatchOutcome:
     """A row of a failed batch on its own: unreadable events fail, others count an attempt."""
     outcome = BatchOutcome()
     try:
-        single = process_inbox_row(engine, inbox_id, max_attempts=max_attempts, fetch=fetch)
+        single = process_inbox_row(
+            engine,
+            inbox_id,
+            max_attempts=max_attempts,
+            fetch=fetch,
+            checkpoint_every=checkpoint_every,
+        )
     except Exception:
         outcome.retry.append(inbox_id)
         return outcome
@@ -328,6 +381,7 @@ def _run_batch(
     claim: tuple[int, int],
     fetch: Fetcher | None,
     claimed: list[int],
+    checkpoint_every: int | None,
 ) -> BatchOutcome:
     extra, customer_rows = claim
     rows = inbox.claim_pending(conn, inbox_ids, extra)
@@ -361,13 +415,20 @@ def _run_batch(
             cause[own] = event.id
     affected = sorted(cause)
     store.lock_customers(conn, affected)
-    events = inbox.customer_events(conn, affected, {e.id: e for _, e in relevant})
-    refs = StoredReferences(conn, fetch)
+    parsed = {e.id: e for _, e in relevant}
+    found = replays.recompute(
+        conn,
+        affected,
+        StoredReferences(conn, fetch),
+        processing=parsed.keys(),
+        parsed=parsed,
+        every=checkpoint_every,
+    )
     desired: list[store.DesiredLedger] = []
     for customer_id in affected:
-        replay = replay_customer(customer_id, events.get(customer_id, []), refs)
-        store.record_dependencies(conn, customer_id, replay.depends_on)
-        desired.append(store.DesiredLedger(customer_id, replay.entries, cause[customer_id]))
+        recomputed = found[customer_id]
+        store.record_dependencies(conn, customer_id, recomputed.replay.depends_on)
+        desired.append(recomputed.desired(cause[customer_id]))
     applied = store.apply(conn, desired)
     outcome.appended += applied.appended
     outcome.reversed += applied.reversed

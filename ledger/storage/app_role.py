@@ -27,8 +27,9 @@ __all__ = [
 APPEND_ONLY_TABLES = ("ledger_entries",)
 # The chain is written by a SECURITY DEFINER trigger; alembic_version is read by /readyz.
 READ_ONLY_TABLES = ("ledger_chain", "alembic_version")
-# Projections rebuilt from the ledger (`mrr replay` empties them first).
-REBUILT_TABLES = ("mrr_month_totals",)
+# Rebuilt from the ledger and the inbox: projections (`mrr replay` empties them first) and
+# caches (replay checkpoints are removed as events make them stale).
+REBUILT_TABLES = ("mrr_month_totals", "replay_checkpoints")
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 

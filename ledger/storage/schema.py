@@ -66,6 +66,14 @@ inbox = Table(
     Column("payload", Text, nullable=False),
     Index("ix_inbox_status", "status", "id"),
     Index("ix_inbox_customer", "customer_id", "created"),
+    # A customer's events not processed yet (migration 0007): a replay never starts from a
+    # checkpoint after one of them. Queries must say status = 'pending' literally to use it.
+    Index(
+        "ix_inbox_customer_pending",
+        "customer_id",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
 )
 
 ledger_entries = Table(
@@ -248,4 +256,18 @@ customer_profiles = Table(
     Column("email", Text),
     Column("version", BigInteger, nullable=False),
     Column("event_id", String(255), nullable=False),
+)
+
+# Replay checkpoints (migration 0007): a customer's replay state after its first `events`
+# relevant events, the last at (created, event_id), sealed by ledger.rules.state_codec. A cache:
+# emptying it changes no number, the next event of each customer replays from its start.
+replay_checkpoints = Table(
+    "replay_checkpoints",
+    metadata,
+    Column("customer_id", String(255), primary_key=True),
+    Column("events", BigInteger, primary_key=True),
+    Column("created", BigInteger, nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("state", Text, nullable=False),
+    Column("saved_at", UTCDateTime(), nullable=False),
 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +18,9 @@ from sqlalchemy.orm import aliased
 from ledger.rules.entries import Category, DesiredEntry, EntryKey, entry_key
 from ledger.storage.db import dialect_insert
 from ledger.storage.schema import customer_references, customers, ledger_entries, reference_objects
+
+_REVERSAL = aliased(ledger_entries)
+_CHUNK = 250  # event ids per statement: SQLite caps the parameters of one
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +44,16 @@ class StoredEntry:
 
 @dataclass(frozen=True, slots=True)
 class DesiredLedger:
-    """The entries a customer's ledger should have in effect, and the event that says so."""
+    """The entries a customer's ledger should have in effect, and the event that says so.
+
+    `sources`: compare only the entries in effect whose source is one of these events (a
+    replay from a checkpoint, before which the ledger is in line); None: all the customer's.
+    """
 
     customer_id: str
     entries: Sequence[DesiredEntry]
     cause_event_id: str
+    sources: Collection[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +122,27 @@ def in_effect(conn: Connection, customer_ids: Collection[str] | None = None) -> 
     return [entry_from_row(m) for m in conn.execute(query).mappings()]
 
 
+def _in_effect_from(conn: Connection, sources: Mapping[str, Collection[str]]) -> list[StoredEntry]:
+    """Each customer's entries in effect whose source event is one of `sources[customer]`, in
+    id order, read through the source index: as many as those events have, whatever the size
+    of the customer's ledger."""
+    owner = {event_id: c for c, ids in sources.items() for event_id in ids}
+    ordered = sorted(owner)
+    found: list[StoredEntry] = []
+    for start in range(0, len(ordered), _CHUNK):
+        # Reversals are left out below, not here: asked for `reversal_of IS NULL`, SQLite
+        # reads that column's index (nearly every row) instead of the sources'.
+        query = select(ledger_entries).where(
+            ledger_entries.c.source_event_id.in_(ordered[start : start + _CHUNK]),
+            ~exists().where(_REVERSAL.c.reversal_of == ledger_entries.c.id),
+        )
+        for mapping in conn.execute(query).mappings():
+            entry = entry_from_row(mapping)
+            if entry.reversal_of is None and owner[entry.source_event_id] == entry.customer_id:
+                found.append(entry)
+    return sorted(found, key=lambda e: e.id)
+
+
 def get_entry(conn: Connection, entry_id: int) -> StoredEntry | None:
     found = (
         conn.execute(select(ledger_entries).where(ledger_entries.c.id == entry_id))
@@ -137,7 +166,9 @@ def apply(conn: Connection, ledgers: Sequence[DesiredLedger]) -> Applied:
     appends only: one read of what is in effect, one executemany for every new row (psycopg
     pipelines it; a multi-row VALUES compiles far slower). Callers hold `lock_customers`."""
     current: dict[str, list[StoredEntry]] = defaultdict(list)
-    for entry in in_effect(conn, [ledger.customer_id for ledger in ledgers]):
+    for entry in in_effect(conn, [d.customer_id for d in ledgers if d.sources is None]):
+        current[entry.customer_id].append(entry)
+    for entry in _in_effect_from(conn, {d.customer_id: d.sources for d in ledgers if d.sources}):
         current[entry.customer_id].append(entry)
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from rq import Queue
 from sqlalchemy import Engine, select
 
-import ledger.processing.apply
+import ledger.processing.replays
 from ledger.processing import process_batch, process_inbox_row
 from ledger.rules.entries import EntryKey
 from ledger.settings import Settings
@@ -129,14 +129,14 @@ def test_one_failing_customer_does_not_hold_back_the_batch(
     bad = bodies[0]["data"]["object"]["customer"]
     owners = [b["data"]["object"]["customer"] for b in bodies]
     bad_ids = {i for i, owner in zip(ids, owners, strict=True) if owner == bad}
-    real = ledger.processing.apply.replay_customer
+    real = ledger.processing.replays.replay_customer
 
     def flaky(customer_id: str, *args: Any) -> Any:
         if customer_id == bad:
             raise RuntimeError("rules bug")
         return real(customer_id, *args)
 
-    monkeypatch.setattr(ledger.processing.apply, "replay_customer", flaky)
+    monkeypatch.setattr(ledger.processing.replays, "replay_customer", flaky)
     outcome = process_batch(engine, ids, max_attempts=MAX)
     assert outcome.counts == {"processed": 40 - len(bad_ids)}
     assert sorted(outcome.retry) == sorted(bad_ids)

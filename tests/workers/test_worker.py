@@ -18,6 +18,7 @@ from rq import Queue
 from sqlalchemy import Engine
 
 import ledger.processing.apply
+import ledger.processing.replays
 from ingest.app import create_app
 from ledger.settings import Settings
 from ledger.storage import inbox
@@ -92,7 +93,7 @@ def test_a_failing_event_is_retried_then_marked_failed_then_retried_by_hand(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("rules bug")
 
-    monkeypatch.setattr(ledger.processing.apply, "replay_customer", broken)
+    monkeypatch.setattr(ledger.processing.replays, "replay_customer", broken)
     for attempt in range(1, settings.max_attempts + 1):
         try:
             outcome = ledger.processing.process_inbox_row(

@@ -1,0 +1,193 @@
+"""Replaying customers from a checkpoint instead of from their first event, exactly as if from it.
+
+A customer's replay starts from its newest checkpoint that sorts before every one of its events
+still pending (among them the events being processed), or from its first event. The rules
+continue from the checkpoint's state with the events after it, and the ledger in effect they
+are compared with is only the entries those events are the source of. That is the whole
+comparison's part after the checkpoint, because everything up to it was brought in line when
+the checkpoint was written, and nothing changes it afterwards without first removing the
+checkpoint:
+
+- an event stored since, wherever it sorts, is pending until processed, and its processing
+  resumes before it and removes every checkpoint after;
+- a checkpoint is never left after a pending event other than those processed with it, so a
+  pending event is never part of one and one marked failed never was;
+- reference terms (`rules.timeline.resume_customer` checks every answer the state relied on),
+  and the rules' code and the checkpoint's format (`rules.state_codec` refuses another version,
+  and a corrupt text): a checkpoint that no longer holds is ignored, and the customer is
+  replayed from its first event, its checkpoints all replaced.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from hashlib import sha256
+from importlib import resources
+
+from sqlalchemy import Connection
+
+from ledger.rules.events import EventRecord
+from ledger.rules.replay_state import ReplayState
+from ledger.rules.state_codec import UnusableCheckpoint, unseal
+from ledger.rules.timeline import References, Replay, Saving, replay_customer, resume_customer
+from ledger.storage import inbox, store
+from ledger.storage import replay_checkpoints as checkpoints
+from ledger.storage.replay_checkpoints import Position, Stored
+
+log = logging.getLogger(__name__)
+
+# Relevant events between a customer's checkpoints: a new event replays fewer than this many.
+CHECKPOINT_EVERY = 16
+
+
+@functools.cache
+def rules_version() -> str:
+    """A digest of the rules' source code: any change to the rules makes every checkpoint
+    stale, with no version number to remember to bump."""
+    digest = sha256()
+    package = resources.files("ledger.rules")
+    for name in sorted(p.name for p in package.iterdir() if p.name.endswith(".py")):
+        digest.update(name.encode() + b"\0" + package.joinpath(name).read_bytes() + b"\0")
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Recomputed:
+    """A customer's replay, and the part of its ledger in effect the replay's entries cover."""
+
+    customer_id: str
+    replay: Replay
+    sources: list[str] | None  # the events after the checkpoint; None: from the start
+    resumed_after: int  # relevant events before the replay's first; 0: from the start
+
+    def desired(self, cause_event_id: str) -> store.DesiredLedger:
+        """What `store.apply` brings the ledger in line with."""
+        return store.DesiredLedger(
+            self.customer_id, self.replay.entries, cause_event_id, self.sources
+        )
+
+
+def recompute(
+    conn: Connection,
+    customer_ids: Sequence[str],
+    refs: References,
+    *,
+    processing: Collection[str] = (),
+    parsed: Mapping[str, EventRecord] | None = None,
+    every: int | None = None,
+    from_start: bool = False,
+) -> dict[str, Recomputed]:
+    """Replay each customer (locked by the caller) from its checkpoint, and store the new ones.
+
+    `processing`: ids of the events this transaction marks processed; checkpoints may follow
+    them. `parsed`: events already read, by id. `from_start`: ignore every checkpoint.
+    """
+    ids = sorted(set(customer_ids))
+    pending = checkpoints.pending_positions(conn, ids)
+    found_stored = checkpoints.stored(conn, ids)
+    version = rules_version()
+    savings = {
+        c: Saving(
+            version,
+            every or CHECKPOINT_EVERY,
+            min((p for p in pending.get(c, []) if p[1] not in processing), default=None),
+        )
+        for c in ids
+    }
+    starts = {} if from_start else _starts(conn, ids, pending, found_stored)
+    found = _resumed(conn, starts, refs, parsed, savings)
+    rest = [c for c in ids if c not in found]
+    events = inbox.customer_events(conn, rest, parsed)
+    for c in rest:
+        replay = replay_customer(c, events.get(c, []), refs, savings[c])
+        found[c] = Recomputed(c, replay, None, 0)
+    _keep(conn, found, found_stored, savings)
+    return found
+
+
+def _starts(
+    conn: Connection,
+    ids: Sequence[str],
+    pending: Mapping[str, list[Position]],
+    found_stored: Mapping[str, list[Stored]],
+) -> dict[str, tuple[ReplayState, Position]]:
+    """Each customer's newest usable checkpoint before its first pending event: its state,
+    and where it is."""
+    chosen: dict[str, Stored] = {}
+    for customer_id in ids:
+        bound = min(pending.get(customer_id, []), default=None)
+        stored = found_stored.get(customer_id, [])
+        before = [s for s in stored if bound is None or s.position < bound]
+        if before:
+            chosen[customer_id] = before[-1]
+    starts: dict[str, tuple[ReplayState, Position]] = {}
+    version = rules_version()
+    texts = checkpoints.states(conn, {c: s.events for c, s in chosen.items()})
+    for customer_id, text in texts.items():
+        expected = chosen[customer_id]
+        try:
+            state = unseal(text, version, customer_id)
+            if (state.events, state.position) != (expected.events, expected.position):
+                raise UnusableCheckpoint("its state is not the one its row names")
+        except UnusableCheckpoint as problem:
+            log.warning(
+                "replay checkpoint of %s after %d events ignored (%s); replaying from the start",
+                customer_id,
+                expected.events,
+                problem,
+            )
+            continue
+        starts[customer_id] = (state, expected.position)
+    return starts
+
+
+def _resumed(
+    conn: Connection,
+    starts: Mapping[str, tuple[ReplayState, Position]],
+    refs: References,
+    parsed: Mapping[str, EventRecord] | None,
+    savings: Mapping[str, Saving],
+) -> dict[str, Recomputed]:
+    after = checkpoints.events_after(conn, {c: at for c, (_, at) in starts.items()}, parsed)
+    replays: dict[str, tuple[Replay, int]] = {}
+    for customer_id, (state, _) in starts.items():
+        resumed_after = state.events
+        replay = resume_customer(state, after[customer_id].events, refs, savings[customer_id])
+        if replay is None:
+            log.info(
+                "reference terms used before %s's checkpoint changed; replaying from the start",
+                customer_id,
+            )
+            continue
+        replays[customer_id] = (replay, resumed_after)
+    return {
+        c: Recomputed(c, replay, after[c].sources, resumed_after)
+        for c, (replay, resumed_after) in replays.items()
+    }
+
+
+def _keep(
+    conn: Connection,
+    found: Mapping[str, Recomputed],
+    found_stored: Mapping[str, list[Stored]],
+    savings: Mapping[str, Saving],
+) -> None:
+    """Store the replays' checkpoints, remove the ones they replace, and thin out the rest."""
+    gone: list[tuple[str, int]] = []
+    for customer_id, recomputed in found.items():
+        kept = []
+        for old in found_stored.get(customer_id, []):
+            if old.events > recomputed.resumed_after:
+                gone.append((customer_id, old.events))
+            else:
+                kept.append(old.events)
+        new = [c.events for c in recomputed.replay.checkpoints]
+        newest = max(kept + new, default=0)
+        saving = savings[customer_id]
+        gone += [(customer_id, n) for n in kept if not saving.keeps(n, newest)]
+    checkpoints.discard(conn, gone)
+    for customer_id, recomputed in found.items():
+        checkpoints.save(conn, customer_id, recomputed.replay.checkpoints)
