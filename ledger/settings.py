@@ -33,6 +33,8 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     # Send the session cookie only over HTTPS (set where the workspace is served behind TLS).
     cookie_secure: bool = False
+    # Relevant events between a customer's replay checkpoints; None: the processing's default.
+    checkpoint_every: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -52,6 +54,7 @@ class Settings:
             max_attempts=_positive_int(env, "MRR_MAX_ATTEMPTS", 4),
             secret_key=env.get("MRR_SECRET_KEY") or None,
             cookie_secure=_flag(env, "MRR_COOKIE_SECURE"),
+            checkpoint_every=_positive_int(env, "MRR_CHECKPOINT_EVERY", 0) or None,
         )
 
 

@@ -10,10 +10,14 @@ from typing import TextIO
 import click
 from sqlalchemy import Engine
 
+from ledger.processing import replays
+from ledger.processing.apply import DATA_ERRORS, StoredReferences
 from ledger.reporting import exports, fx, projector, queries
 from ledger.reporting.reports import BadInput, build_report, parse_month, report_query
 from ledger.rules.entries import Category
+from ledger.rules.timeline import MissingReference
 from ledger.settings import ConfigError, Settings
+from ledger.storage import replay_checkpoints as checkpoints
 from ledger.storage.db import make_engine
 
 FLAGS = {
@@ -29,13 +33,16 @@ FLAGS = {
 FORMATS = click.Choice(["table", "json", "csv"])
 
 
-@contextmanager
-def _engine() -> Iterator[Engine]:
+def _settings() -> Settings:
     try:
-        settings = Settings.from_env()
+        return Settings.from_env()
     except ConfigError as problem:
         raise click.UsageError(str(problem)) from None
-    engine = make_engine(settings.database_url)
+
+
+@contextmanager
+def _engine() -> Iterator[Engine]:
+    engine = make_engine(_settings().database_url)
     try:
         yield engine
     finally:
@@ -122,11 +129,50 @@ def ledger_cmd(
 
 
 @click.command()
-def replay() -> None:
-    """Rebuild the monthly balances from the whole ledger."""
+@click.option(
+    "--customers",
+    is_flag=True,
+    help="Instead, replay each customer's events through the rules and rebuild its replay "
+    "checkpoints (the ledger is not changed).",
+)
+def replay(customers: bool) -> None:
+    """Rebuild the monthly balances from the whole ledger (--customers: replay checkpoints)."""
+    if customers:
+        _rebuild_checkpoints()
+        return
     with _engine() as engine, engine.begin() as conn:
         read = projector.replay(conn)
     click.echo(f"replayed {read} ledger entries into the monthly balances")
+
+
+def _rebuild_checkpoints() -> None:
+    every = _settings().checkpoint_every
+    made, waiting, problems = 0, 0, []
+    with _engine() as engine:
+        with engine.connect() as conn:
+            customer_ids = checkpoints.customers(conn)
+        for customer_id in customer_ids:
+            try:
+                with engine.begin() as conn:
+                    refs = StoredReferences(conn)
+                    count, in_line = replays.rebuild(conn, customer_id, refs, every=every)
+            except (MissingReference, *DATA_ERRORS) as problem:
+                reason = f"{type(problem).__name__}: {problem}"
+                problems.append(f"{customer_id}: not replayed ({reason})")
+                continue
+            made += count
+            waiting += not in_line
+    click.echo(f"rebuilt {made} replay checkpoints for {len(customer_ids)} customers")
+    if waiting:
+        click.echo(
+            f"{waiting} customers' ledgers wait for events not processed yet; "
+            "their checkpoints stop before those events",
+            err=True,
+        )
+    for line in problems:
+        click.echo(line, err=True)
+    if problems:
+        raise SystemExit(1)
 
 
 @click.group("fx")

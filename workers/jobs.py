@@ -36,6 +36,7 @@ def process_inbox(inbox_ids: list[int]) -> dict[str, int]:
         fetch=runtime.fetcher(),
         claim_extra=max(0, BATCH_SIZE - len(inbox_ids)),
         claim_customer_rows=CUSTOMER_ROWS,
+        checkpoint_every=runtime.settings().checkpoint_every,
     )
     metrics.record_batch(runtime.engine(), outcome, time.perf_counter() - began)
     if job is not None and sum(outcome.counts.values()) >= BATCH_SIZE:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
@@ -79,11 +80,13 @@ def recompute(
     parsed: Mapping[str, EventRecord] | None = None,
     every: int | None = None,
     from_start: bool = False,
+    keep: bool = True,
 ) -> dict[str, Recomputed]:
     """Replay each customer (locked by the caller) from its checkpoint, and store the new ones.
 
     `processing`: ids of the events this transaction marks processed; checkpoints may follow
-    them. `parsed`: events already read, by id. `from_start`: ignore every checkpoint.
+    them. `parsed`: events already read, by id. `from_start`: ignore every checkpoint. `keep`:
+    store the replays' checkpoints (the caller must then bring the ledgers in line).
     """
     ids = sorted(set(customer_ids))
     pending = checkpoints.pending_positions(conn, ids)
@@ -104,8 +107,33 @@ def recompute(
     for c in rest:
         replay = replay_customer(c, events.get(c, []), refs, savings[c])
         found[c] = Recomputed(c, replay, None, 0)
-    _keep(conn, found, found_stored, savings)
+    if keep:
+        _keep(conn, found, found_stored, savings)
     return found
+
+
+def rebuild(
+    conn: Connection, customer_id: str, refs: References, *, every: int | None = None
+) -> tuple[int, bool]:
+    """Replace the customer's checkpoints with those of a replay from its first event; how many
+    there are now, and whether its ledger in effect is what the rules want.
+
+    The ledger is not touched. Where it differs (events not processed yet), no checkpoint is
+    left at or after the first event the difference comes from.
+    """
+    store.lock_customers(conn, [customer_id])
+    replay = recompute(conn, [customer_id], refs, every=every, from_start=True, keep=False)[
+        customer_id
+    ].replay
+    wanted = Counter(e.key() for e in replay.entries)
+    have = Counter(e.key() for e in store.in_effect(conn, [customer_id]))
+    differing = {key[0] for key in (wanted - have) + (have - wanted)}  # their source events
+    positions = checkpoints.positions_of(conn, sorted(differing))
+    cut = min((positions.get(i, (-(2**63), "")) for i in differing), default=None)
+    kept = [c for c in replay.checkpoints if cut is None or c.position < cut]
+    checkpoints.clear(conn, [customer_id])
+    checkpoints.save(conn, customer_id, kept)
+    return len(kept), not differing
 
 
 def _starts(

@@ -143,6 +143,15 @@ def events_after(
     return {c: After(events[c], sources[c]) for c in starts}
 
 
+def positions_of(conn: Connection, event_ids: Sequence[str]) -> dict[str, Position]:
+    """Where each of these stored events sorts, by event id."""
+    found: dict[str, Position] = {}
+    for chunk in _chunks(event_ids):
+        query = select(inbox.c.event_id, inbox.c.created).where(inbox.c.event_id.in_(chunk))
+        found.update((str(e), (int(c), str(e))) for e, c in conn.execute(query))
+    return found
+
+
 def save(conn: Connection, customer_id: str, checkpoints: Iterable[Checkpoint]) -> None:
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = [

@@ -14,6 +14,13 @@ def test_defaults_work_on_a_laptop() -> None:
     )
     assert found.redis_url is None and found.webhook_secrets == ()
     assert (found.queue_name, found.max_body_bytes) == ("stripe-events", 1024 * 1024)
+    assert found.checkpoint_every is None  # the processing's own default
+
+
+def test_checkpoint_spacing_from_the_environment() -> None:
+    assert Settings.from_env({"MRR_CHECKPOINT_EVERY": "2"}).checkpoint_every == 2
+    with pytest.raises(ConfigError, match="MRR_CHECKPOINT_EVERY must be positive"):
+        Settings.from_env({"MRR_CHECKPOINT_EVERY": "0"})
 
 
 def test_several_webhook_secrets_for_a_rotation() -> None:

@@ -232,7 +232,7 @@ def in_order(engine: Engine, bodies: Sequence[dict[str, Any]]) -> None:
 
 @contextmanager
 def _services(
-    db_url: str, workdir: Path, workers: int
+    db_url: str, workdir: Path, workers: int, checkpoint_every: int | None
 ) -> Iterator[tuple[Processes, PrivateRedis, int]]:
     redis_server = PrivateRedis(workdir)
     redis_server.start()
@@ -247,6 +247,8 @@ def _services(
         "MRR_SWEEP_AFTER": "3",
         "PYTHONPATH": str(ROOT),
     }
+    if checkpoint_every is not None:
+        env["MRR_CHECKPOINT_EVERY"] = str(checkpoint_every)
     processes = Processes(env, workdir)
     try:
         processes.start_web(port)
@@ -269,6 +271,7 @@ def run_storm(
     workers: int = 2,
     seed: int = 7,
     drain_timeout: float = 120.0,
+    checkpoint_every: int | None = None,
 ) -> StormReport:
     bodies = histories(events, customers, seed=seed)
     shuffled = storm_order(bodies, duplicates=duplicates)
@@ -278,7 +281,9 @@ def run_storm(
     engine = make_engine(db_url)
     with ExitStack() as stack:
         stack.callback(engine.dispose)
-        processes, redis_server, port = stack.enter_context(_services(db_url, workdir, workers))
+        processes, redis_server, port = stack.enter_context(
+            _services(db_url, workdir, workers, checkpoint_every)
+        )
         started = time.monotonic()
         poster = Poster(port, deliveries)
         threads = poster.start()

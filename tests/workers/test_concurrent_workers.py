@@ -74,6 +74,7 @@ def test_four_worker_processes_match_one(
         DATABASE_URL=settings.database_url,
         REDIS_URL=settings.redis_url or "",
         MRR_QUEUE=settings.queue_name,
+        MRR_CHECKPOINT_EVERY="2",  # most replays resume from a checkpoint
     )
     command = [sys.executable, "-m", "scripts.cli", "worker", "--burst"]
     workers = [subprocess.Popen(command, env=env, cwd=ROOT) for _ in range(4)]
