@@ -99,6 +99,11 @@ def _decimal(value: Any) -> Decimal:
         raise ValueError(f"{value!r} is not a decimal") from None
 
 
+def _strings(values: list[Any]) -> list[str]:
+    "".join(values)  # raises TypeError, naming the item, unless all are strings (at C speed)
+    return values
+
+
 def _json(value: Any) -> Any:
     """Free-form JSON (an explanation): only strings, ints, bools, None, lists and objects."""
     if value is None or isinstance(value, str | bool | int):
@@ -137,6 +142,8 @@ def _codec(tp: Any) -> _Codec:
         )
     if origin is tuple:
         return _fixed_tuple(tuple(_codec(a) for a in args))
+    if origin is set and args[0] is str:  # the ended subscriptions: thousands, at times
+        return _Codec(sorted, lambda v: set(_strings(_expect(v, list, "a list"))))
     if origin is set:
         item = _codec(args[0])
         return _Codec(

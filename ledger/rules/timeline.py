@@ -146,9 +146,15 @@ class Saving:
 class Replay:
     entries: list[DesiredEntry]
     depends_on: frozenset[tuple[str, str]] = field(default_factory=frozenset)
-    # Each subscription's (active, delinquent) MRR after the last event.
-    closing: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     checkpoints: tuple[Checkpoint, ...] = ()
+    # After the last event: each live subscription's (active, delinquent) MRR; the ended ones.
+    live: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    ended: frozenset[str] = frozenset()
+
+    @property
+    def closing(self) -> dict[str, tuple[int, int]]:
+        """Each subscription's (active, delinquent) MRR after the last event."""
+        return dict(sorted({**dict.fromkeys(self.ended, (0, 0)), **self.live}.items()))
 
 
 def is_relevant(event_type: str) -> bool:
@@ -514,14 +520,12 @@ class _Replayer:
             if saving is not None and done <= newest and saving.keeps(done, newest):
                 sealed = seal(self.state, saving.rules_version)
                 checkpoints.append(Checkpoint(done, event.sort_key, sealed))
-        subs, ended = self.state.subs, self.state.ended
-        closing = {k: (s.figures.active, s.figures.delinquent) for k, s in subs.items()}
-        closing.update(dict.fromkeys(ended, (0, 0)))
         return Replay(
             entries=self.entries,
             depends_on=frozenset(self.state.depends_on),
-            closing=dict(sorted(closing.items())),
             checkpoints=tuple(checkpoints),
+            live={k: (s.figures.active, s.figures.delinquent) for k, s in self.state.subs.items()},
+            ended=frozenset(self.state.ended),
         )
 
     def _emit(
