@@ -47,8 +47,9 @@ def store_history(engine: Engine, history: list[dict[str, Any]]) -> float:
     """Store and process the history as a backfill does; seconds taken."""
     started = time.perf_counter()
     for start in range(0, len(history), 2000):
-        chunk = [inbox.dumps(b) for b in history[start : start + 2000]]
-        ids = [s.inbox_id for s in inbox.store_events(engine, chunk, source="bench")]
+        chunk = [(inbox.dumps(b), b) for b in history[start : start + 2000]]
+        with engine.begin() as conn:
+            ids = [s.inbox_id for s in inbox.store_events(conn, chunk, source="bench")]
         outcome = process_batch(engine, ids, max_attempts=1)
         if outcome.counts != {"processed": len(ids)}:
             raise RuntimeError(f"history not processed: {outcome.counts}")
@@ -56,9 +57,9 @@ def store_history(engine: Engine, history: list[dict[str, Any]]) -> float:
 
 
 def arrive(engine: Engine, body: dict[str, Any], *, drop_checkpoints: bool = False) -> float:
-    """Store an event as its webhook does, then process it; seconds the processing took."""
+    """Store an event, then process it as its webhook's job does; seconds the processing took."""
     with engine.begin() as conn:
-        stored = inbox.store_event(conn, inbox.dumps(body), body)
+        (stored,) = inbox.store_events(conn, [(inbox.dumps(body), body)])
         if drop_checkpoints:
             checkpoints.clear(conn)
     started = time.perf_counter()
@@ -70,7 +71,8 @@ def arrive(engine: Engine, body: dict[str, Any], *, drop_checkpoints: bool = Fal
 
 
 def late_event(steps: list[Step]) -> dict[str, Any]:
-    """An update of a subscription live 30 days before the newest event, dated then."""
+    """An update of a subscription live 30 days before the newest event (else a new one),
+    dated then."""
     at = steps[-1].at - LATE_DAYS * DAY
     live: dict[str, Step] = {}
     for step in steps:
@@ -80,6 +82,9 @@ def late_event(steps: list[Step]) -> dict[str, Any]:
             live.pop(step.subscription.id, None)
         else:
             live[step.subscription.id] = step
+    if not live:
+        fresh = replace(steps[-1].subscription, id="sub_late", status="active", ended_at=None)
+        return event_body("evt_late_000000", Step("created", at, fresh))
     chosen = live[sorted(live)[0]].subscription
     changed = replace(chosen, quantity=chosen.quantity + 1)
     return event_body("evt_late_000000", Step("updated", at, changed))

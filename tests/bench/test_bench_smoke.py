@@ -27,6 +27,20 @@ def run(script: str, *args: str) -> dict[str, Any]:
     return found
 
 
+def test_history_benchmark_runs() -> None:
+    found = run(
+        "history.py",
+        *("--sizes", "10,40", "--events", "3", "--full", "1", "--late-size", "40"),
+        *("--backends", "sqlite"),
+    )
+    sizes = found["sqlite"]["sizes"]
+    assert [s["history"] for s in sizes] == [10, 40]
+    assert [s["customers"] for s in sizes] == [3, 1]
+    assert sizes[1]["late_event"]["days_late"] == 30 and sizes[1]["late_event"]["ms"] > 0
+    assert sizes[1]["checkpoints_kept"] > 0 and sizes[1]["full_replay_median_ms"] > 0
+    assert found["sqlite"]["ratio_median_largest_to_smallest"] > 0
+
+
 def test_projection_benchmark_runs() -> None:
     found = run(
         "projection.py",
