@@ -89,22 +89,26 @@ def recompute(
     store the replays' checkpoints (the caller must then bring the ledgers in line).
     """
     ids = sorted(set(customer_ids))
-    pending = checkpoints.pending_positions(conn, ids)
+    spacing = every or CHECKPOINT_EVERY
     found_stored = checkpoints.stored(conn, ids)
-    version = rules_version()
-    savings = {
-        c: Saving(
-            version,
-            every or CHECKPOINT_EVERY,
-            min((p for p in pending.get(c, []) if p[1] not in processing), default=None),
-        )
-        for c in ids
-    }
+    # Pending events matter where a checkpoint may be read or written: a customer with some
+    # stored, or with as many events as a checkpoint follows (read below, once its events are).
+    pending = checkpoints.pending_positions(conn, [c for c in ids if c in found_stored])
+    savings: dict[str, Saving] = {}
+
+    def saving(customer_id: str) -> Saving:
+        ceiling = (p for p in pending.get(customer_id, []) if p[1] not in processing)
+        return Saving(rules_version(), spacing, min(ceiling, default=None))
+
     starts = {} if from_start else _starts(conn, ids, pending, found_stored)
+    savings.update((c, saving(c)) for c in starts)
     found = _resumed(conn, starts, refs, parsed, savings)
     rest = [c for c in ids if c not in found]
     events = inbox.customer_events(conn, rest, parsed)
+    long = [c for c in rest if c not in found_stored and len(events.get(c, [])) >= spacing]
+    pending.update(checkpoints.pending_positions(conn, long) if long else {})
     for c in rest:
+        savings[c] = saving(c)
         replay = replay_customer(c, events.get(c, []), refs, savings[c])
         found[c] = Recomputed(c, replay, None, 0)
     if keep:
