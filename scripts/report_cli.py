@@ -165,8 +165,8 @@ def _rebuild_checkpoints() -> None:
     click.echo(f"rebuilt {made} replay checkpoints for {len(customer_ids)} customers")
     if waiting:
         click.echo(
-            f"{waiting} customers' ledgers wait for events not processed yet; "
-            "their checkpoints stop before those events",
+            f"{waiting} customers' ledgers differ from what the rules want (events not "
+            "processed yet?): their checkpoints stop before the first difference",
             err=True,
         )
     for line in problems:

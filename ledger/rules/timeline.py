@@ -6,6 +6,11 @@ events are deduplicated by id and sorted by (created, id) here, and reference te
 terms, which coupon a discount applies, a price's tiers) are timeless facts gathered from the
 whole event set before the replay starts.
 
+A replay can leave checkpoints (`Saving`): its state (`replay_state`) after some of the events,
+sealed (`state_codec`). `resume_customer` continues from one with the later events only, and
+gives exactly the entries the whole replay gives for them, or None if the state relied on
+reference terms that now read differently.
+
 Payment state (docs/mrr-rules.md §4), per subscription:
 - A `past_due`/`unpaid` snapshot is delinquent once the subscription has been paid at least once;
   before its first payment (incomplete, a trial whose first charge fails) it counts nothing.

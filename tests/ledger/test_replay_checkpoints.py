@@ -16,6 +16,7 @@ from sqlalchemy import Engine, select, update
 
 from ledger.processing import process_batch, process_inbox_row
 from ledger.processing.replays import rules_version
+from ledger.rules.entries import DesiredEntry
 from ledger.rules.state_codec import seal, unseal
 from ledger.storage import inbox, store
 from ledger.storage import replay_checkpoints as checkpoints
@@ -285,3 +286,33 @@ def test_dropping_the_checkpoints_changes_no_number_and_mrr_replay_rebuilds_them
     mine = runner.invoke(main, report, env=env)
     theirs = runner.invoke(main, report, env={"DATABASE_URL": control_url})
     assert mine.exit_code == 0 and mine.output == theirs.output
+
+
+def test_mrr_replay_leaves_no_checkpoint_after_where_the_ledger_differs(
+    db_url: str, engine: Engine, templates: Templates
+) -> None:
+    """As if an older version of the rules had left event 10's entries out: the rebuilt
+    checkpoints stop before it, so the next event replays from there and puts them back."""
+    events = customer_history(24)
+    deliver(engine, events[:20], checkpoint_every=4)
+    with engine.begin() as conn:
+        kept = [
+            DesiredEntry(e.customer_id, e.subscription_id, e.category, e.currency, e.amount,
+                         e.effective_at, e.source_event_id, e.explanation)
+            for e in store.in_effect(conn, "cus_1") if e.source_event_id != events[10]["id"]
+        ]  # fmt: skip
+        assert store.apply(conn, "cus_1", kept, "evt_by_hand").reversed > 0
+    env = {"DATABASE_URL": db_url, "MRR_CHECKPOINT_EVERY": "4"}
+    rebuilt = CliRunner().invoke(main, ["replay", "--customers"], env=env)
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "1 customers' ledgers differ from what the rules want" in rebuilt.output
+    with engine.connect() as conn:
+        positions = [s.position for s in checkpoints.stored(conn, ["cus_1"])["cus_1"]]
+    assert positions and max(positions) < (events[10]["created"], events[10]["id"])
+    deliver(engine, events[20:], checkpoint_every=4)
+    control = make_engine(templates.sqlite_copy())
+    deliver(control, events, checkpoint_every=4)
+    with engine.connect() as mine, control.connect() as theirs:
+        assert sorted(e.key() for e in store.in_effect(mine)) == sorted(
+            e.key() for e in store.in_effect(theirs)
+        )
