@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-import ledger.processing.apply
+import ledger.processing.replays
 from ledger.processing import process_batch, process_inbox_row
 from ledger.rules.entries import active_effect, delinquent_effect
 from ledger.rules.payloads import INT64_MAX
@@ -72,7 +72,7 @@ def test_a_database_error_keeps_a_short_reason_and_the_statement_goes_to_the_log
         found = replay_customer(*args, **kwargs)
         return replace(found, entries=[replace(e, amount=10**30) for e in found.entries])
 
-    monkeypatch.setattr(ledger.processing.apply, "replay_customer", overflowing)
+    monkeypatch.setattr(ledger.processing.replays, "replay_customer", overflowing)
     body = b.subscription_event("created", "sub_1", "cus_1", T0, event_id="evt_1")
     with engine.begin() as conn:
         (stored,) = inbox.store_events(conn, [(inbox.dumps(body), body)])
