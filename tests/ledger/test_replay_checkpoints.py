@@ -299,9 +299,9 @@ def test_mrr_replay_leaves_no_checkpoint_after_where_the_ledger_differs(
         kept = [
             DesiredEntry(e.customer_id, e.subscription_id, e.category, e.currency, e.amount,
                          e.effective_at, e.source_event_id, e.explanation)
-            for e in store.in_effect(conn, "cus_1") if e.source_event_id != events[10]["id"]
+            for e in store.in_effect(conn, ["cus_1"]) if e.source_event_id != events[10]["id"]
         ]  # fmt: skip
-        assert store.apply(conn, "cus_1", kept, "evt_by_hand").reversed > 0
+        assert store.apply(conn, [store.DesiredLedger("cus_1", kept, "evt_by_hand")]).reversed
     env = {"DATABASE_URL": db_url, "MRR_CHECKPOINT_EVERY": "4"}
     rebuilt = CliRunner().invoke(main, ["replay", "--customers"], env=env)
     assert rebuilt.exit_code == 0, rebuilt.output
