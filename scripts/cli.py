@@ -18,6 +18,7 @@ from ledger.storage.schema import InboxStatus
 from scripts.app_role_cli import create_app_role_cmd
 from scripts.backfill_cli import backfill
 from scripts.explain_cli import explain_cmd
+from scripts.reconcile_cli import reconcile_cmd
 from scripts.report_cli import fx_cmd, ledger_cmd, replay, report
 from scripts.settings_cli import load_settings
 from scripts.status_cli import status_cmd
@@ -161,6 +162,7 @@ main.add_command(replay)
 main.add_command(fx_cmd, name="fx")
 main.add_command(verify)
 main.add_command(status_cmd)
+main.add_command(reconcile_cmd)
 db.add_command(create_app_role_cmd)
 main.add_command(users_cmd)
 

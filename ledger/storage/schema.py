@@ -216,6 +216,25 @@ backfill_checkpoints = Table(
     Column("completed_at", UTCDateTime()),
 )
 
+# One row per reconcile (migration 0013): `mrr reconcile` or the worker's schedule comparing
+# each subscription's MRR in the ledger with what the rules give for Stripe's live object.
+# `finished_at` is null while it runs (or if it died); `error` says why it did not finish;
+# `details` is the JSON list of differences.
+reconcile_runs = Table(
+    "reconcile_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("trigger", String(16), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("subscriptions", Integer),
+    Column("differences", Integer),
+    Column("fixed", Integer),
+    Column("error", Text),
+    Column("details", Text),
+    Index("ix_reconcile_runs_started_at", "started_at"),
+)
+
 # --- the workspace (migration 0006) ---------------------------------------------------------
 
 USER_ROLES = ("viewer", "admin")

@@ -477,6 +477,8 @@ class FakeStripe:
             if q.get("status", "active") != "all":
                 subs = [s for s in subs if s["status"] not in ("canceled", "incomplete_expired")]
             return self._page(subs, q, path)
+        if m := re.fullmatch(r"/v1/subscriptions/([^/]+)", path):
+            return next((s for s in a.subscriptions if s["id"] == m.group(1)), None)
         if path == "/v1/invoices":
             invs = self._invoices.get(q["customer"], []) if "customer" in q else a.invoices
             return self._page(invs, q, path)
