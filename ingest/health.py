@@ -1,4 +1,5 @@
-"""GET /healthz (the process is up) and GET /readyz (database, migrations and Redis)."""
+"""GET /healthz (the process is up), GET /readyz (database, migrations and Redis) and
+GET /healthz/data (the last reconcile: does the ledger agree with Stripe?)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from ingest.api import ApiError, _api_error, authorized
 from ingest.services import services
+from ledger.backfill.reconcile_store import last_finished
 from ledger.storage.migrate import is_up_to_date
 
 health = Blueprint("health", __name__)
+health.register_error_handler(ApiError, _api_error)
 
 
 @health.get("/healthz")
@@ -38,3 +42,17 @@ def readyz() -> tuple[Response, int]:
         checks["redis"] = f"unreachable ({type(problem).__name__})"
     ready = all(value == "ok" for value in checks.values())
     return jsonify(ready=ready, checks=checks), 200 if ready else 503
+
+
+@health.get("/healthz/data")
+@authorized
+def data() -> tuple[Response, int]:
+    """The last reconcile's differences (subscription and customer ids: behind the API token).
+
+    503 when it found any, or failed; not a readiness check: the service itself is fine.
+    """
+    with services().engine.connect() as conn:
+        run = last_finished(conn)
+    found = run.problems() if run is not None else []
+    body = {"ok": not found, "problems": found, "reconcile": run.fields() if run else None}
+    return jsonify(body), 200 if not found else 503

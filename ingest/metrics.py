@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ingest.api import ApiError, _api_error, authorized
 from ingest.services import Services, services
+from ledger.backfill import reconcile_store
 from ledger.reporting import projector
 from ledger.storage.inbox_stats import backlog
 from ledger.storage.schema import InboxStatus
@@ -103,6 +104,7 @@ class StateCollector(Collector):
         with self.found.engine.connect() as conn:
             found = backlog(conn)
             lag = projector.lag(conn)
+            reconciled = reconcile_store.last_finished(conn, succeeded=True)
         now = datetime.now(UTC)
         rows = GaugeMetricFamily("mrr_inbox_rows", "Inbox rows by status", labels=["status"])
         for status in InboxStatus:
@@ -111,6 +113,7 @@ class StateCollector(Collector):
         age = (now - oldest).total_seconds() if oldest is not None else 0.0
         last = found.last_received_at
         return [
+            *self._reconcile(reconciled),
             rows,
             GaugeMetricFamily(
                 "mrr_inbox_oldest_pending_age_seconds",
@@ -126,6 +129,24 @@ class StateCollector(Collector):
                 "mrr_projector_lag_entries",
                 "Ledger entries not yet in the stored monthly totals",
                 value=lag,
+            ),
+        ]
+
+    def _reconcile(self, run: reconcile_store.Run | None) -> list[Metric]:
+        """The last successful reconcile; nothing before the first."""
+        if run is None or run.finished_at is None:
+            return []
+        return [
+            GaugeMetricFamily(
+                "mrr_reconcile_differences",
+                "Subscriptions whose ledger MRR differed from Stripe's live object at the last "
+                "successful reconcile",
+                value=run.differences or 0,
+            ),
+            GaugeMetricFamily(
+                "mrr_reconcile_last_success_timestamp_seconds",
+                "When the last successful reconcile finished (Unix time)",
+                value=run.finished_at.timestamp(),
             ),
         ]
 

@@ -57,14 +57,23 @@ def db_upgrade(revision: str) -> None:
 @click.option("--burst", is_flag=True, help="Queue every pending row, drain the queue, then exit.")
 @click.option("--requeue-now", is_flag=True, help="Queue every pending inbox row at start.")
 def worker(burst: bool, requeue_now: bool) -> None:
-    """Run an RQ worker on the stripe-events queue (plus the inbox sweeper)."""
+    """Run an RQ worker on the stripe-events queue (plus the inbox sweeper, and the reconcile
+    schedule when MRR_RECONCILE_EVERY is set)."""
+    from workers.reconcile_schedule import every_from_env
     from workers.worker import SweepTiming, run
 
     try:
         sweep = SweepTiming.from_env()
+        every = every_from_env()
     except ConfigError as problem:
         raise click.UsageError(str(problem)) from None
-    run(load_settings(), burst=burst, requeue_now=requeue_now, sweep=sweep)
+    run(
+        load_settings(),
+        burst=burst,
+        requeue_now=requeue_now,
+        sweep=sweep,
+        reconcile_every=every,
+    )
 
 
 @main.command()

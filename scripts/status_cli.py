@@ -12,6 +12,8 @@ import click
 import redis
 from sqlalchemy.exc import SQLAlchemyError
 
+from ledger.backfill import reconcile_store
+from ledger.backfill import store as backfill_store
 from ledger.logs import mask
 from ledger.reporting import projector
 from ledger.settings import Settings
@@ -28,6 +30,7 @@ MAX_FAILED = 0
 MIN_WORKERS = 1
 # An idle RQ worker renews its heartbeat when its blocking dequeue times out: every ~405s.
 MAX_HEARTBEAT_AGE = 600.0
+MAX_RECONCILE_DIFFERENCES = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,7 @@ class Thresholds:
     max_failed: int = MAX_FAILED
     min_workers: int = MIN_WORKERS
     max_heartbeat_age: float = MAX_HEARTBEAT_AGE
+    max_reconcile_differences: int = MAX_RECONCILE_DIFFERENCES
 
 
 @dataclass(slots=True)
@@ -51,6 +55,8 @@ class Status:
     projector_lag_entries: int | None = None
     queue_depth: int | None = None
     workers: list[WorkerSeen] | None = None
+    last_backfill: backfill_store.Run | None = None
+    last_reconcile: reconcile_store.Run | None = None
     unreadable: list[str] = field(default_factory=list)
 
 
@@ -67,6 +73,8 @@ def gather(settings: Settings, now: datetime) -> Status:
             status.last_received_at = found.last_received_at
             status.last_processed_at = last_processed_at(conn)
             status.projector_lag_entries = projector.lag(conn)
+            status.last_backfill = backfill_store.last_run(conn)
+            status.last_reconcile = reconcile_store.last_finished(conn)
         engine.dispose()
     except SQLAlchemyError as problem:
         status.unreadable.append(f"database unreachable ({type(problem).__name__})")
@@ -105,6 +113,9 @@ def problems(status: Status, limits: Thresholds) -> list[str]:
             if since is None or since > limits.max_heartbeat_age:
                 said = "never" if since is None else f"{since:.0f}s ago"
                 found.append(f"worker {seen.name}: last heartbeat {said}")
+    run = status.last_reconcile
+    if run is not None and (run.error or (run.differences or 0) > limits.max_reconcile_differences):
+        found += run.problems()
     return found
 
 
@@ -136,8 +147,40 @@ def render(status: Status, found: list[str]) -> list[str]:
             f"  {w.name}  {w.state}  heartbeat {_when(w.last_heartbeat, now)}"
             for w in status.workers
         ]
+    lines += _runs(status)
     lines.append("needs attention:" if found else "all well")
     lines += [f"  - {problem}" for problem in found]
+    return lines
+
+
+def _runs(status: Status) -> list[str]:
+    if status.inbox is None:
+        return []
+    now = status.checked_at
+    lines = []
+    backfill = status.last_backfill
+    if backfill is None:
+        lines.append("last backfill:      never")
+    else:
+        state = (
+            f"completed {_when(backfill.completed_at, now)}"
+            if backfill.completed_at
+            else f"not completed, last progress {_when(backfill.updated_at, now)}"
+        )
+        lines.append(
+            f"last backfill:      {backfill.scope}, {backfill.customers_done} customers, "
+            f"started {_when(backfill.started_at, now)}, {state}"
+        )
+    run = status.last_reconcile
+    if run is None:
+        lines.append("last reconcile:     never")
+    elif run.error is not None:
+        lines.append(f"last reconcile:     failed {_when(run.finished_at, now)}: {run.error}")
+    else:
+        lines.append(
+            f"last reconcile:     {_when(run.finished_at, now)} ({run.trigger}), "
+            f"{run.subscriptions} subscriptions, {run.differences} differences"
+        )
     return lines
 
 
@@ -146,6 +189,9 @@ def as_json(status: Status, found: list[str]) -> dict[str, Any]:
         return value.isoformat() if isinstance(value, datetime) else value
 
     fields = {name: plain(value) for name, value in asdict(status).items()}
+    fields["last_reconcile"] = status.last_reconcile.fields() if status.last_reconcile else None
+    if status.last_backfill is not None:
+        fields["last_backfill"] = {k: plain(v) for k, v in asdict(status.last_backfill).items()}
     if status.workers is not None:
         fields["workers"] = [
             {k: plain(v) for k, v in asdict(seen).items()} for seen in status.workers
@@ -187,11 +233,27 @@ def as_json(status: Status, found: list[str]) -> dict[str, Any]:
     envvar="MRR_STATUS_MAX_HEARTBEAT_AGE",
     help="Seconds since a worker's last heartbeat.",
 )
+@click.option(
+    "--max-reconcile-differences",
+    type=click.IntRange(min=0),
+    default=MAX_RECONCILE_DIFFERENCES,
+    show_default=True,
+    envvar="MRR_STATUS_MAX_RECONCILE_DIFFERENCES",
+    help="Subscriptions the last reconcile may have found different from Stripe.",
+)
 def status_cmd(
-    fmt: str, max_pending_age: float, max_failed: int, min_workers: int, max_heartbeat_age: float
+    fmt: str,
+    max_pending_age: float,
+    max_failed: int,
+    min_workers: int,
+    max_heartbeat_age: float,
+    max_reconcile_differences: int,
 ) -> None:
-    """Inbox, failures, queue, workers and projector at a glance; exit 1 if a person is needed."""
-    limits = Thresholds(max_pending_age, max_failed, min_workers, max_heartbeat_age)
+    """Inbox, failures, queue, workers, projector, last backfill and reconcile at a glance;
+    exit 1 if a person is needed."""
+    limits = Thresholds(
+        max_pending_age, max_failed, min_workers, max_heartbeat_age, max_reconcile_differences
+    )
     status = gather(load_settings(), datetime.now(UTC))
     found = problems(status, limits)
     if fmt == "json":

@@ -46,3 +46,15 @@ def process_inbox(inbox_ids: list[int]) -> dict[str, int]:
         # Rows this job claimed beyond its own ids are retried by the sweeper.
         raise RetryLater(f"inbox rows to retry: {outcome.retry}")
     return outcome.counts
+
+
+def reconcile() -> dict[str, int]:
+    """The scheduled reconcile (workers/reconcile_schedule.py): compare and record, no fix."""
+    from workers.reconcile import Options
+    from workers.reconcile import run as run_reconcile
+
+    api = runtime.stripe_api()
+    if api is None:
+        raise RuntimeError("STRIPE_API_KEY is not set: reconcile reads Stripe's API")
+    outcome = run_reconcile(runtime.engine(), api, Options(trigger="schedule"))
+    return {"subscriptions": outcome.subscriptions, "differences": len(outcome.differences)}

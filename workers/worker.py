@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,9 +17,10 @@ from datetime import timedelta
 
 import redis
 from rq import Queue, SimpleWorker
+from sqlalchemy import Engine
 
 from ledger.settings import ConfigError, Settings
-from workers import runtime
+from workers import reconcile_schedule, runtime
 from workers.queue import connect, make_queue
 from workers.sweeper import requeue_pending, start_periodic
 
@@ -62,7 +64,9 @@ def run(
     burst: bool = False,
     requeue_now: bool = False,
     sweep: SweepTiming | None = None,
+    reconcile_every: float | None = None,
 ) -> None:
+    """`reconcile_every`: seconds between scheduled reconciles (MRR_RECONCILE_EVERY), if any."""
     sweep = sweep or SweepTiming.from_env()
     connection = connect(settings)
     queue = make_queue(settings, connection)
@@ -76,10 +80,25 @@ def run(
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as problem:
         log.warning("worker: Redis unavailable at start (%s); the sweeper will queue", problem)
     stop = start_periodic(engine, queue, sweep.every, sweep.older_than)
+    stop_reconcile = _schedule_reconcile(settings, engine, queue, reconcile_every)
     try:
         _work_through_redis_outages(queue)
     finally:
         stop.set()
+        if stop_reconcile is not None:
+            stop_reconcile.set()
+
+
+def _schedule_reconcile(
+    settings: Settings, engine: Engine, queue: Queue, every: float | None
+) -> threading.Event | None:
+    if every is None:
+        return None
+    if not settings.stripe_api_key:
+        log.warning("worker: MRR_RECONCILE_EVERY is set but STRIPE_API_KEY is not; no reconcile")
+        return None
+    log.info("worker: reconcile every %gs", every)
+    return reconcile_schedule.start_periodic(engine, queue, every)
 
 
 def _work_through_redis_outages(queue: Queue, pause: float = 1.0) -> None:

@@ -127,6 +127,34 @@ class Run:
     error: str | None
     details: list[dict[str, str]]  # Difference.fields() of each
 
+    def problems(self) -> list[str]:
+        """What a person should look at, in words; empty when the ledger agreed with Stripe."""
+        if self.error is not None:
+            return [f"the last reconcile failed: {self.error}"]
+        if not self.differences:
+            return []
+        shown = [
+            f"{d['subscription_id']} ({d['customer_id']}): ledger {d['ledger_standing']}, "
+            f"Stripe {d['stripe_standing']}; {d['cause']}"
+            for d in self.details[:10]
+        ]
+        more = [f"and {len(self.details) - 10} more"] if len(self.details) > 10 else []
+        return [f"the last reconcile found {self.differences} differences", *shown, *more]
+
+    def fields(self) -> dict[str, Any]:
+        """As JSON: times in ISO 8601."""
+        return {
+            "id": self.id,
+            "trigger": self.trigger,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "subscriptions": self.subscriptions,
+            "differences": self.differences,
+            "fixed": self.fixed,
+            "error": self.error,
+            "details": self.details,
+        }
+
 
 def start_run(conn: Connection, trigger: str, now: datetime) -> int:
     inserted = conn.execute(
@@ -167,14 +195,15 @@ def fail_run(conn: Connection, run_id: int, now: datetime, error: str) -> None:
     )
 
 
-def last_finished(conn: Connection) -> Run | None:
-    """The newest run that finished, with its differences or its error."""
+def last_finished(conn: Connection, *, succeeded: bool = False) -> Run | None:
+    """The newest run that finished, with its differences or its error (`succeeded`: the
+    newest that finished without an error)."""
+    query = select(reconcile_runs).where(reconcile_runs.c.finished_at.is_not(None))
+    if succeeded:
+        query = query.where(reconcile_runs.c.error.is_(None))
     row = (
         conn.execute(
-            select(reconcile_runs)
-            .where(reconcile_runs.c.finished_at.is_not(None))
-            .order_by(reconcile_runs.c.started_at.desc(), reconcile_runs.c.id.desc())
-            .limit(1)
+            query.order_by(reconcile_runs.c.started_at.desc(), reconcile_runs.c.id.desc()).limit(1)
         )
         .mappings()
         .first()

@@ -194,3 +194,31 @@ def save_checkpoint(
         conn.execute(table.insert().values(scope=scope, started_at=now, **values))
     else:
         conn.execute(table.update().where(table.c.scope == scope).values(**values))
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A backfill as its checkpoint records it: when it started, got to, and finished."""
+
+    scope: str
+    customers_done: int
+    started_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+def last_run(conn: Connection) -> Run | None:
+    """The backfill that moved last, of any scope (`mrr status`)."""
+    table = backfill_checkpoints
+    row = (
+        conn.execute(select(table).order_by(table.c.updated_at.desc()).limit(1)).mappings().first()
+    )
+    if row is None:
+        return None
+    return Run(
+        scope=str(row["scope"]),
+        customers_done=int(row["customers_done"]),
+        started_at=row["started_at"],
+        updated_at=row["updated_at"],
+        completed_at=row["completed_at"],
+    )

@@ -121,3 +121,40 @@ def test_an_unreachable_redis_needs_a_person(settings: Settings) -> None:
     down = status(settings, "--min-workers", "0", REDIS_URL="redis://127.0.0.1:1/0")
     assert down.exit_code == 1
     assert "needs attention:\n  - Redis unreachable (ConnectionError)" in down.output
+
+
+def test_status_shows_the_last_backfill_and_reconcile_and_a_difference_needs_a_person(
+    settings: Settings, engine: Engine
+) -> None:
+    from ledger.backfill import reconcile_store
+    from ledger.backfill import store as backfill_store
+    from ledger.backfill.reconcile import Cause, Difference
+
+    base = ["--min-workers", "0"]
+    never = status(settings, *base)
+    assert "last backfill:      never" in never.output
+    assert "last reconcile:     never" in never.output and never.exit_code == 0
+    with engine.begin() as conn:
+        backfill_store.save_checkpoint(conn, "all", None, 40, completed=True)
+        run_id = reconcile_store.start_run(conn, "schedule", datetime.now(UTC))
+        found = Difference(
+            "sub_9", "cus_9", "eur", "absent", 0, 0, "active", 2500, 0,
+            Cause.NO_EVENTS, "no event stored for it",
+        )  # fmt: skip
+        reconcile_store.finish_run(
+            conn, run_id, datetime.now(UTC), subscriptions=12, differences=[found], fixed=0
+        )
+    shown = status(settings, *base)
+    assert shown.exit_code == 1, shown.output
+    assert "last backfill:      all, 40 customers, started " in shown.output
+    assert (
+        "last reconcile:     " in shown.output and "12 subscriptions, 1 differences" in shown.output
+    )
+    assert "  - the last reconcile found 1 differences" in shown.output
+    assert "  - sub_9 (cus_9): ledger absent, Stripe active; no_events" in shown.output
+    seen = json.loads(status(settings, *base, "--format", "json").output)
+    assert seen["last_backfill"]["scope"] == "all" and seen["last_backfill"]["completed_at"]
+    assert seen["last_reconcile"]["details"][0]["stripe_mrr"] == "25.00"
+    assert seen["ok"] is False
+    allowed = status(settings, *base, MRR_STATUS_MAX_RECONCILE_DIFFERENCES="1")
+    assert allowed.exit_code == 0, allowed.output
