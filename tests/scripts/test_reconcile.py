@@ -248,3 +248,69 @@ def test_the_command_says_what_to_do_without_a_key_or_when_stripe_refuses(
     assert missing.exit_code == 2 and "STRIPE_API_KEY" in missing.output
     refused = runner.invoke(main, ["reconcile"], env={**env, "STRIPE_API_KEY": "sk_test_bad"})
     assert refused.exit_code == 2 and "rejected" in refused.output
+
+
+def coupon(coupon_id: str, percent_off: int) -> dict[str, Any]:
+    return {
+        "id": coupon_id, "object": "coupon", "percent_off": percent_off, "amount_off": None,
+        "currency": None, "duration": "forever", "valid": True,
+    }  # fmt: skip
+
+
+def test_discounts_of_the_live_objects_count_and_a_fix_brings_them_into_the_ledger(
+    stripe_settings: Settings, engine: Engine, account: Account, queue: Queue
+) -> None:
+    ingest(engine, account.events)
+    own, other = live_subscriptions(account)[:2]
+    # Discounts added without the ledger hearing of them: the subscription's own (listed
+    # expanded, with its coupon) and another customer's (from the customer list).
+    own["discounts"] = [
+        {
+            "id": "di_own", "object": "discount", "coupon": coupon("c20", 20),
+            "customer": own["customer"], "subscription": own["id"], "start": account.now - DAY,
+        }
+    ]  # fmt: skip
+    customer = next(c for c in account.customers if c["id"] == other["customer"])
+    customer["discount"] = {
+        "id": "di_customer", "object": "discount", "coupon": coupon("c50", 50),
+        "customer": customer["id"], "subscription": None, "start": account.now - DAY,
+    }  # fmt: skip
+    fake = FakeStripe(account)
+    api = stripe_client.connect(stripe_settings, rps=0, transport=fake.transport())
+    found = run(engine, api, Options(now=account.now, fix=True))
+    by_sub = {d.subscription_id: d for d in found.differences}
+    assert set(by_sub) == {own["id"], other["id"]}
+    for sub, percent in ((own, 20), (other, 50)):
+        item = sub["items"]["data"][0]
+        price = item["price"]["unit_amount"] * item["quantity"]
+        difference = by_sub[sub["id"]]
+        assert difference.ledger_active == price
+        assert difference.stripe_active == price * (100 - percent) // 100
+        assert difference.cause is Cause.MISSED_EVENT
+    with engine.connect() as conn:
+        types = conn.execute(
+            select(inbox_table.c.event_type).where(inbox_table.c.id.in_(found.stored))
+        ).scalars()
+        assert sorted(types) == [
+            "customer.discount.created",
+            "customer.subscription.updated",
+            "customer.subscription.updated",
+        ]
+    processing.process_batch(engine, found.stored, max_attempts=1)
+    assert run(engine, api, Options(now=account.now + 60)).differences == []
+
+
+def test_an_object_the_rules_refuse_is_reported_and_not_stored(
+    stripe_settings: Settings, engine: Engine, account: Account
+) -> None:
+    ingest(engine, account.events)
+    sub = live_subscriptions(account)[0]
+    sub["items"]["data"][0]["quantity"] = -3
+    found = run(
+        engine,
+        stripe_client.connect(stripe_settings, rps=0, transport=FakeStripe(account).transport()),
+        Options(now=account.now, fix=True),
+    )
+    [difference] = found.differences
+    assert (difference.subscription_id, difference.cause) == (sub["id"], Cause.UNREADABLE)
+    assert "quantity" in difference.detail and found.stored == []
