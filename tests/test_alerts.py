@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from flask.testing import FlaskClient
 from rq import Queue, SimpleWorker
 
 from ingest.app import create_app
+from ledger.backfill import reconcile_store
 from ledger.settings import Settings
 
 ALERTS = Path(__file__).resolve().parent.parent / "docs" / "alerts.yml"
@@ -56,6 +58,12 @@ def test_the_example_alerts_are_well_formed_rules() -> None:
 
 def test_every_metric_an_alert_uses_is_exposed(settings: Settings, queue: Queue) -> None:
     app = create_app(settings)
+    # The reconcile gauges exist once a reconcile has run.
+    with app.extensions["mrr"].engine.begin() as conn:
+        run_id = reconcile_store.start_run(conn, "cli", datetime.now(UTC))
+        reconcile_store.finish_run(
+            conn, run_id, datetime.now(UTC), subscriptions=0, differences=[], fixed=0
+        )
     worker = SimpleWorker([queue], connection=queue.connection)
     worker.register_birth()  # the heartbeat gauge exists while a worker is registered
     try:
