@@ -55,7 +55,7 @@ def table(outcome: Outcome) -> list[str]:
     lines = [
         head,
         f"{len(rows)} differ:",
-        "  ".join(t.ljust(w) for t, w in zip(titles, widths, strict=True)),
+        "  ".join(t.ljust(w) for t, w in zip(titles, widths, strict=True)).rstrip(),
     ]
     for cell, row in zip(cells, rows, strict=True):
         lines.append("  ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)).rstrip())

@@ -88,3 +88,13 @@ def test_a_failed_scheduled_run_records_why(
     assert run is not None and run.error is not None and "AuthenticationError" in run.error
     assert run.problems() == [f"the last reconcile failed: {run.error}"]
     assert "sk_test_revoked" not in run.error
+
+
+def test_the_worker_refuses_a_schedule_it_cannot_read(settings: Settings) -> None:
+    from click.testing import CliRunner
+
+    from scripts.cli import main
+
+    env = {"DATABASE_URL": settings.database_url, "MRR_RECONCILE_EVERY": "every day"}
+    refused = CliRunner().invoke(main, ["worker", "--burst"], env=env)
+    assert refused.exit_code == 2 and "MRR_RECONCILE_EVERY" in refused.output
