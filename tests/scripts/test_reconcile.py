@@ -314,3 +314,17 @@ def test_an_object_the_rules_refuse_is_reported_and_not_stored(
     [difference] = found.differences
     assert (difference.subscription_id, difference.cause) == (sub["id"], Cause.UNREADABLE)
     assert "quantity" in difference.detail and found.stored == []
+
+
+def test_a_throttled_stripe_is_waited_for_and_counted(
+    stripe_settings: Settings, engine: Engine, account: Account
+) -> None:
+    ingest(engine, account.events)
+    fake = FakeStripe(account)
+    fake.faults.extend([429, 429])
+    api = stripe_client.connect(
+        stripe_settings, rps=0, backoff_base=0.001, transport=fake.transport()
+    )
+    assert run(engine, api, Options(now=account.now)).differences == []
+    assert api.counts.answered("429") == 2
+    assert api.counts.snapshot()[("GET /v1/subscriptions", "200")] >= 1
