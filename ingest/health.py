@@ -51,8 +51,12 @@ def data() -> tuple[Response, int]:
 
     503 when it found any, or failed; not a readiness check: the service itself is fine.
     """
-    with services().engine.connect() as conn:
-        run = last_finished(conn)
+    try:
+        with services().engine.connect() as conn:
+            run = last_finished(conn)
+    except SQLAlchemyError as problem:
+        reason = f"database unreachable ({type(problem).__name__})"
+        return jsonify(ok=False, problems=[reason], reconcile=None), 503
     found = run.problems() if run is not None else []
     body = {"ok": not found, "problems": found, "reconcile": run.fields() if run else None}
     return jsonify(body), 200 if not found else 503

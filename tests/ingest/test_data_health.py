@@ -3,6 +3,7 @@ green."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -86,3 +87,14 @@ def test_data_health_says_what_differs_and_readiness_stays_green(
     # The gauge keeps the last successful run's figure.
     scraped = gauges(client.get("/metrics", headers=auth).get_data(as_text=True))
     assert scraped["mrr_reconcile_differences"] == 1
+
+
+def test_data_health_says_when_it_cannot_read_the_database(settings: Settings) -> None:
+    down = replace(settings, database_url="postgresql+psycopg://mrr@127.0.0.1:1/mrr")
+    answer = (
+        create_app(down)
+        .test_client()
+        .get("/healthz/data", headers={"Authorization": f"Bearer {settings.api_token}"})
+    )
+    assert answer.status_code == 503
+    assert answer.get_json()["problems"] == ["database unreachable (OperationalError)"]
