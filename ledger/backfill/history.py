@@ -450,7 +450,7 @@ def _recovered_at(bill: _Bill, failed_at: int, bills: Sequence[_Bill]) -> tuple[
         found = (bill.read.paid_at, bill)
     for later in bills:
         paid_at = later.read.paid_at
-        if later is bill or paid_at is None or paid_at <= failed_at or not later.read.total:
+        if later is bill or paid_at is None or paid_at <= failed_at or later.read.total == 0:
             continue
         if (later.read.created or 0) <= (bill.read.created or 0):
             continue

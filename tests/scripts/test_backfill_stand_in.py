@@ -23,10 +23,12 @@ from tests.scripts.test_backfill import (
     counts,
     fake,
     ingest_webhooks,
+    monthly,
     rsps,
     stripe_settings,
+    truth,
 )
-from tests.support.fake_stripe import Account
+from tests.support.fake_stripe import Account, make_account
 from tests.support.ledger import all_entries
 from tests.support.stand_in import NOW, StandIn, make_stand_in
 
@@ -193,3 +195,69 @@ def test_webhooks_then_the_backfill_twice_change_no_figure(
         summary = backfill(stripe_settings, engine, account).run()
         assert (summary.appended, summary.reversed, summary.synthesized) == (0, 0, 0)
         assert (month_ends(stored(engine)), counts(engine)) == before
+
+
+def test_an_archived_price_is_retrieved_by_id(
+    stripe_settings: Settings, engine: Engine, rsps: responses.RequestsMock
+) -> None:
+    account = make_account(12, seed=3)
+    archived = "price_2900_month"
+    account.prices[archived]["active"] = False  # listed no more; still retrieved by id
+    api = fake(rsps, account)
+    summary = backfill(stripe_settings, engine, account).run()
+    assert f"/v1/prices/{archived}" in api.paths and summary.archived_prices == 1
+    assert not summary.warnings
+    assert monthly(engine) == truth(account)
+
+
+def test_a_subscription_the_rules_refuse_is_reported_and_the_run_goes_on(
+    stripe_settings: Settings, engine: Engine, rsps: responses.RequestsMock
+) -> None:
+    account = make_account(6, seed=5)
+    bad = account.subscriptions[0]
+    bad["currency"] = "dollars"
+    fake(rsps, account)
+    summary = backfill(stripe_settings, engine, account).run()
+    assert summary.customers == 6
+    refused = [w for w in summary.warnings if bad["id"] in w and "refused" in w]
+    assert refused and "three-letter" in refused[0] and refused[0].startswith(bad["customer"])
+    assert summary.appended > 0
+
+
+def test_discount_terms_stripe_did_not_give_are_named_in_the_summary(
+    stripe_settings: Settings, engine: Engine, rsps: responses.RequestsMock
+) -> None:
+    stand_in = make_stand_in()
+    account = stand_in.account
+    lost = next(s for s in account.subscriptions if s["discounts"])
+    del account.discounts[lost["discounts"][0]]  # the listing cannot expand it
+    fake(rsps, account)
+    summary = backfill(stripe_settings, engine, account).run()
+    assert summary.without_discount_terms == {lost["customer"]}
+    assert any(
+        w.startswith(lost["customer"]) and "terms not available" in w for w in summary.warnings
+    )
+    said = "\n".join(summary.lines(dry_run=False))
+    assert f"(MRR counted without them): customers {lost['customer']}" in said
+
+
+def test_a_dry_run_says_what_it_guessed(
+    stripe_settings: Settings, engine: Engine, rsps: responses.RequestsMock, stand_in: StandIn
+) -> None:
+    account = stand_in.account
+    fake(rsps, account)
+    run = backfill(stripe_settings, engine, account, dry_run=True)
+    summary = run.run()
+    lines: list[str] = run.lines  # type: ignore[attr-defined]
+    guessed = [line for line in lines if line.startswith("would store") and "(guessed:" in line]
+    assert len(guessed) == sum(summary.guesses.values()) > 0
+    assert any("no proration line" in line for line in guessed)
+    assert any("renewal invoice(s) left uncollected" in line for line in guessed)
+    said = summary.lines(dry_run=True)
+    assert any(
+        line.startswith(f"guessed: {len(guessed)} of the synthesized events") for line in said
+    )
+    assert any("changes dated at the next invoice" in line for line in said)
+    assert counts(engine) == (0, 0)
+    real = backfill(stripe_settings, engine, account).run()
+    assert real.guesses == summary.guesses and real.appended == summary.appended
