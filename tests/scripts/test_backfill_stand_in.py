@@ -13,6 +13,7 @@ import responses
 from sqlalchemy import Engine
 
 from ledger.reporting.balances import effects
+from ledger.reporting.explain import explain, render
 from ledger.rules.entries import DesiredEntry
 from ledger.rules.events import customer_of, parse_event
 from ledger.rules.timeline import replay_customer
@@ -181,6 +182,18 @@ def test_the_backfill_alone_gets_the_present_exactly_and_the_past_as_the_objects
     with capsys.disabled():
         print(f"\nstand-in month-ends agreeing: {len(agreeing)}/{len(months)} = {share:.1%}")
     assert share >= AGREEMENT, [(m, ours.get(m), told.get(m)) for m in months if m not in agreeing]
+
+    # An entry from a guessed event says so where an accountant looks (`mrr explain`).
+    with engine.connect() as conn:
+        found = [explain(conn, e.id) or {} for e in ledger if e.source_event_id.startswith("bf_")]
+    origins = [f["source_event"]["rebuilt_from"] or {} for f in found]
+    assert all(o.get("object") for o in origins)  # every entry names its Stripe object
+    guessed = next(
+        f for f, o in zip(found, origins, strict=True) if o.get("guess") == "next_invoice"
+    )
+    shown = render(guessed)
+    assert "rebuilt by the backfill from in_" in shown and "lines.data.period.start" in shown
+    assert "guessed (next_invoice): " in shown and "no proration line" in shown
 
 
 def test_webhooks_then_the_backfill_twice_change_no_figure(
