@@ -12,7 +12,7 @@ import logging
 import sys
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,12 +26,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from ledger.backfill import history
 from ledger.backfill import store as backfill_store
 from ledger.rules.events import customer_of, parse_event
-from ledger.rules.payloads import is_old_shape, subscription_of
+from ledger.rules.payloads import (
+    PayloadError,
+    is_old_shape,
+    object_id,
+    read_invoice_line,
+    subscription_of,
+)
 from ledger.rules.timeline import RELEVANT_TYPES
 from ledger.settings import Settings
 from ledger.storage.db import make_engine
 from workers import stripe_client
-from workers.stripe_client import DEFAULT_RPS, PAGE, RateLimiter, StripeApi
+from workers.stripe_client import DEFAULT_RPS, PAGE, REFERENCES, RateLimiter, StripeApi
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,9 @@ log = logging.getLogger(__name__)
 EVENT_TYPES = sorted(RELEVANT_TYPES)
 TYPES_PER_REQUEST = 20
 READ_PERMISSIONS = "Customers, Subscriptions, Invoices, Prices and Events (Read)"
+# Where discounts hang, as ids unless expanded (Stripe expands at most 4 levels deep).
+SUBSCRIPTION_DISCOUNTS = ("discounts", "items.data.discounts")
+INVOICE_DISCOUNTS = ("discounts", "lines.data.discounts")
 
 
 class BackfillError(Exception):
@@ -57,13 +66,45 @@ class StripeSource:
 
     def __init__(self, api: StripeApi) -> None:
         self.api = api
+        # Discounts have no endpoint of their own: each one the listings expanded, by id.
+        self.discounts: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
 
     @property
     def requests(self) -> int:
         return self.api.requests
 
     def reference(self, kind: str, object_id: str) -> dict[str, Any] | None:
+        """A reference object the rules ask for (a `ledger.processing.Fetcher`): prices and
+        coupons from the API, discounts from what the listings expanded (None if none did)."""
+        if kind == "discount":
+            with self._lock:
+                return self.discounts.get(object_id)
+        if kind not in REFERENCES:
+            return None
         return self.api.reference(kind, object_id)
+
+    def price(self, price_id: str) -> dict[str, Any] | None:
+        """One price by id, archived ones included (the price list holds only active ones);
+        None if Stripe has no such price."""
+        try:
+            return self.api.reference("price", price_id)
+        except stripe.InvalidRequestError as problem:
+            if problem.http_status == 404:
+                return None
+            raise
+
+    def known_discounts(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return dict(self.discounts)
+
+    def _keep_discounts(self, objects: Sequence[dict[str, Any]], paths: Sequence[str]) -> None:
+        found: dict[str, dict[str, Any]] = {}
+        for obj in objects:
+            for discount in _expanded(obj, paths):
+                found[str(discount["id"])] = discount
+        with self._lock:
+            self.discounts.update(found)
 
     def preflight(self) -> None:
         """One cheap read per resource, so a key without access fails before any write."""
@@ -100,15 +141,35 @@ class StripeSource:
         return not found.get("deleted", False)
 
     def subscriptions(self, customer_id: str) -> list[dict[str, Any]]:
-        return list(self.api.paginate("/v1/subscriptions", customer=customer_id, status="all"))
+        found = list(
+            self.api.paginate(
+                "/v1/subscriptions",
+                customer=customer_id,
+                status="all",
+                expand=[f"data.{path}" for path in SUBSCRIPTION_DISCOUNTS],
+            )
+        )
+        self._keep_discounts(found, SUBSCRIPTION_DISCOUNTS)
+        return found
 
     def invoices(self, customer_id: str) -> list[dict[str, Any]]:
-        found = list(self.api.paginate("/v1/invoices", customer=customer_id))
+        found = list(
+            self.api.paginate(
+                "/v1/invoices",
+                customer=customer_id,
+                expand=[f"data.{path}" for path in INVOICE_DISCOUNTS],
+            )
+        )
         for invoice in found:
             lines = invoice.get("lines") or {}
             if lines.get("has_more"):
-                lines["data"] = list(self.api.paginate(f"/v1/invoices/{invoice['id']}/lines"))
+                lines["data"] = list(
+                    self.api.paginate(
+                        f"/v1/invoices/{invoice['id']}/lines", expand=["data.discounts"]
+                    )
+                )
                 lines["has_more"] = False
+        self._keep_discounts(found, INVOICE_DISCOUNTS)
         return found
 
     def events(self, created_from: int) -> list[dict[str, Any]]:
@@ -213,14 +274,34 @@ class Summary:
     seconds: float = 0.0
     resumed_after: int = 0
     warnings: list[str] = field(default_factory=list)
+    guesses: Counter[str] = field(default_factory=Counter)
+    archived_prices: int = 0
+    without_discount_terms: set[str] = field(default_factory=set)  # customers
 
     def lines(self, dry_run: bool) -> list[str]:
         verb = "would store" if dry_run else "stored"
+        unknown = sorted(self.without_discount_terms)
         return [
             f"customers: {self.customers}  subscriptions: {self.subscriptions}  "
             f"invoices: {self.invoices}  events (last 30 days): {self.events}",
             f"events synthesized from objects: {self.synthesized}; {verb}: {self.stored}; "
             f"already present: {self.present}",
+            f"guessed: {sum(self.guesses.values())} of the synthesized events "
+            "(each one's explanation says why)",
+            *(
+                f"  {self.guesses[kind]} {text}"
+                for kind, text in history.GUESSES.items()
+                if self.guesses[kind]
+            ),
+            *(
+                [
+                    f"discounts whose terms Stripe did not give (MRR counted without them): "
+                    f"customers {', '.join(unknown[:20])}" + (" ..." if len(unknown) > 20 else "")
+                ]
+                if unknown
+                else []
+            ),
+            *([f"archived prices fetched: {self.archived_prices}"] if self.archived_prices else []),
             f"entries {'that would be ' if dry_run else ''}appended: {self.appended} "
             f"(reversals: {self.reversed})",
             f"requests: {self.requests} in {self.seconds:.1f}s; warnings: {len(self.warnings)}",
@@ -240,6 +321,8 @@ class _CustomerResult:
     reversed: int = 0
     warnings: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
+    guesses: Counter[str] = field(default_factory=Counter)
+    unknown_discounts: bool = False
 
 
 class Progress:
@@ -436,6 +519,9 @@ class Backfill:
         s.appended += result.appended
         s.reversed += result.reversed
         s.warnings.extend(result.warnings)
+        s.guesses.update(result.guesses)
+        if result.unknown_discounts:
+            s.without_discount_terms.add(result.customer_id)
         for line in result.lines:
             self.out(line)
 
@@ -444,13 +530,28 @@ class Backfill:
         subscriptions = self.source.subscriptions(customer_id)
         invoices = self.source.invoices(customer_id)
         result.subscriptions, result.invoices = len(subscriptions), len(invoices)
+        prices = self._prices_for(customer_id, invoices, result)
+        discounts = self.source.known_discounts()
         synthetic: list[dict[str, Any]] = []
         for sub in subscriptions:
-            made = history.synthesize(
-                sub, invoices, self.prices, now=self.now, api_version=_api_version(sub)
-            )
+            try:
+                made = history.synthesize(
+                    sub,
+                    invoices,
+                    prices,
+                    now=self.now,
+                    api_version=_api_version(sub),
+                    discounts=discounts,
+                )
+            except PayloadError as problem:
+                result.warnings.append(
+                    f"{customer_id}: subscription {object_id(sub.get('id'))} refused, "
+                    f"left out: {problem}"
+                )
+                continue
             synthetic.extend(made.events)
-            result.warnings.extend(made.warnings)
+            result.warnings.extend(f"{customer_id}: {w}" for w in made.warnings)
+            result.unknown_discounts = result.unknown_discounts or bool(made.unknown_discounts)
         with self.engine.connect() as conn:
             real = backfill_store.real_events(conn, customer_id)
         real += self.events_by_customer.get(customer_id, [])
@@ -458,11 +559,37 @@ class Backfill:
         if self.options.since is not None:
             synthetic = _since(synthetic, self.options.since)
         result.synthesized = len(synthetic)
+        result.guesses.update(
+            guess.kind for guess in map(history.guess_of, synthetic) if guess is not None
+        )
         if self.options.dry_run:
             self._dry_run(customer_id, synthetic, result)
         else:
             self._store_and_process(customer_id, synthetic, result)
         return result
+
+    def _prices_for(
+        self, customer_id: str, invoices: Sequence[dict[str, Any]], result: _CustomerResult
+    ) -> dict[str, dict[str, Any]]:
+        """The price list, plus each price an invoice line names by id that it lacks: an
+        archived price is not listed, but Stripe still retrieves it by id."""
+        with self._lock:
+            known = set(self.prices)
+        missing = sorted(set(_line_price_ids(invoices)) - known)
+        fetched = {}
+        for price_id in missing:
+            found = self.source.price(price_id)
+            if found is None:
+                result.warnings.append(
+                    f"{customer_id}: an invoice line names price {price_id}, which Stripe does "
+                    "not have: the invoice is left out"
+                )
+            else:
+                fetched[price_id] = found
+        with self._lock:
+            self.prices.update(fetched)
+            self.summary.archived_prices += len(fetched)
+            return dict(self.prices)
 
     def _dry_run(
         self, customer_id: str, synthetic: list[dict[str, Any]], result: _CustomerResult
@@ -479,7 +606,11 @@ class Backfill:
         result.appended = len(entries)
         for event in new:
             at = datetime.fromtimestamp(event["created"], UTC).isoformat()
-            result.lines.append(f"would store {event['id']} {event['type']} {at} {customer_id}")
+            line = f"would store {event['id']} {event['type']} {at} {customer_id}"
+            guess = history.guess_of(event)
+            if guess is not None:
+                line += f" (guessed: {guess.why})"
+            result.lines.append(line)
         for category, amount, currency, effective, source in entries:
             result.lines.append(
                 f"would append {customer_id} {category} {amount} {currency} {effective} "
@@ -501,7 +632,7 @@ class Backfill:
             fetch=self.source.reference,
         )
         result.appended, result.reversed = processed.appended, processed.reversed
-        result.warnings.extend(processed.failed)
+        result.warnings.extend(f"{customer_id}: {failed}" for failed in processed.failed)
         with self._lock:
             self._processed.add(customer_id)
 
@@ -544,6 +675,37 @@ class Backfill:
             self.summary.appended += done.appended
             self.summary.reversed += done.reversed
             self.summary.warnings.extend(done.failed)
+
+
+def _expanded(obj: Mapping[str, Any], paths: Sequence[str]) -> list[dict[str, Any]]:
+    """The objects (not ids) found at each dotted path, `data` stepping through a list."""
+    found: list[dict[str, Any]] = []
+    for path in paths:
+        level: list[Any] = [obj]
+        for name in path.split("."):
+            nxt: list[Any] = []
+            for value in level:
+                inner = value.get(name) if isinstance(value, Mapping) else None
+                nxt.extend(inner if isinstance(inner, list) else [inner])
+            level = nxt
+        found += [v for v in level if isinstance(v, dict) and isinstance(v.get("id"), str)]
+    return found
+
+
+def _line_price_ids(invoices: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Price ids that invoice lines name without carrying the price (the current API shape)."""
+    found = []
+    for invoice in invoices:
+        for line in (invoice.get("lines") or {}).get("data") or []:
+            if isinstance(line.get("price"), dict) or isinstance(line.get("plan"), dict):
+                continue
+            try:
+                price_id = read_invoice_line(line).price_id
+            except PayloadError:
+                continue  # the invoice is refused, with a warning, when it is read
+            if price_id is not None:
+                found.append(price_id)
+    return found
 
 
 def _api_version(sub: Mapping[str, Any]) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from typing import Any
 
@@ -23,12 +24,27 @@ def _event_summary(conn: Connection, event_id: str) -> dict[str, Any] | None:
                 inbox.c.source,
                 inbox.c.api_version,
                 inbox.c.status,
+                inbox.c.payload,
             ).where(inbox.c.event_id == event_id)
         )
         .mappings()
         .first()
     )
-    return None if row is None else dict(row)
+    if row is None:
+        return None
+    found = dict(row)
+    found["rebuilt_from"] = _rebuilt_from(found.pop("payload"))
+    return found
+
+
+def _rebuilt_from(payload: str) -> dict[str, Any] | None:
+    """For an event the backfill rebuilt from Stripe's objects: the object and field that
+    date it, and what was guessed (docs/backfill.md)."""
+    try:
+        origin = json.loads(payload).get("backfill")
+    except (ValueError, AttributeError):
+        return None
+    return origin if isinstance(origin, dict) else None
 
 
 def stored_event(conn: Connection, event_id: str) -> dict[str, Any] | None:
@@ -92,6 +108,11 @@ def render(found: dict[str, Any]) -> str:
             f"  from Stripe event {source['event_id']} ({source['event_type']}, "
             f"created {source['created']}, via {source['source']})"
         )
+    origin = source.get("rebuilt_from") if source else None
+    if origin:
+        lines.append(f"  rebuilt by the backfill from {origin.get('object')} {origin.get('field')}")
+        if origin.get("guess"):
+            lines.append(f"  guessed ({origin['guess']}): {origin.get('explanation', '')}")
     if found["cause_event"] and entry["cause_event_id"] != entry["source_event_id"]:
         lines.append(f"  appended when event {entry['cause_event_id']} was processed")
     if found["reverses"]:

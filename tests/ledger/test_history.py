@@ -357,3 +357,176 @@ def test_the_same_objects_give_the_same_events() -> None:
     first = synthesize(subscription("old", 1000), invoices, PRICES, now=NOW)
     again = synthesize(subscription("old", 1000), invoices, PRICES, now=NOW)
     assert first.events == again.events and not first.warnings
+
+
+# --- what the objects tell only partly (issue 15) -------------------------------------------
+
+
+def coupon(percent: int) -> dict[str, Any]:
+    return {"id": f"C{percent}", "object": "coupon", "percent_off": percent, "duration": "forever"}
+
+
+def discount(n: int, start: int, end: int | None = None, **fields: Any) -> dict[str, Any]:
+    """A discount as `expand[]=data.discounts` shows it (a removed one: `deleted`, no end)."""
+    return {
+        "id": f"di_{n}",
+        "object": "discount",
+        "coupon": coupon(25),
+        "customer": "cus_1",
+        "subscription": "sub_1",
+        "start": start,
+        "end": end,
+    } | fields
+
+
+def test_a_discount_is_dated_by_its_start_and_carries_its_terms() -> None:
+    added = T0 + MONTH + 9 * DAY
+    with_it = discount(1, added)
+    second = invoice("new", 2, T0 + MONTH, [line("new", 2000, T0 + MONTH)])
+    third = invoice("new", 3, T0 + 2 * MONTH, [line("new", 2000, T0 + 2 * MONTH)])
+    third["discounts"] = [with_it]
+    invoices = [
+        invoice("new", 1, T0, [line("new", 2000, T0)], reason="subscription_create"),
+        second,
+        third,
+    ]
+    made = synthesize(subscription("new", discounts=[with_it]), invoices, PRICES, now=NOW)
+    assert kinds(made.events) == [
+        ("bf_sub_1_start_date", "customer.subscription.created", T0),
+        ("bf_in_3_lines", "customer.subscription.updated", added),
+    ]
+    assert made.events[1]["data"]["object"]["discounts"] == [with_it]
+    assert "guess" not in made.events[1]["backfill"] and not made.warnings
+
+
+def test_a_discount_removed_before_its_end_is_dated_at_the_first_invoice_without_it() -> None:
+    removed = {k: v for k, v in discount(1, T0 + 5 * DAY).items() if k != "end"}
+    removed["deleted"] = True
+    first = invoice("new", 1, T0, [line("new", 2000, T0)], reason="subscription_create")
+    first["discounts"] = ["di_1"]  # only an id here: the listing expanded it elsewhere
+    invoices = [first, invoice("new", 2, T0 + MONTH, [line("new", 2000, T0 + MONTH)])]
+    made = synthesize(subscription("new"), invoices, PRICES, now=NOW, discounts={"di_1": removed})
+    change = made.events[-1]
+    assert (change["id"], change["created"]) == ("bf_in_2_lines", T0 + MONTH)
+    assert change["backfill"]["guess"] == "discount_dates"
+    assert "di_1" in change["backfill"]["explanation"]
+    assert made.events[0]["data"]["object"]["discounts"] == [removed]
+
+
+def test_a_discount_whose_terms_no_listing_gave_is_a_warning_not_a_silent_zero() -> None:
+    invoices = [invoice("new", 1, T0, [line("new", 2000, T0)], reason="subscription_create")]
+    invoices[0]["discounts"] = ["di_9"]
+    made = synthesize(subscription("new", discounts=["di_9"]), invoices, PRICES, now=NOW)
+    assert made.unknown_discounts == ("di_9",)
+    assert any("di_9" in w and "terms not available" in w for w in made.warnings)
+
+
+def failed_invoice(n: int, start: int) -> dict[str, Any]:
+    body = invoice("new", n, start, [line("new", 2000, start)])
+    body |= {"status": "open", "attempt_count": 2, "attempted": True}
+    body["status_transitions"]["paid_at"] = None
+    return body
+
+
+def test_paying_a_later_invoice_ends_the_delinquency_while_the_old_one_stays_open() -> None:
+    later_paid = T0 + 2 * MONTH + 3600
+    invoices = [
+        invoice("new", 1, T0, [line("new", 2000, T0)], reason="subscription_create"),
+        failed_invoice(2, T0 + MONTH),
+        invoice("new", 3, T0 + 2 * MONTH, [line("new", 2000, T0 + 2 * MONTH)]),
+    ]
+    made = synthesize(subscription("new"), invoices, PRICES, now=NOW)
+    assert kinds(made.events) == [
+        ("bf_sub_1_start_date", "customer.subscription.created", T0),
+        ("bf_in_2_attempt_count", "invoice.payment_failed", T0 + MONTH + 3600),
+        ("bf_in_2_finalized_at", "customer.subscription.updated", T0 + MONTH + 3600),
+        ("bf_in_3_paid_at", "invoice.paid", later_paid),
+        ("bf_in_3_paid_at_status", "customer.subscription.updated", later_paid),
+    ]
+    states = {e["id"]: e["data"]["object"] for e in made.events}
+    assert states["bf_in_2_finalized_at"]["status"] == "past_due"
+    assert states["bf_in_2_finalized_at"]["latest_invoice"] == "in_2"
+    assert states["bf_in_3_paid_at_status"]["status"] == "active"
+
+
+def voided(n: int, start: int) -> dict[str, Any]:
+    body = invoice("new", n, start, [line("new", 2000, start)])
+    body |= {"status": "void", "attempt_count": 0, "attempted": False}
+    body["status_transitions"]["paid_at"] = None
+    return body
+
+
+def test_a_pause_that_ended_is_read_from_its_run_of_voided_renewals() -> None:
+    invoices = [
+        invoice("new", 1, T0, [line("new", 2000, T0)], reason="subscription_create"),
+        voided(2, T0 + MONTH),
+        voided(3, T0 + 2 * MONTH),
+        invoice("new", 4, T0 + 3 * MONTH, [line("new", 2000, T0 + 3 * MONTH)]),
+    ]
+    made = synthesize(subscription("new"), invoices, PRICES, now=NOW)
+    assert kinds(made.events)[1:] == [
+        ("bf_in_2_uncollected", "customer.subscription.updated", T0 + MONTH),
+        ("bf_in_4_resumed", "customer.subscription.updated", T0 + 3 * MONTH),
+    ]
+    paused, resumed = (e["data"]["object"] for e in made.events[1:])
+    assert paused["status"] == "active"
+    assert paused["pause_collection"] == {"behavior": "void", "resumes_at": None}
+    assert resumed["pause_collection"] is None
+    assert {e["backfill"]["guess"] for e in made.events[1:]} == {"voided_pause"}
+    assert "in_2 .. in_3" in made.events[1]["backfill"]["explanation"]
+
+
+def test_a_pause_in_force_whose_first_voided_invoice_is_recent_dates_from_the_retention_start() -> (
+    None
+):
+    sub = subscription("new", pause_collection={"behavior": "void", "resumes_at": None})
+    recent = NOW - 10 * DAY
+    invoices = [
+        invoice("new", 1, T0, [line("new", 2000, T0)], reason="subscription_create"),
+        voided(2, recent),
+    ]
+    made = synthesize(sub, invoices, PRICES, now=NOW)
+    pause = next(e for e in made.events if e["id"] == "bf_sub_1_pause_collection")
+    assert pause["created"] == NOW - EVENT_RETENTION_SECONDS
+    assert pause["backfill"]["guess"] == "retention"
+
+
+def test_a_trial_that_ended_paused_and_resumed_later() -> None:
+    trial_end = T0 + 14 * DAY
+    resumed = trial_end + 20 * DAY
+    invoices = [
+        invoice(
+            "new", 1, T0, [line("new", 2000, T0, total=0)], reason="subscription_create", attempts=0
+        ),
+        invoice("new", 2, resumed, [line("new", 2000, resumed)], reason="subscription_update"),
+    ]
+    made = synthesize(subscription("new", trial_end=trial_end), invoices, PRICES, now=NOW)
+    subs = [e for e in made.events if e["type"].startswith("customer.subscription")]
+    assert [(e["id"], e["created"], e["data"]["object"]["status"]) for e in subs] == [
+        ("bf_sub_1_start_date", T0, "trialing"),
+        ("bf_sub_1_trial_end", trial_end, "paused"),
+        ("bf_in_2_resumed", resumed, "active"),
+    ]
+    assert subs[1]["backfill"]["guess"] == "trial_pause"
+
+
+def test_the_history_ends_in_the_present_state_of_the_object() -> None:
+    # Cancelled on Stripe's side in a way no invoice shows: the object is past_due now.
+    invoices = [invoice("new", 1, T0, [line("new", 2000, T0)], reason="subscription_create")]
+    made = synthesize(subscription("new", status="past_due"), invoices, PRICES, now=NOW)
+    last = made.events[-1]
+    assert (last["id"], last["created"]) == ("bf_sub_1_present", NOW - EVENT_RETENTION_SECONDS)
+    assert last["data"]["object"]["status"] == "past_due"
+    assert last["backfill"]["guess"] == "retention"
+    # Real events carry the present themselves: the guess gives way to them.
+    later = [real("evt_1", "customer.subscription.updated", NOW - DAY, subscription("new"))]
+    kept = drop_overlapping(made.events, cutoffs_from_real_events(later))
+    assert "bf_sub_1_present" not in {e["id"] for e in kept}
+
+
+def test_an_invoice_the_rules_refuse_is_left_out_with_its_reason() -> None:
+    bad = invoice("new", 2, T0 + MONTH, [line("new", 2000, T0 + MONTH)])
+    bad["created"] = "yesterday"
+    invoices = [invoice("new", 1, T0, [line("new", 2000, T0)], reason="subscription_create"), bad]
+    made = synthesize(subscription("new"), invoices, PRICES, now=NOW)
+    assert made.events and any("in_2" in w and "refused" in w for w in made.warnings)

@@ -64,6 +64,9 @@ class Account:
     events: list[dict[str, Any]] = field(default_factory=list)
     coupons: dict[str, dict[str, Any]] = field(default_factory=dict)
     tiers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # shown when expanded
+    # Discounts by id: subscriptions, items, invoices and lines name them by id, and a request
+    # gets the objects only where it expands them (`expand[]=data.discounts`).
+    discounts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def events_since(self, created: int) -> list[dict[str, Any]]:
         return [e for e in self.events if e["created"] >= created]
@@ -476,18 +479,24 @@ class FakeStripe:
             )
             if q.get("status", "active") != "all":
                 subs = [s for s in subs if s["status"] not in ("canceled", "incomplete_expired")]
-            return self._page(subs, q, path)
+            return self._expand(self._page(subs, q, path), q)
         if m := re.fullmatch(r"/v1/subscriptions/([^/]+)", path):
             return next((s for s in a.subscriptions if s["id"] == m.group(1)), None)
         if path == "/v1/invoices":
             invs = self._invoices.get(q["customer"], []) if "customer" in q else a.invoices
-            return self._page(invs, q, path)
+            return self._expand(self._page(invs, q, path), q)
         if m := re.fullmatch(r"/v1/invoices/([^/]+)/lines", path):
             inv = self._by_invoice.get(m.group(1))
-            return None if inv is None else self._page(inv["lines"]["data"], q, path)
+            return (
+                None if inv is None else self._expand(self._page(inv["lines"]["data"], q, path), q)
+            )
         if path == "/v1/prices":
+            # Like Stripe: the active prices, unless asked for inactive ones (archived prices
+            # are still retrieved by id).
             expand = "data.tiers" in _listed(q, "expand")
-            return self._page([self._price(p, expand) for p in a.prices.values()], q, path)
+            active = q.get("active", "true") == "true"
+            listed = [p for p in a.prices.values() if p.get("active", True) == active]
+            return self._page([self._price(p, expand) for p in listed], q, path)
         if m := re.fullmatch(r"/v1/prices/([^/]+)", path):
             price = a.prices.get(m.group(1))
             return None if price is None else self._price(price, "tiers" in _listed(q, "expand"))
@@ -503,6 +512,34 @@ class FakeStripe:
             events = sorted(events, key=lambda e: (-e["created"], e["id"]))
             return self._page(events, q, path)
         return None
+
+    def _expand(self, page: dict[str, Any], q: dict[str, Any]) -> dict[str, Any]:
+        """Discount ids replaced by their objects along each `expand[]` path that ends in
+        `discounts` (copies: the account keeps ids)."""
+        paths = [p.split(".") for p in _listed(q, "expand") if p.endswith("discounts")]
+        if not paths or not self.account.discounts:
+            return page
+        page = copy.deepcopy(page)
+        for steps in paths:
+            self._expand_at(page, steps)
+        return page
+
+    def _expand_at(self, value: Any, steps: list[str]) -> None:
+        if isinstance(value, list):
+            for inner in value:
+                self._expand_at(inner, steps)
+            return
+        if not isinstance(value, dict) or not steps:
+            return
+        name, rest = steps[0], steps[1:]
+        if rest:
+            self._expand_at(value.get(name), rest)
+            return
+        found = value.get(name)
+        if isinstance(found, list):
+            value[name] = [
+                self.account.discounts.get(d, d) if isinstance(d, str) else d for d in found
+            ]
 
     def _price(self, price: dict[str, Any], expand: bool) -> dict[str, Any]:
         tiers = self.account.tiers.get(price["id"])
