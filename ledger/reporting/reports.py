@@ -118,7 +118,7 @@ def build_report(engine: Engine, query: ReportQuery) -> Report:
     if query.reporting_currency is not None:
         chosen = query.reporting_currency
     else:
-        chosen = _choose(query.currency, currencies)
+        chosen = choose_currency(query.currency, currencies)
     main = CurrencyReport(chosen, balances(totals, chosen, query.first, query.last))
     others = [
         CurrencyReport(c, balances(totals, c, query.first, query.last))
@@ -137,7 +137,7 @@ def _from_stored_totals(engine: Engine, query: ReportQuery) -> Report:
     with engine.begin() as conn:
         projector.catch_up(conn)
     with engine.connect() as conn:
-        chosen = _choose(query.currency, projector.stored_currencies(conn))
+        chosen = choose_currency(query.currency, projector.stored_currencies(conn))
         totals = projector.stored_totals(conn, chosen, query.last)
     return Report(query, CurrencyReport(chosen, balances(totals, chosen, query.first, query.last)))
 
@@ -174,7 +174,7 @@ def _from_ledger(conn: Connection, query: ReportQuery) -> tuple[list[MonthTotals
     return projection.totals(), missing
 
 
-def _choose(asked: str | None, currencies: list[str]) -> str:
+def choose_currency(asked: str | None, currencies: list[str]) -> str:
     if asked is not None:
         return asked
     if len(currencies) == 1:

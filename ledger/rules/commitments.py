@@ -1,0 +1,478 @@
+"""Committed MRR: what Stripe has already told us about the coming months (docs/mrr-rules.md §12).
+
+Pure. `Commitments` folds a subscription's stored objects (its `customer.subscription.*`
+snapshots and its `subscription_schedule.*` objects, in the order of §5.3) into what is
+scheduled: cancellations (`cancel_at_period_end` at `current_period_end`, `cancel_at`), the
+next phases of a subscription schedule (and its end, when it ends by cancelling), a pending
+update, and a pause's `resumes_at`. Each scheduled step remembers the event that first
+announced it: the earliest event of the unbroken run of objects that carried it.
+
+`committed` then starts from each subscription's active MRR in the ledger today and applies
+the steps in time order. A step's MRR is priced by the rules of §3 (`pricing.subscription_mrr`)
+and applied as a difference: the subscription's ledger MRR plus (the new items' price minus the
+current items' price), so what the pricing cannot see from the payload alone (metered lines,
+discounts known only by id) cancels out. MRR at risk and potential MRR are kept apart, never
+added in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ledger.rules.months import Month
+from ledger.rules.payloads import (
+    Coupon,
+    Discount,
+    Item,
+    PayloadError,
+    Price,
+    Subscription,
+    Tier,
+    object_id,
+    read_price,
+    read_subscription,
+)
+from ledger.rules.pricing import MissingReference, subscription_mrr
+
+__all__ = [
+    "Adjustment",
+    "Base",
+    "Commitments",
+    "CommittedMonth",
+    "CommittedMrr",
+    "Held",
+    "Step",
+    "committed",
+]
+
+Json = Mapping[str, Any]
+
+CANCEL_AT_PERIOD_END = "cancel_at_period_end"
+CANCEL_AT = "cancel_at"
+SCHEDULE_PHASE = "schedule_phase"
+SCHEDULE_END = "schedule_end"
+PENDING_UPDATE = "pending_update"
+RESUME = "resume"
+_LIVE_SCHEDULES = ("active", "not_started")
+_ENDED = ("canceled", "incomplete_expired")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """Something Stripe has scheduled for one subscription, and the event that announced it."""
+
+    kind: str
+    at: int  # unix seconds
+    subscription_id: str
+    event_id: str
+    items: tuple[Item, ...] | None = None  # the items from then on (phases, pending updates)
+    detail: str = ""
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return (self.kind, self.at, self.detail)
+
+
+@dataclass(frozen=True, slots=True)
+class Base:
+    """A subscription's figures in the ledger today (minor units)."""
+
+    subscription_id: str
+    customer_id: str
+    currency: str
+    active: int
+    delinquent: int
+
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    """One change to committed MRR, traced to its subscription and the announcing event."""
+
+    subscription_id: str
+    customer_id: str
+    kind: str
+    effective_at: datetime
+    amount: int  # signed minor units
+    event_id: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A subscription's MRR kept apart from committed MRR: at risk, or potential."""
+
+    subscription_id: str
+    customer_id: str
+    kind: str  # "delinquent", "scheduled_to_cancel" or "trial"
+    amount: int
+    event_id: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedMonth:
+    month: Month
+    committed_mrr: int  # at the month's end
+    change: int  # the adjustments effective in the month
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedMrr:
+    currency: str
+    today: datetime
+    mrr_today: int
+    months: list[CommittedMonth]
+    adjustments: list[Adjustment]
+    at_risk: list[Held]
+    potential: list[Held]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def at_risk_mrr(self) -> int:
+        return sum(h.amount for h in self.at_risk)
+
+    @property
+    def potential_mrr(self) -> int:
+        return sum(h.amount for h in self.potential)
+
+
+class _PayloadTerms:
+    """Terms from the payload alone: a price's own tiers, a discount's own coupon, no metered
+    lines. Applied to both sides of a difference, what it cannot see cancels out."""
+
+    def tiers(self, price: Price) -> tuple[Tier, ...]:
+        raise MissingReference("price", price.id, "tiers not in the stored payload")
+
+    def coupon(self, discount: Discount) -> Coupon | None:
+        return discount.coupon
+
+    def metered_amount(self, subscription_id: str, item: Item) -> int | None:
+        return None
+
+
+_TERMS = _PayloadTerms()
+
+
+@dataclass(slots=True)
+class _Tracked:
+    """What is known of one subscription: its latest snapshot and schedule, and who announced
+    each step they carry."""
+
+    snapshot: Subscription | None = None
+    snapshot_event: str = ""
+    snapshot_steps: list[Step] = field(default_factory=list)
+    schedule_steps: list[Step] = field(default_factory=list)
+    trial_event: str = ""
+
+
+class Commitments:
+    """Fold stored subscription and schedule objects, in §5.3 order, into scheduled steps."""
+
+    def __init__(self) -> None:
+        self._subs: dict[str, _Tracked] = {}
+        self._schedule_of: dict[str, str] = {}  # schedule id -> subscription id
+        self._prices: dict[str, Price] = {}
+        self.notes: list[str] = []
+
+    def add(self, event_id: str, event_type: str, obj: Json) -> None:
+        """One stored event's object; objects Stripe would never send are noted and skipped."""
+        try:
+            if event_type.startswith("customer.subscription."):
+                self._add_subscription(event_id, event_type, obj)
+            elif event_type.startswith("subscription_schedule."):
+                self._add_schedule(event_id, obj)
+        except PayloadError as problem:
+            self.notes.append(f"{event_id}: {problem}")
+
+    def _add_subscription(self, event_id: str, event_type: str, obj: Json) -> None:
+        sub = read_subscription(obj)
+        if event_type == "customer.subscription.deleted" and sub.status not in _ENDED:
+            sub = dataclasses.replace(sub, status="canceled")
+        for item in sub.items:
+            self._prices[item.price.id] = item.price
+        tracked = self._subs.setdefault(sub.id, _Tracked())
+        steps = _snapshot_steps(sub, obj, event_id, self._prices)
+        tracked.snapshot_steps = _announced(tracked.snapshot_steps, steps)
+        if sub.status == "trialing" and (tracked.snapshot is None or not tracked.trial_event):
+            tracked.trial_event = event_id
+        elif sub.status != "trialing":
+            tracked.trial_event = ""
+        tracked.snapshot, tracked.snapshot_event = sub, event_id
+
+    def _add_schedule(self, event_id: str, obj: Json) -> None:
+        schedule_id = object_id(obj) or ""
+        sub_id = object_id(obj.get("subscription")) or self._schedule_of.get(schedule_id)
+        if sub_id is None:
+            return  # a schedule that has not started a subscription yet commits nothing
+        self._schedule_of[schedule_id] = sub_id
+        tracked = self._subs.setdefault(sub_id, _Tracked())
+        steps = _schedule_steps(obj, sub_id, schedule_id, event_id, self._prices)
+        tracked.schedule_steps = _announced(tracked.schedule_steps, steps)
+
+    def tracked(self) -> Iterable[tuple[str, Subscription, str, list[Step], str]]:
+        """(subscription id, latest snapshot, its event, steps, trial announcer) per
+        subscription with a snapshot."""
+        for sub_id, t in self._subs.items():
+            if t.snapshot is not None:
+                steps = sorted([*t.snapshot_steps, *t.schedule_steps], key=lambda s: s.at)
+                yield sub_id, t.snapshot, t.snapshot_event, steps, t.trial_event
+
+
+def _announced(before: Sequence[Step], now: Sequence[Step]) -> list[Step]:
+    """`now`'s steps, each keeping the event of the same step in `before` (its announcer)."""
+    first = {step.key: step.event_id for step in before}
+    return [dataclasses.replace(s, event_id=first.get(s.key, s.event_id)) for s in now]
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _dict(value: Any) -> Json:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _period_end(obj: Json) -> int | None:
+    """`current_period_end`: on the subscription before 2025-03-31, on its items after."""
+    found = _int(obj.get("current_period_end"))
+    if found is not None:
+        return found
+    items = obj.get("items")
+    data = _dict(items).get("data") if isinstance(items, Mapping) else items
+    ends = [_int(_dict(raw).get("current_period_end")) for raw in data or []]
+    return min((end for end in ends if end is not None), default=None)
+
+
+def _read_items(raw_items: Any, owner: str, prices: Mapping[str, Price]) -> tuple[Item, ...]:
+    """Phase or pending-update items: prices as objects, or ids of prices seen on snapshots."""
+    if isinstance(raw_items, Mapping):
+        raw_items = raw_items.get("data")
+    if not isinstance(raw_items, list):
+        raise PayloadError(f"items of {owner} are not a list")
+    items = []
+    for index, raw in enumerate(raw_items):
+        raw = _dict(raw)
+        found = raw.get("price") if raw.get("price") is not None else raw.get("plan")
+        if isinstance(found, Mapping):
+            price = read_price(found)
+        else:
+            price_id = object_id(found) or ""
+            if price_id not in prices:
+                raise PayloadError(f"price {price_id or '?'} of {owner} was never seen")
+            price = prices[price_id]
+        quantity = _int(raw.get("quantity"))
+        item_id = object_id(raw) or f"{owner}#{index}"
+        items.append(Item(id=item_id, price=price, quantity=quantity, discounts=()))
+    return tuple(items)
+
+
+def _snapshot_steps(
+    sub: Subscription, obj: Json, event_id: str, prices: Mapping[str, Price]
+) -> list[Step]:
+    if sub.status in _ENDED or sub.ended_at is not None:
+        return []
+    steps: list[Step] = []
+    cancel_at = _int(obj.get("cancel_at"))
+    period_end = _period_end(obj)
+    if sub.cancel_at_period_end and period_end is not None:
+        steps.append(Step(CANCEL_AT_PERIOD_END, period_end, sub.id, event_id))
+    elif cancel_at is not None:
+        steps.append(Step(CANCEL_AT, cancel_at, sub.id, event_id))
+    resumes_at = _int(_dict(obj.get("pause_collection")).get("resumes_at"))
+    if sub.pause_collection and resumes_at is not None:
+        steps.append(Step(RESUME, resumes_at, sub.id, event_id))
+    pending = _dict(obj.get("pending_update"))
+    if pending.get("subscription_items"):
+        changed = _read_items(pending["subscription_items"], f"{sub.id} pending_update", prices)
+        by_id = {item.id: item for item in sub.items}
+        merged = {**by_id, **{item.id: item for item in changed}}
+        expires = _int(pending.get("expires_at"))
+        detail = "applies once the latest invoice is paid"
+        if expires is not None:
+            detail += f", expires {_iso(expires)}"
+        at = _int(obj.get("created")) or 0  # due now: placed at the start of the projection
+        steps.append(Step(PENDING_UPDATE, at, sub.id, event_id, tuple(merged.values()), detail))
+    return steps
+
+
+def _schedule_steps(
+    obj: Json, sub_id: str, schedule_id: str, event_id: str, prices: Mapping[str, Price]
+) -> list[Step]:
+    if obj.get("status") not in _LIVE_SCHEDULES:
+        return []
+    phases = obj.get("phases")
+    if not isinstance(phases, list):
+        raise PayloadError(f"phases of {schedule_id} are not a list")
+    current_start = _int(_dict(obj.get("current_phase")).get("start_date"))
+    steps: list[Step] = []
+    last_end: int | None = None
+    for number, raw in enumerate(phases, start=1):
+        phase = _dict(raw)
+        start, last_end = _int(phase.get("start_date")), _int(phase.get("end_date"))
+        if start is None or (current_start is not None and start <= current_start):
+            continue
+        owner = f"{schedule_id} phase {number}"
+        items = _read_items(phase.get("items"), owner, prices)
+        steps.append(
+            Step(SCHEDULE_PHASE, start, sub_id, event_id, items, f"{schedule_id} phase {number}")
+        )
+    if obj.get("end_behavior") == "cancel" and last_end is not None:
+        steps.append(Step(SCHEDULE_END, last_end, sub_id, event_id, None, f"{schedule_id} ends"))
+    return steps
+
+
+def _iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _priced(sub: Subscription, items: tuple[Item, ...] | None = None) -> int | None:
+    """The subscription's MRR by §3 on `items` (its own by default), None when unpriceable."""
+    try:
+        chosen = sub if items is None else dataclasses.replace(sub, items=items)
+        return subscription_mrr(chosen, _TERMS).amount
+    except (MissingReference, PayloadError):
+        return None
+
+
+def committed(
+    commitments: Commitments,
+    bases: Iterable[Base],
+    currency: str,
+    today: datetime,
+    months: int,
+) -> CommittedMrr:
+    """Committed MRR at the end of `months` months from today's, in one currency."""
+    by_sub = {b.subscription_id: b for b in bases if b.currency == currency}
+    first = Month.of(today)
+    horizon = Month(first.index + months).start()
+    now = int(today.timestamp())
+    adjustments: list[Adjustment] = []
+    at_risk: list[Held] = []
+    potential: list[Held] = []
+    notes = list(commitments.notes)
+    for sub_id, sub, snapshot_event, steps, trial_event in commitments.tracked():
+        base = by_sub.get(sub_id)
+        customer = (base.customer_id if base else None) or sub.customer or ""
+        if sub.currency != currency and base is None:
+            continue
+        if base is not None and base.delinquent:
+            at_risk.append(
+                Held(
+                    sub_id,
+                    customer,
+                    "delinquent",
+                    base.delinquent,
+                    snapshot_event,
+                    "payment failed",
+                )
+            )
+        if sub.status == "trialing" and not _cancels(steps):
+            price = _priced(sub)
+            if price:
+                ends = f"trial ends {_iso(sub.trial_end)}" if sub.trial_end else "trialing"
+                potential.append(
+                    Held(sub_id, customer, "trial", price, trial_event or snapshot_event, ends)
+                )
+            continue
+        found, held, unpriced = _apply_steps(sub, base, customer, steps, now, horizon)
+        adjustments.extend(found)
+        at_risk.extend(held)
+        notes.extend(unpriced)
+    mrr_today = sum(b.active for b in by_sub.values())
+    adjustments.sort(key=lambda a: (a.effective_at, a.subscription_id, a.kind))
+    return CommittedMrr(
+        currency=currency,
+        today=today,
+        mrr_today=mrr_today,
+        months=_months(mrr_today, adjustments, first, months),
+        adjustments=adjustments,
+        at_risk=sorted(at_risk, key=lambda h: (h.kind, h.subscription_id)),
+        potential=sorted(potential, key=lambda h: h.subscription_id),
+        notes=notes,
+    )
+
+
+def _cancels(steps: Sequence[Step]) -> bool:
+    return any(s.kind in (CANCEL_AT, CANCEL_AT_PERIOD_END, SCHEDULE_END) for s in steps)
+
+
+def _apply_steps(
+    sub: Subscription,
+    base: Base | None,
+    customer: str,
+    steps: Sequence[Step],
+    now: int,
+    horizon: datetime,
+) -> tuple[list[Adjustment], list[Held], list[str]]:
+    """Walk one subscription's steps in time order: its level (committed MRR) after each."""
+    ledger_active = base.active if base else 0
+    paused = sub.pause_collection or sub.status == "paused"
+    if sub.status in _ENDED or sub.ended_at is not None:
+        return [], [], []
+    if not paused and sub.status != "active":
+        return [], [], []  # delinquent, incomplete: nothing active to commit
+    priced_now = _priced(sub)
+    offset = ledger_active - priced_now if priced_now is not None and not paused else 0
+    price = priced_now
+    level, ended = ledger_active, False
+    found: list[Adjustment] = []
+    held: list[Held] = []
+    notes: list[str] = []
+    for step in steps:
+        at = datetime.fromtimestamp(max(step.at, now), UTC)
+        if ended:
+            break
+        if step.kind in (CANCEL_AT, CANCEL_AT_PERIOD_END, SCHEDULE_END):
+            ended, new_level = True, 0
+            if level:
+                held.append(
+                    Held(
+                        sub.id,
+                        customer,
+                        "scheduled_to_cancel",
+                        level,
+                        step.event_id,
+                        f"{step.kind} {_iso(step.at)}",
+                    )
+                )
+        elif step.kind == RESUME:
+            paused = False
+            if price is None:
+                notes.append(f"{sub.id}: cannot price its return on {_iso(step.at)}")
+                continue
+            new_level = price + offset
+        else:
+            step_price = _priced(sub, step.items)
+            if step_price is None or price is None:
+                notes.append(
+                    f"{sub.id}: {step.detail or step.kind} cannot be priced from the payloads"
+                )
+                continue
+            price = step_price
+            new_level = 0 if paused else price + offset
+        if new_level != level and at < horizon:
+            detail = step.detail or _iso(step.at)
+            found.append(
+                Adjustment(
+                    sub.id, customer, step.kind, at, new_level - level, step.event_id, detail
+                )
+            )
+        level = new_level
+    return found, held, notes
+
+
+def _months(
+    mrr_today: int, adjustments: Sequence[Adjustment], first: Month, months: int
+) -> list[CommittedMonth]:
+    result: list[CommittedMonth] = []
+    level = mrr_today
+    for index in range(first.index, first.index + months):
+        month = Month(index)
+        change = sum(a.amount for a in adjustments if Month.of(a.effective_at) == month)
+        level += change
+        result.append(CommittedMonth(month, level, change))
+    return result
