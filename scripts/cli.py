@@ -18,6 +18,7 @@ from ledger.storage.schema import InboxStatus
 from scripts.app_role_cli import create_app_role_cmd
 from scripts.backfill_cli import backfill
 from scripts.explain_cli import explain_cmd
+from scripts.forecast_cli import committed_cmd, forecast_cmd
 from scripts.reconcile_cli import reconcile_cmd
 from scripts.report_cli import fx_cmd, ledger_cmd, replay, report
 from scripts.settings_cli import load_settings
@@ -166,6 +167,8 @@ def up(host: str, port: int, no_demo: bool) -> None:
 
 main.add_command(explain_cmd)
 main.add_command(report)
+main.add_command(committed_cmd)
+main.add_command(forecast_cmd)
 main.add_command(ledger_cmd, name="ledger")
 main.add_command(replay)
 main.add_command(fx_cmd, name="fx")

@@ -290,3 +290,20 @@ replay_checkpoints = Table(
     Column("state", Text, nullable=False),
     Column("saved_at", UTCDateTime(), nullable=False),
 )
+
+# Forecasts kept as made at the start of each month (migration 0014), so a closed month shows
+# its forecast against what happened. Written once per currency and month by the first
+# forecast asked for in that month (ledger/reporting/forecast.py); never updated.
+mrr_forecasts = Table(
+    "mrr_forecasts",
+    metadata,
+    Column("currency", String(3), primary_key=True),
+    Column("made_month", String(7), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    Column("model", String(16), nullable=False),
+    Column("closing_mrr", BigInteger, nullable=False),
+    Column("low_mrr", BigInteger),
+    Column("high_mrr", BigInteger),
+    Column("detail", Text, nullable=False, default="{}"),
+    Column("made_at", UTCDateTime(), nullable=False),
+)

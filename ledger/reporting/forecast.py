@@ -1,0 +1,309 @@
+"""The MRR forecast and its backtest, read from the ledger; the forecast kept each month.
+
+The ledger is read once per request as sums by (effective month, recorded month, category)
+for one currency, computed by the database: one row per cell reaches Python, whatever the size
+of the ledger. A forecast is made "at the start of the month": from the months before the
+current one, as recorded before it began (the `--as-of` cut-off of the backtest). So it is the
+same whenever it is computed during the month, and the first one asked for in a month is kept
+in `mrr_forecasts` (written lazily, by whichever report asks first: the CLI, the API or a
+page). Later requests in the month read the kept one; once a month has closed, its kept
+forecast is shown against what happened. The models are in `forecast_models`, the backtest
+and the interval in `backtest` (docs/forecast.md).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, String, func, select
+
+from ledger.reporting import projector
+from ledger.reporting.backtest import (
+    HORIZONS,
+    Backtest,
+    Cell,
+    as_known,
+    backtest,
+    history_as_of,
+    interval,
+)
+from ledger.reporting.balances import MonthBalance
+from ledger.reporting.forecast_models import MODELS, ProjectedMonth, project, rate_projection
+from ledger.reporting.reports import BadInput, choose_currency
+from ledger.rules.months import Month
+from ledger.storage.db import dialect_insert
+from ledger.storage.schema import ledger_entries, mrr_forecasts
+
+__all__ = [
+    "KEPT_MONTHS",
+    "MAX_MONTHS",
+    "Forecast",
+    "ForecastMonth",
+    "KeptAgainstActual",
+    "build_backtest",
+    "build_forecast",
+    "cells",
+]
+
+MAX_MONTHS = 24
+KEPT_MONTHS = 24
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastMonth:
+    month: Month
+    closing_mrr: int  # the chosen model's
+    low: int | None  # the 80% interval; None without enough backtest errors
+    high: int | None
+    models: dict[str, int | None]  # every model's closing MRR
+    movements: ProjectedMonth | None  # the rate model's movements
+
+
+@dataclass(frozen=True, slots=True)
+class KeptAgainstActual:
+    month: Month
+    model: str
+    forecast: int
+    low: int | None
+    high: int | None
+    actual: int
+
+    @property
+    def error(self) -> float | None:
+        """(forecast - actual) / actual, None when nothing was there."""
+        return (self.forecast - self.actual) / abs(self.actual) if self.actual else None
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    currency: str
+    made_month: Month  # made at this month's start, from the months before it
+    made_at: datetime
+    model: str
+    mape: dict[str, dict[int, float | None]]  # the backtest's scores when it was made
+    cutoffs: int
+    history: list[MonthBalance]  # as known now, up to the last complete month
+    months: list[ForecastMonth]
+    kept: list[KeptAgainstActual]
+
+
+# --- reading the ledger ----------------------------------------------------------------------
+
+
+def cells(conn: Connection, currency: str, before: Month) -> list[Cell]:
+    """The ledger's amounts for `currency` by (effective month, recorded month, category),
+    effective before `before`."""
+    e = ledger_entries.c
+    if conn.dialect.name == "postgresql":
+        effective = func.date_trunc("month", e.effective_at)
+        recorded = func.date_trunc("month", e.recorded_at)
+        total = func.ledger_bigint_sum(e.amount)
+    else:  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (ledger.db.UTCDateTime)
+        effective = func.substr(e.effective_at, 1, 7, type_=String)
+        recorded = func.substr(e.recorded_at, 1, 7, type_=String)
+        total = func.sum(e.amount)
+    query = (
+        select(effective, recorded, e.category, total)
+        .where(e.currency == currency, e.effective_at < before.start())
+        .group_by(effective, recorded, e.category)
+    )
+    return [
+        Cell(_month_of(eff), _month_of(rec), str(category), int(amount))
+        for eff, rec, category, amount in conn.execute(query)
+    ]
+
+
+def _month_of(value: datetime | str) -> int:
+    if isinstance(value, str):
+        return Month.parse(value[:7]).index
+    return value.year * 12 + value.month - 1
+
+
+def _currency(engine: Engine, asked: str | None) -> str:
+    with engine.begin() as conn:
+        projector.catch_up(conn)
+    with engine.connect() as conn:
+        return choose_currency(asked, projector.stored_currencies(conn))
+
+
+def _months_asked(months: int) -> None:
+    if not 1 <= months <= MAX_MONTHS:
+        raise BadInput("months", f"months must be within 1..{MAX_MONTHS}")
+
+
+# --- the backtest ----------------------------------------------------------------------------
+
+
+def build_backtest(engine: Engine, today: datetime, currency: str | None = None) -> Backtest:
+    """Every model from every past month, up to the last complete month before `today`."""
+    chosen = _currency(engine, currency)
+    last = Month(Month.of(today).index - 1)
+    with engine.connect() as conn:
+        found = as_known(cells(conn, chosen, last.next()))
+    if not found:
+        raise BadInput("currency", f"no {chosen} entries before {last.next()}")
+    first = Month(min(c.effective for c in found))
+    return backtest(found, chosen, first, last)
+
+
+# --- the forecast ----------------------------------------------------------------------------
+
+
+def build_forecast(
+    engine: Engine, today: datetime, months: int = 12, currency: str | None = None
+) -> Forecast:
+    """The forecast made at the start of `today`'s month (kept on first use), and the kept
+    forecasts of closed months against what happened."""
+    _months_asked(months)
+    chosen = _currency(engine, currency)
+    made = Month.of(today)
+    last = Month(made.index - 1)
+    with engine.connect() as conn:
+        found = as_known(cells(conn, chosen, made))
+    if not found:
+        raise BadInput("currency", f"no {chosen} entries before {made}")
+    first = Month(min(c.effective for c in found))
+    with engine.begin() as conn:
+        rows = _kept(conn, chosen, made)
+        if not rows:
+            _keep(conn, _make(found, chosen, first, last), chosen, made, today)
+            rows = _kept(conn, chosen, made)
+    actual = history_as_of(found, chosen, None, first, last) if first <= last else []
+    with engine.connect() as conn:
+        kept = _kept_against_actual(conn, chosen, actual)
+    detail = json.loads(rows[0]["detail"])
+    return Forecast(
+        currency=chosen,
+        made_month=made,
+        made_at=rows[0]["made_at"],
+        model=str(rows[0]["model"]),
+        mape={m: {int(h): v for h, v in by.items()} for m, by in detail["mape"].items()},
+        cutoffs=int(detail["cutoffs"]),
+        history=actual,
+        months=[_forecast_month(row) for row in rows[:months]],
+        kept=kept,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Made:
+    model: str
+    test: Backtest
+    months: list[ForecastMonth]
+
+
+def _make(found: list[Cell], currency: str, first: Month, last: Month) -> _Made:
+    """The forecast from the months up to `last`, as recorded by its end."""
+    test = backtest(found, currency, first, last) if first < last else None
+    model = test.chosen if test is not None else "last"
+    history = history_as_of(found, currency, last, first, last) if first <= last else []
+    projections = {m: project(m, history, KEPT_MONTHS) for m in MODELS}
+    if projections[model] is None:  # a model that cannot forecast this history is never chosen
+        model = "last"
+    rates = rate_projection(history, KEPT_MONTHS)
+    errors = test.errors.get(model, {}) if test is not None else {}
+    result = []
+    for step in range(1, KEPT_MONTHS + 1):
+        closing = (projections[model] or [0] * KEPT_MONTHS)[step - 1]
+        band = interval(errors, step, closing)
+        result.append(
+            ForecastMonth(
+                Month(last.index + step),
+                closing,
+                band.low if band else None,
+                band.high if band else None,
+                {m: (p[step - 1] if p is not None else None) for m, p in projections.items()},
+                rates[step - 1] if rates else None,
+            )
+        )
+    return _Made(model, test or Backtest(currency, [], [], model), result)
+
+
+def _keep(conn: Connection, made: _Made, currency: str, month: Month, now: datetime) -> None:
+    summary = {
+        "mape": {
+            m: {str(h): s.mape if (s := made.test.score(m, h)) else None for h in HORIZONS}
+            for m in MODELS
+        },
+        "cutoffs": len(made.test.cutoffs),
+    }
+    rows = [
+        {
+            "currency": currency,
+            "made_month": str(month),
+            "month": str(f.month),
+            "model": made.model,
+            "closing_mrr": f.closing_mrr,
+            "low_mrr": f.low,
+            "high_mrr": f.high,
+            "detail": json.dumps(
+                {
+                    **summary,
+                    "models": f.models,
+                    "movements": None if f.movements is None else _movements(f.movements),
+                },
+                sort_keys=True,
+            ),
+            "made_at": now.astimezone(UTC),
+        }
+        for f in made.months
+    ]
+    statement = dialect_insert(conn, mrr_forecasts).on_conflict_do_nothing(
+        index_elements=["currency", "made_month", "month"]
+    )
+    conn.execute(statement, rows)
+
+
+def _movements(p: ProjectedMonth) -> dict[str, int]:
+    return {name: getattr(p, name) for name in ProjectedMonth.__slots__}
+
+
+def _kept(conn: Connection, currency: str, made: Month) -> list[Any]:
+    f = mrr_forecasts.c
+    query = (
+        select(mrr_forecasts)
+        .where(f.currency == currency, f.made_month == str(made))
+        .order_by(f.month)
+    )
+    return list(conn.execute(query).mappings())
+
+
+def _forecast_month(row: Any) -> ForecastMonth:
+    detail = json.loads(row["detail"])
+    moved = detail.get("movements")
+    return ForecastMonth(
+        month=Month.parse(row["month"]),
+        closing_mrr=int(row["closing_mrr"]),
+        low=row["low_mrr"],
+        high=row["high_mrr"],
+        models={str(m): v for m, v in detail["models"].items()},
+        movements=None if moved is None else ProjectedMonth(**moved),
+    )
+
+
+def _kept_against_actual(
+    conn: Connection, currency: str, actual: list[MonthBalance]
+) -> list[KeptAgainstActual]:
+    """Each closed month's forecast made at its own start, beside its closing MRR."""
+    closed = {b.month: b.closing_mrr for b in actual}
+    f = mrr_forecasts.c
+    query = (
+        select(mrr_forecasts)
+        .where(f.currency == currency, f.made_month == f.month)
+        .order_by(f.month)
+    )
+    return [
+        KeptAgainstActual(
+            month,
+            str(row.model),
+            int(row.closing_mrr),
+            row.low_mrr,
+            row.high_mrr,
+            closed[month],
+        )
+        for row in conn.execute(query)
+        if (month := Month.parse(row.month)) in closed
+    ]

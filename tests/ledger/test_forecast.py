@@ -1,0 +1,108 @@
+"""The forecast's backtest sees only what was recorded by each cut-off, the forecast made at a
+month's start is kept and later shown against what happened: on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, func, select
+
+from ledger.reporting.backtest import as_known, backtest, history_as_of
+from ledger.reporting.forecast import build_backtest, build_forecast, cells
+from ledger.reporting.reports import ReportQuery, build_report
+from ledger.rules.months import Month
+from ledger.storage.schema import ledger_entries, mrr_forecasts
+
+FIRST = Month.parse("2025-01")
+LAST = Month.parse("2025-12")  # the last complete month
+TODAY = datetime(2026, 1, 15, tzinfo=UTC)
+LATE = Month.parse("2025-09")  # when the late entry was recorded
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+def row(
+    n: int, category: str, amount: int, effective: datetime, recorded: datetime
+) -> dict[str, object]:
+    return {
+        "customer_id": f"cus_{n}",
+        "subscription_id": f"sub_{n}",
+        "category": category,
+        "currency": "usd",
+        "amount": amount,
+        "effective_at": effective,
+        "recorded_at": recorded,
+        "source_event_id": f"evt_{n}_{category}_{effective:%Y%m}",
+        "cause_event_id": f"evt_{n}_{category}_{effective:%Y%m}",
+        "reversal_of": None,
+        "explanation": "{}",
+    }
+
+
+def grow(engine: Engine) -> None:
+    """A customer of 100.00 joins each month, recorded the next day; and an expansion of
+    1,000.00 that took effect in March was recorded only in September (a late event)."""
+    rows = []
+    for index in range(FIRST.index, LAST.index + 1):
+        at = Month(index).start() + timedelta(days=3)
+        rows.append(row(index, "new", 10_000, at, at + timedelta(days=1)))
+    march = Month.parse("2025-03").start() + timedelta(days=10)
+    rows.append(row(FIRST.index, "expansion", 100_000, march, LATE.start() + timedelta(days=2)))
+    with engine.begin() as conn:
+        conn.execute(ledger_entries.insert(), rows)
+
+
+def test_the_backtest_uses_no_entry_recorded_after_its_cutoff(engine: Engine) -> None:
+    grow(engine)
+    with engine.connect() as conn:
+        found = as_known(cells(conn, "usd", LAST.next()))
+    for cutoff in (Month.parse("2025-04"), Month.parse("2025-08"), LATE, LAST):
+        seen = history_as_of(found, "usd", cutoff, FIRST, cutoff)
+        as_of = cutoff.next().start() - ONE_MICROSECOND
+        report = build_report(engine, ReportQuery(FIRST, cutoff, currency="usd", as_of=as_of))
+        assert [b.closing_mrr for b in seen] == [b.closing_mrr for b in report.main.months]
+    before = history_as_of(found, "usd", Month.parse("2025-08"), FIRST, Month.parse("2025-08"))
+    assert before[-1].closing_mrr == 8 * 10_000  # the late expansion is not seen
+    after = history_as_of(found, "usd", LATE, FIRST, LATE)
+    assert after[-1].closing_mrr == 9 * 10_000 + 100_000
+
+
+def test_the_backtest_scores_forecasts_against_what_is_known_now(engine: Engine) -> None:
+    grow(engine)
+    tested = build_backtest(engine, TODAY, "usd")
+    assert tested.cutoffs[0] == Month.parse("2025-03") and tested.cutoffs[-1] == Month.parse(
+        "2025-11"
+    )
+    # From August, "last value" says 8 x 100.00; September ends at 9 x 100.00 + 1,000.00.
+    with engine.connect() as conn:
+        found = as_known(cells(conn, "usd", LAST.next()))
+    only_august = backtest(
+        [c for c in found if c.effective <= Month.parse("2025-09").index],
+        "usd",
+        FIRST,
+        Month.parse("2025-09"),
+        ("last",),
+    )
+    assert only_august.errors["last"][1][-1] == (190_000 - 80_000) / 80_000
+    # drift3 follows the steady 100.00 a month before the late entry: it beats the last value.
+    assert tested.score("drift3", 1).mape < tested.score("last", 1).mape  # type: ignore[union-attr,operator]
+    assert tested.chosen in {"drift3", "rates", "ets"}
+
+
+def test_the_forecast_made_at_a_months_start_is_kept_then_shown_against_the_actual(
+    engine: Engine,
+) -> None:
+    grow(engine)
+    made = build_forecast(engine, TODAY, 6, "usd")
+    assert made.made_month == Month.parse("2026-01") and len(made.months) == 6
+    assert made.months[0].month == Month.parse("2026-01")
+    again = build_forecast(engine, TODAY + timedelta(days=10), 3, "usd")
+    assert again.made_at == made.made_at and again.months == made.months[:3]
+    with engine.connect() as conn:
+        kept = conn.execute(select(func.count()).select_from(mrr_forecasts)).scalar_one()
+    assert kept == 24
+    # February: January has closed (nothing new happened in it), its forecast is shown beside it.
+    february = build_forecast(engine, datetime(2026, 2, 2, tzinfo=UTC), 3, "usd")
+    (january,) = february.kept
+    assert january.month == Month.parse("2026-01")
+    assert january.forecast == made.months[0].closing_mrr
+    assert january.actual == 12 * 10_000 + 100_000
