@@ -1,4 +1,5 @@
-"""The read-only accountant API for machines: /api/mrr, /api/ledger, /api/ledger/ID.
+"""The read-only accountant API for machines: /api/mrr, /api/mrr/committed, /api/mrr/forecast,
+/api/ledger, /api/ledger/ID.
 
 Every data route needs `Authorization: Bearer $MRR_API_TOKEN` (compared in constant time);
 with no token configured they are all refused (503). People use the workspace (ingest/pages),
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -17,8 +19,17 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from ingest.openapi import document
 from ingest.services import services
-from ledger.reporting import exports, queries
-from ledger.reporting.reports import BadInput, Report, build_report, parse_month, report_query
+from ledger.reporting import exports, forecast_exports, queries
+from ledger.reporting.committed import build_committed
+from ledger.reporting.forecast import build_backtest, build_forecast
+from ledger.reporting.reports import (
+    BadInput,
+    Report,
+    build_report,
+    parse_currency,
+    parse_month,
+    report_query,
+)
 
 reports = Blueprint("reports", __name__, template_folder="templates")
 
@@ -137,6 +148,60 @@ def mrr() -> Response:
     if fmt == "csv":
         return _csv(exports.report_csv(found), "mrr.csv")
     return jsonify(exports.report_json(found))
+
+
+def _months_arg() -> int:
+    text = _text_arg("months") or "12"
+    if not text.isdigit() or len(text) > 3:
+        raise _bad("months", "months is a whole number of months")
+    return int(text)
+
+
+def _currency_arg() -> str | None:
+    text = _text_arg("currency")
+    try:
+        return None if not text else parse_currency(text, "currency")
+    except BadInput as problem:
+        raise _bad(problem.field, problem.message) from None
+
+
+@reports.get("/api/mrr/committed")
+@authorized
+def committed() -> Response:
+    fmt = _format(("json", "csv"))
+    months, currency = _months_arg(), _currency_arg()
+    try:
+        found = build_committed(services().engine, datetime.now(UTC), months, currency)
+    except BadInput as problem:
+        raise _bad(problem.field, problem.message) from None
+    if fmt == "csv":
+        return _csv(iter([forecast_exports.committed_csv(found)]), "committed-mrr.csv")
+    return jsonify(forecast_exports.committed_json(found))
+
+
+@reports.get("/api/mrr/forecast")
+@authorized
+def forecast() -> Response:
+    fmt = _format(("json", "csv"))
+    months, currency = _months_arg(), _currency_arg()
+    try:
+        found = build_forecast(services().engine, datetime.now(UTC), months, currency)
+    except BadInput as problem:
+        raise _bad(problem.field, problem.message) from None
+    if fmt == "csv":
+        return _csv(iter([forecast_exports.forecast_csv(found)]), "mrr-forecast.csv")
+    return jsonify(forecast_exports.forecast_json(found))
+
+
+@reports.get("/api/mrr/forecast/backtest")
+@authorized
+def forecast_backtest() -> Response:
+    currency = _currency_arg()
+    try:
+        found = build_backtest(services().engine, datetime.now(UTC), currency)
+    except BadInput as problem:
+        raise _bad(problem.field, problem.message) from None
+    return jsonify(forecast_exports.backtest_json(found))
 
 
 def _ledger_filter() -> queries.LedgerFilter:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ingest import openapi_forecast
 from ledger.reporting.exports import AMOUNT_FIELDS, LEDGER_FIELDS, METRIC_FIELDS
 from ledger.rules.entries import Category
 
@@ -91,6 +92,7 @@ def document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
         "paths": {
+            **openapi_forecast.paths(_param, _error_responses()),
             "/api/mrr": {
                 "get": {
                     "summary": "Monthly MRR balances of one currency",
@@ -175,6 +177,7 @@ def document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
+                **openapi_forecast.schemas(),
                 "Error": {
                     "type": "object",
                     "required": ["error", "reason"],

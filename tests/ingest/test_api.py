@@ -204,6 +204,13 @@ def test_openapi_document_is_served_and_valid(client: FlaskClient) -> None:
 
     spec = client.get("/api/openapi.json").json
     assert spec["openapi"].startswith("3.1")
-    assert set(spec["paths"]) == {"/api/mrr", "/api/ledger", "/api/ledger/{entry_id}"}
+    assert set(spec["paths"]) == {
+        "/api/mrr",
+        "/api/mrr/committed",
+        "/api/mrr/forecast",
+        "/api/mrr/forecast/backtest",
+        "/api/ledger",
+        "/api/ledger/{entry_id}",
+    }
     for schema in spec["components"]["schemas"].values():
         V.check_schema(schema)
