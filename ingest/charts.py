@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 WIDTH, HEIGHT = 860, 260
 LEFT, RIGHT, TOP, BOTTOM = 84, 12, 12, 28
@@ -38,6 +38,25 @@ class Tick:
 
 
 @dataclass(frozen=True, slots=True)
+class Trace:
+    """A line over the bars (a forecast, committed MRR) or, with `low`, a band between two
+    lines (an interval). Values per column; None leaves the column out."""
+
+    name: str
+    css: str
+    values: Sequence[int | None]
+    low: Sequence[int | None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    css: str
+    points: str  # SVG "x,y x,y ..."
+    band: bool
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
 class Chart:
     label: str
     width: int
@@ -49,6 +68,8 @@ class Chart:
     legend: list[Series]
     left: int = LEFT
     right: int = WIDTH - RIGHT
+    paths: list[Path] = field(default_factory=list)
+    traces: list[Trace] = field(default_factory=list)
 
 
 def nice_step(span: float, ticks: int = 4) -> float:
@@ -69,10 +90,15 @@ def stacked(
     series: Sequence[Series],
     fmt: Callable[[int], str],
     tick_fmt: Callable[[int], str],
+    traces: Sequence[Trace] = (),
 ) -> Chart:
-    """One stacked bar per column; `fmt` writes an amount in a tooltip, `tick_fmt` on the axis."""
+    """One stacked bar per column; `fmt` writes an amount in a tooltip, `tick_fmt` on the axis.
+    `traces` are drawn over the bars, on the same scale."""
     highs = [sum(max(s.values[i], 0) for s in series) for i in range(len(columns))]
     lows = [sum(min(s.values[i], 0) for s in series) for i in range(len(columns))]
+    drawn = [v for t in traces for v in (*t.values, *(t.low or ())) if v is not None]
+    highs += [max(v, 0) for v in drawn]
+    lows += [min(v, 0) for v in drawn]
     top: float = max([0, *highs])
     bottom: float = min([0, *lows])
     step = nice_step(top - bottom or 1)
@@ -116,4 +142,34 @@ def stacked(
         for i, column in enumerate(columns)
         if i % every == 0
     ]
-    return Chart(label, WIDTH, HEIGHT, bars, y_ticks, x_ticks, y(0), list(series))
+    centre = [LEFT + i * slot + slot / 2 for i in range(len(columns))]
+    paths = [_path(t, centre, y, fmt) for t in traces]
+    return Chart(
+        label,
+        WIDTH,
+        HEIGHT,
+        bars,
+        y_ticks,
+        x_ticks,
+        y(0),
+        list(series),
+        paths=[p for p in paths if p is not None],
+        traces=list(traces),
+    )
+
+
+def _path(
+    trace: Trace, centre: Sequence[float], y: Callable[[float], float], fmt: Callable[[int], str]
+) -> Path | None:
+    top = [(centre[i], y(v)) for i, v in enumerate(trace.values) if v is not None]
+    if trace.low is None:
+        points = top
+    else:
+        low = [(centre[i], y(v)) for i, v in enumerate(trace.low) if v is not None]
+        points = top + low[::-1]
+    if len(points) < 2:
+        return None
+    text = " ".join(f"{x:.1f},{y_:.1f}" for x, y_ in points)
+    known = [v for v in trace.values if v is not None]
+    title = f"{trace.name}: {fmt(known[0])} to {fmt(known[-1])}"
+    return Path(trace.css, text, trace.low is not None, title)

@@ -13,11 +13,12 @@ from ingest.auth import auth, current_user, require_user
 from ingest.pages.bridge import bridge
 from ingest.pages.customers import customers
 from ingest.pages.entries import entries
+from ingest.pages.forecast import forecast
 from ingest.pages.overview import overview
 from ingest.pages.quality import banner, quality
 from ingest.pages.rules import rules
 
-PAGES = (overview, bridge, entries, customers, quality, rules)
+PAGES = (overview, bridge, entries, customers, forecast, quality, rules)
 _GUARDED = frozenset(blueprint.name for blueprint in PAGES)
 
 

@@ -17,6 +17,7 @@ from ingest.pages.common import (
     reporting_currencies,
     this_month,
 )
+from ingest.pages.forecast import Ahead, ahead, extended
 from ingest.services import services
 from ledger.reporting.balances import MonthBalance
 from ledger.reporting.overview import headline
@@ -52,16 +53,27 @@ def choices() -> tuple[list[str], list[str], str | None, str | None]:
     return held, reporting_options, currency, reporting_arg(reporting_options)
 
 
-def mrr_chart(months: list[MonthBalance], currency: str) -> charts.Chart:
+def mrr_chart(
+    months: list[MonthBalance], currency: str, projection: Ahead | None = None
+) -> charts.Chart:
+    columns: list[str] = [str(b.month) for b in months]
+    traces: list[charts.Trace] = []
+    if projection is not None:
+        columns, traces = extended(months, projection)
+    padding = [0] * (len(columns) - len(months))
     return charts.stacked(
-        "MRR at each month end: active and delinquent",
-        [str(b.month) for b in months],
+        "MRR at each month end: active and delinquent"
+        + (", the forecast and committed MRR" if traces else ""),
+        columns,
         [
-            charts.Series("Active MRR", "c-active", [b.closing_mrr for b in months]),
-            charts.Series("Delinquent MRR", "c-delinquent", [b.delinquent_mrr for b in months]),
+            charts.Series("Active MRR", "c-active", [b.closing_mrr for b in months] + padding),
+            charts.Series(
+                "Delinquent MRR", "c-delinquent", [b.delinquent_mrr for b in months] + padding
+            ),
         ],
         _fmt(currency, money_text),
         _fmt(currency, money_short),
+        traces,
     )
 
 
@@ -97,6 +109,8 @@ def overview_page() -> str:
     shown_currency = found.main.currency
     by_month = {b.month: b for b in found.main.months}
     shown = [by_month[m] for m in sorted(by_month) if first <= m <= last]
+    # Past the current month the chart goes on with the forecast and committed MRR.
+    projection = ahead(currency) if reporting is None and last == current else None
     complete, before, to_date = (
         by_month[Month(current.index - 1)],
         by_month[Month(current.index - 2)],
@@ -117,7 +131,8 @@ def overview_page() -> str:
         complete_figures=headline(complete, before),
         to_date_figures=headline(to_date, complete),
         months=shown,
-        mrr_chart=mrr_chart(shown, shown_currency),
+        mrr_chart=mrr_chart(shown, shown_currency, projection),
+        projection=projection,
         movements_chart=movements_chart(shown, shown_currency),
         movement_series=MOVEMENT_SERIES,
         warnings=found.warnings,

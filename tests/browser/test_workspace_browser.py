@@ -184,3 +184,20 @@ def test_a_post_without_the_csrf_token_is_refused(server: str, browser: Any) -> 
     assert "CSRF" in browser.find_element(By.TAG_NAME, "main").text
     browser.get(f"{server}/")
     assert "/sign-in" not in browser.current_url  # the forged sign-out did nothing
+
+
+def test_the_forecast_continues_the_mrr_chart(server: str, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, server)
+    browser.get(f"{server}/forecast?currency=usd")
+    chart = browser.find_element(By.ID, "forecast-chart")
+    assert chart.find_elements(By.CSS_SELECTOR, "polyline.c-forecast")
+    assert chart.find_elements(By.CSS_SELECTOR, "polyline.c-committed")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#forecast-table tbody tr")
+    assert len(rows) == 12
+    shot(browser, "10-forecast")
+    browser.get(f"{server}/?currency=usd")
+    assert browser.find_elements(By.CSS_SELECTOR, "#mrr-chart polyline.c-forecast")
+    shot(browser, "11-overview-forecast")
+    assert console_errors(browser) == []

@@ -1,0 +1,118 @@
+"""Forecast: closing MRR ahead with its interval, committed MRR, the backtest and past forecasts
+against what happened; and the traces the overview's MRR chart draws past the last month."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Blueprint, abort, render_template
+
+from ingest import charts
+from ingest.formatting import money_short, money_text
+from ingest.pages.common import currencies, currency_arg, now
+from ingest.services import services
+from ledger.reporting.backtest import HORIZONS
+from ledger.reporting.balances import MonthBalance
+from ledger.reporting.committed import build_committed
+from ledger.reporting.forecast import Forecast, build_forecast
+from ledger.reporting.forecast_exports import MODEL_NAMES
+from ledger.reporting.forecast_models import MODELS
+from ledger.reporting.reports import BadInput
+from ledger.rules.commitments import CommittedMrr
+from ledger.rules.months import Month
+
+forecast = Blueprint("forecast", __name__)
+
+AHEAD = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Ahead:
+    """What the MRR chart draws past the last complete month."""
+
+    forecast: Forecast
+    committed: CommittedMrr
+
+
+def ahead(currency: str, months: int = AHEAD) -> Ahead | None:
+    """The forecast and committed MRR of `currency`, None when there is nothing to project."""
+    engine = services().engine
+    try:
+        return Ahead(
+            build_forecast(engine, now(), months, currency),
+            build_committed(engine, now(), months, currency),
+        )
+    except BadInput:
+        return None
+
+
+def extended(months: list[MonthBalance], found: Ahead) -> tuple[list[str], list[charts.Trace]]:
+    """Columns of the shown months and the forecast's, and the traces over them: the forecast
+    and its interval from the last complete month's closing MRR on, committed MRR."""
+    shown = [b.month for b in months]
+    future = [m.month for m in found.forecast.months if not shown or m.month > shown[-1]]
+    columns = [*shown, *future]
+    index = {m: i for i, m in enumerate(columns)}
+    line: list[int | None] = [None] * len(columns)
+    high: list[int | None] = [None] * len(columns)
+    low: list[int | None] = [None] * len(columns)
+    committed: list[int | None] = [None] * len(columns)
+    anchor = Month(found.forecast.made_month.index - 1)
+    for b in months:
+        if b.month == anchor:
+            line[index[anchor]] = high[index[anchor]] = low[index[anchor]] = b.closing_mrr
+    for m in found.forecast.months:
+        if m.month in index:
+            line[index[m.month]] = m.closing_mrr
+            high[index[m.month]] = m.high
+            low[index[m.month]] = m.low
+    for c in found.committed.months:
+        if c.month in index:
+            committed[index[c.month]] = c.committed_mrr
+    traces = [
+        charts.Trace("Forecast", "c-forecast", line),
+        charts.Trace("Committed MRR", "c-committed", committed),
+    ]
+    if any(v is not None for v in high[index.get(anchor, 0) + 1 :]):
+        traces.insert(0, charts.Trace("80% interval", "c-interval", high, low))
+    return [str(c) for c in columns], traces
+
+
+@forecast.get("/forecast")
+def forecast_page() -> str:
+    held = currencies(services().engine)
+    currency = currency_arg(held)
+    if currency is None:
+        return render_template("workspace/forecast.html", empty=True, currencies=held)
+    found = ahead(currency)
+    if found is None:
+        abort(404, f"no {currency.upper()} history to forecast from")
+    history = [
+        b for b in found.forecast.history if b.month.index >= found.forecast.made_month.index - 12
+    ]
+    columns, traces = extended(history, found)
+    padded = [*[b.closing_mrr for b in history], *[0] * (len(columns) - len(history))]
+    owed = [*[b.delinquent_mrr for b in history], *[0] * (len(columns) - len(history))]
+    chart = charts.stacked(
+        "MRR at each month end, the forecast with its 80% interval, and committed MRR",
+        columns,
+        [
+            charts.Series("Active MRR", "c-active", padded),
+            charts.Series("Delinquent MRR", "c-delinquent", owed),
+        ],
+        lambda amount: money_text(amount, currency),
+        lambda amount: money_short(amount, currency),
+        traces,
+    )
+    return render_template(
+        "workspace/forecast.html",
+        empty=False,
+        currencies=held,
+        currency=currency,
+        f=found.forecast,
+        c=found.committed,
+        chart=chart,
+        models=MODELS,
+        model_names=MODEL_NAMES,
+        horizons=HORIZONS,
+    )
