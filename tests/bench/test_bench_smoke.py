@@ -155,3 +155,14 @@ def test_pages_benchmark_runs_every_page() -> None:
         assert figures["p99_ms_median"] >= figures["p50_ms_median"] > 0
         assert figures["ratio_p99_to_healthz_p99"] > 0
     assert found["slowest_page"] in pages
+
+
+def test_forecast_benchmark_runs() -> None:
+    found = run(
+        "forecast.py", "--entries", "4000", "--small", "2000", "--runs", "1", "--customers", "200"
+    )
+    assert found["benchmark"] == "forecast"
+    for size in ("2000", "4000"):
+        assert found[size]["first"] > 0 and found[size]["kept"] > 0
+        assert found[size]["chosen"] in {"last", "drift3", "rates", "ets"}
+    assert found["first_ratio"] > 0
