@@ -1,7 +1,7 @@
 """Kept forecasts: the forecast made at the start of each month, per currency and month ahead.
 
 Revision ID: 0014
-Revises: 0007
+Revises: 0013
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 from ledger.storage.db import UTCDateTime
 
 revision = "0014"
-down_revision = "0007"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
