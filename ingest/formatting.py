@@ -48,12 +48,16 @@ def money(amount: int | Decimal | None, currency: str, major: bool = False) -> M
     return Markup('<span class="num{}">{}</span>').format(tone, escape(text))
 
 
-def signed_money(amount: int | Decimal | None, currency: str, major: bool = False) -> Markup:
-    """A change: '+$10.00' or '-$10.00'."""
-    if amount is not None and amount > 0:
-        text = "+" + money_text(amount, currency, major=major)
-        return Markup('<span class="num pos">{}</span>').format(text)
-    return money(amount, currency, major)
+def signed_change(change: int | Decimal, kind: str, currency: str) -> str:
+    """A headline figure's change on the month before, signed: '+$10.00', '-3', '+1.25 pts'.
+    `kind` as in `ledger.reporting.overview.Figure`; colour comes from the figure's tone."""
+    if kind in ("money", "arpu"):
+        text = money_text(change, currency, major=kind == "arpu")
+    elif kind == "count":
+        text = count(int(change))
+    else:
+        text = f"{change * 100:,.2f} pts"
+    return "+" + text if change > 0 else text
 
 
 def count(value: int | None) -> str:
@@ -78,7 +82,7 @@ def iso_date(value: datetime | None) -> str:
 
 FILTERS = {
     "money": money,
-    "signed_money": signed_money,
+    "signed_change": signed_change,
     "count": count,
     "ratio": ratio,
     "iso_time": iso_time,

@@ -18,6 +18,7 @@ class Figure:
     kind: str  # "money" (minor units), "arpu" (major units), "count" or "ratio"
     value: Value
     previous: Value
+    higher_is_better: bool = True
 
     @property
     def change(self) -> Value:
@@ -25,12 +26,27 @@ class Figure:
             return None
         return self.value - self.previous
 
+    @property
+    def tone(self) -> str | None:
+        """Whether the change on the month before is "better" or "worse" news (None when
+        unchanged or not comparable): a rise of delinquent MRR is bad, so the sign cannot say."""
+        change = self.change
+        if change is None or change == 0:
+            return None
+        return "better" if (change > 0) == self.higher_is_better else "worse"
+
 
 def headline(month: MonthBalance, previous: MonthBalance) -> list[Figure]:
     """MRR, delinquent MRR, net new MRR, customers, ARPU and NRR, each with the month before."""
     return [
         Figure("MRR", "money", month.closing_mrr, previous.closing_mrr),
-        Figure("Delinquent MRR", "money", month.delinquent_mrr, previous.delinquent_mrr),
+        Figure(
+            "Delinquent MRR",
+            "money",
+            month.delinquent_mrr,
+            previous.delinquent_mrr,
+            higher_is_better=False,
+        ),
         Figure("Net new MRR", "money", month.net_new_mrr, previous.net_new_mrr),
         Figure("Customers", "count", month.customers, previous.customers),
         Figure("ARPU", "arpu", month.arpu, previous.arpu),

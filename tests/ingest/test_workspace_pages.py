@@ -9,6 +9,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +19,8 @@ from rq import Queue
 from sqlalchemy import Engine
 
 from ingest.app import create_app
+from ingest.pages import common
+from ledger.processing import process_batch
 from ledger.reporting import customers, queries
 from ledger.reporting.balances import effects
 from ledger.reporting.customers import CustomerLine
@@ -34,6 +37,11 @@ from tests.support.workspace import add_user, csrf_token, load_ledger, sign_in
 CELL = re.compile(
     r'data-category="([a-z_]+)" data-month="(\d{4}-\d{2})" href="([^"]+)">'
     r'<span class="num[^"]*">([^<]+)</span>'
+)
+CHANGE = re.compile(
+    r'<div class="label">([^<]+)</div>\s*<div class="value">.*?</div>\s*'
+    r'<div class="change">\s*<span class="num (\w+)"[^>]*>([^<]+)<',
+    re.S,
 )
 TOTAL = re.compile(r'data-total-currency="([a-z]{3})" data-total-minor="(-?\d+)"')
 
@@ -133,6 +141,36 @@ def test_overview_headline_is_the_report(client: FlaskClient, engine: Engine) ->
     assert 'id="mrr-chart"' in page and 'id="movements-chart"' in page
     assert "Last complete month" in page and "Month to date" in page
     assert "<table" in page  # the figures behind the charts, readable without JavaScript
+
+
+def test_a_rise_of_delinquent_mrr_reads_as_bad_news(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In October the only customer's payment fails: MRR falls and delinquent MRR rises by
+    # $100.00, and both are worse than in September (the sign alone would call one good).
+    events = [
+        subscription_event("evt_1", "customer.subscription.created", 1_757_030_400, sub_id="sub_a"),
+        subscription_event(
+            "evt_2",
+            "customer.subscription.updated",
+            1_760_054_400,
+            sub_id="sub_a",
+            status="past_due",
+        ),
+    ]
+    with engine.begin() as conn:
+        stored = inbox.store_events(conn, [(json.dumps(e), e) for e in events])
+    process_batch(engine, [s.inbox_id for s in stored], max_attempts=4)
+    add_user(engine, "ann@example.com")
+    monkeypatch.setattr(common, "now", lambda: datetime(2025, 11, 15, tzinfo=UTC))
+    client = create_app(settings).test_client()
+    sign_in(client, "ann@example.com")
+    page = client.get("/?currency=usd").get_data(as_text=True)
+    complete = page[page.index('id="last-complete"') : page.index('id="month-to-date"')]
+    changes = {label: (tone, text) for label, tone, text in CHANGE.findall(complete)}
+    assert changes["MRR"] == ("worse", "-$100.00")
+    assert changes["Delinquent MRR"] == ("worse", "+$100.00")
+    assert changes["Customers"] == ("worse", "-1")
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from ingest.charts import Series, nice_step, stacked
-from ingest.formatting import money_short, money_text
+from ingest.formatting import money_short, money_text, signed_change
 from ingest.pages.rules import blocks, slug
+from ledger.reporting.balances import MonthBalance
 from ledger.reporting.customers import Row, history, subscriptions
+from ledger.reporting.overview import headline
 from ledger.rules.months import Month
 
 
@@ -21,6 +23,38 @@ def test_money_for_people() -> None:
     assert (
         money_short(2_750_000, "usd") == "$27.5k" and money_short(-150_000_000, "usd") == "-$1.5M"
     )
+
+
+def _balance(closing: int, delinquent: int, customers: int, churn: int) -> MonthBalance:
+    return MonthBalance(
+        Month.parse("2026-03"), "usd", 100_000, 0, 0, 0, 0, churn, 0, 0, closing,
+        0, 0, 0, delinquent, 10, customers, 0,
+    )  # fmt: skip
+
+
+def test_each_headline_change_reads_as_better_or_worse_by_what_the_figure_means() -> None:
+    before = _balance(closing=100_000, delinquent=1_000, customers=10, churn=-5_000)
+    worse = _balance(closing=90_000, delinquent=4_000, customers=8, churn=-15_000)
+    tones = {f.label: f.tone for f in headline(worse, before)}
+    assert tones == {
+        "MRR": "worse",
+        "Delinquent MRR": "worse",  # it rose: more MRR waits on failed payments
+        "Net new MRR": "worse",
+        "Customers": "worse",
+        "ARPU": "better",  # $900.00 over 8 customers is more each than $1,000.00 over 10
+        "Net revenue retention": "worse",
+    }
+    recovering = {f.label: f.tone for f in headline(before, worse)}
+    assert recovering["Delinquent MRR"] == "better" and recovering["MRR"] == "better"
+    assert {f.tone for f in headline(before, before)} == {None}
+
+
+def test_a_change_is_signed() -> None:
+    assert signed_change(1_000, "money", "usd") == "+$10.00"
+    assert signed_change(-1_000, "money", "usd") == "-$10.00"
+    assert signed_change(Decimal("-1.5"), "arpu", "usd") == "-$1.50"
+    assert signed_change(1_200, "count", "usd") == "+1,200"
+    assert signed_change(Decimal("0.0125"), "ratio", "usd") == "+1.25 pts"
 
 
 def test_bars_above_and_below_the_axis() -> None:
