@@ -14,6 +14,7 @@ from ingest.services import services
 from ledger.reporting.quality import Quality, troubled_rows
 from ledger.reporting.quality import quality as measure
 from ledger.storage import inbox
+from ledger.storage.schema import InboxStatus
 from workers.queue import enqueue_batches
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def banner() -> Quality:
 def quality_page() -> str:
     with services().engine.connect() as conn:
         rows = troubled_rows(conn, now())
-    return render_template("workspace/quality.html", rows=rows)
+    return render_template("workspace/quality.html", rows=rows, failed=InboxStatus.FAILED)
 
 
 @quality.post("/data-quality/requeue")

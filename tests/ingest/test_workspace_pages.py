@@ -220,6 +220,7 @@ def test_failed_rows_show_a_banner_and_an_admin_queues_them_again(
     assert "cus_5x000001" in page
     listed = client.get("/data-quality").get_data(as_text=True)
     assert "evt_bad_1" in listed
+    assert f'name="inbox_id" value="{stored[0].inbox_id}" checked' in listed  # failed: ticked
     viewer = create_app(settings).test_client()
     sign_in(viewer, "vic@example.com")
     token = csrf_token(viewer, "/data-quality")
