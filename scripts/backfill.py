@@ -33,8 +33,10 @@ from ledger.rules.payloads import (
     read_invoice_line,
     subscription_of,
 )
+from ledger.rules.profiles import ProfileVersion, read_profile
 from ledger.rules.timeline import RELEVANT_TYPES
 from ledger.settings import Settings
+from ledger.storage import profiles as profile_store
 from ledger.storage.db import make_engine
 from workers import stripe_client
 from workers.stripe_client import DEFAULT_RPS, PAGE, REFERENCES, RateLimiter, StripeApi
@@ -117,19 +119,19 @@ class StripeSource:
     def prices(self) -> dict[str, dict[str, Any]]:
         return {str(p["id"]): p for p in self.api.paginate("/v1/prices", expand=["data.tiers"])}
 
-    def customer_ids(self, starting_after: str | None) -> Iterator[list[str]]:
-        """Customer ids, one page at a time, in Stripe's order (newest first)."""
+    def customers(self, starting_after: str | None) -> Iterator[list[dict[str, Any]]]:
+        """Customer objects, one page at a time, in Stripe's order (newest first)."""
         params: dict[str, Any] = {"limit": PAGE}
         if starting_after:
             params["starting_after"] = starting_after
         while True:
             page = self.api.get("/v1/customers", **params)
-            ids = [str(c["id"]) for c in page.get("data") or []]
-            if ids:
-                yield ids
-            if not page.get("has_more") or not ids:
+            found = [dict(c) for c in page.get("data") or []]
+            if found:
+                yield found
+            if not page.get("has_more") or not found:
                 return
-            params["starting_after"] = ids[-1]
+            params["starting_after"] = str(found[-1]["id"])
 
     def customer_exists(self, customer_id: str) -> bool:
         try:
@@ -392,6 +394,7 @@ class Backfill:
         self.summary = Summary()
         self._lock = threading.Lock()
         self._processed: set[str] = set()
+        self._profiles: list[ProfileVersion] = []
 
     # Reads only, until every Stripe resource answered: a bad key writes nothing.
     def run(self) -> Summary:
@@ -410,6 +413,7 @@ class Backfill:
         except stripe.StripeError as problem:
             raise BackfillError(explain(problem, self.settings)) from None
         self._store_recent(events)
+        self._store_profiles()
         try:
             self._customers(ids, checkpoint)
             self._leftovers(events)
@@ -470,7 +474,16 @@ class Backfill:
         if self.options.customer:
             return [[self.options.customer]]
         cursor = checkpoint.cursor if checkpoint else None
-        return list(self.source.customer_ids(cursor))
+        pages = list(self.source.customers(cursor))
+        self._profiles = _listed_profiles(pages, self.now)
+        return [[str(c["id"]) for c in page] for page in pages]
+
+    def _store_profiles(self) -> None:
+        """Names and emails of the listed customers, for the workspace (never logged)."""
+        if self.options.dry_run or not self._profiles:
+            return
+        with self.engine.begin() as conn:
+            profile_store.keep(conn, self._profiles)
 
     def _customers(
         self, pages: list[list[str]], checkpoint: backfill_store.Checkpoint | None
@@ -706,6 +719,14 @@ def _line_price_ids(invoices: Sequence[Mapping[str, Any]]) -> list[str]:
             if price_id is not None:
                 found.append(price_id)
     return found
+
+
+def _listed_profiles(
+    pages: Sequence[Sequence[Mapping[str, Any]]], now: int
+) -> list[ProfileVersion]:
+    """As of the run's start: newer than the customer events before it, older than those after."""
+    found = (read_profile(customer) for page in pages for customer in page)
+    return [ProfileVersion(p, now, "/v1/customers") for p in found if p is not None]
 
 
 def _api_version(sub: Mapping[str, Any]) -> str | None:

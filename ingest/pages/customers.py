@@ -20,14 +20,8 @@ PAGE_SIZE = 100
 ENTRIES_SHOWN = 100
 
 
-def _profiles_caught_up() -> None:
-    with services().engine.begin() as conn:
-        profiles.catch_up(conn, now())
-
-
 @customers.get("/customers")
 def customers_page() -> str:
-    _profiles_caught_up()
     month = month_arg("month", this_month()) or this_month()
     search = text_arg("q")
     sort = request.args.get("sort", "active")
@@ -72,7 +66,6 @@ def customers_page() -> str:
 
 @customers.get("/customers/<customer_id>")
 def customer_page(customer_id: str) -> str:
-    _profiles_caught_up()
     moment = now()
     with services().engine.connect() as conn:
         if len(customer_id) > MAX_ID_LENGTH or not queries.known(conn, customer_id):

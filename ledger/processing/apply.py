@@ -17,8 +17,10 @@ from ledger.processing import replays
 from ledger.rules.events import EventRecord, MalformedEvent, customer_of
 from ledger.rules.invariants import BrokenInvariant
 from ledger.rules.payloads import RefusedInput
+from ledger.rules.profiles import EVENT_TYPES as PROFILE_EVENTS
+from ledger.rules.profiles import ProfileVersion, read_profile
 from ledger.rules.timeline import MissingReference, is_relevant, references_in, replay_customer
-from ledger.storage import inbox, store
+from ledger.storage import inbox, profiles, store
 from ledger.storage.schema import InboxStatus
 
 log = logging.getLogger(__name__)
@@ -200,6 +202,7 @@ def apply_event(
 ) -> Outcome:
     """Everything one event changes, inside the caller's transaction."""
     if not is_relevant(event.type):
+        profiles.keep(conn, _profiles_in([event]))
         return Outcome(status=InboxStatus.IGNORED)
     affected: set[str] = set()
     try:
@@ -224,6 +227,16 @@ def apply_event(
         outcome.appended += applied.appended
         outcome.reversed += applied.reversed
     return outcome
+
+
+def _profiles_in(events: Sequence[EventRecord]) -> list[ProfileVersion]:
+    """The names and emails carried by customer events: no MRR, kept for the workspace."""
+    found: list[ProfileVersion] = []
+    for event in events:
+        profile = read_profile(event.object) if event.type in PROFILE_EVENTS else None
+        if profile is not None:
+            found.append(ProfileVersion(profile, event.created, event.id))
+    return found
 
 
 def process_inbox_row(
@@ -390,7 +403,7 @@ def _run_batch(
     claimed += [row.id for row in rows]
     outcome = BatchOutcome()
     relevant: list[tuple[int, EventRecord]] = []
-    ignored: list[int] = []
+    ignored: list[tuple[int, EventRecord]] = []
     for row in rows:
         try:
             event = row.event()
@@ -401,7 +414,7 @@ def _run_batch(
         if is_relevant(event.type):
             relevant.append((row.id, event))
         else:
-            ignored.append(row.id)
+            ignored.append((row.id, event))
 
     # Each affected customer is recomputed once; its entries name the batch's latest event
     # that touched it as their cause.
@@ -433,7 +446,8 @@ def _run_batch(
     outcome.appended += applied.appended
     outcome.reversed += applied.reversed
     inbox.mark(conn, [inbox_id for inbox_id, _ in relevant], InboxStatus.PROCESSED)
-    inbox.mark(conn, ignored, InboxStatus.IGNORED)
+    profiles.keep(conn, _profiles_in([event for _, event in ignored]))
+    inbox.mark(conn, [inbox_id for inbox_id, _ in ignored], InboxStatus.IGNORED)
     outcome.count(InboxStatus.PROCESSED, len(relevant))
     outcome.count(InboxStatus.IGNORED, len(ignored))
     return outcome

@@ -1,109 +1,18 @@
-"""Customer names and emails for display, kept from the stored `customer.*` events.
+"""Customer names and emails for display (`customer_profiles`).
 
-The workers ignore these events (they move no MRR); pages call `catch_up` before showing names.
-It reads inbox rows after its checkpoint (by inbox id) and keeps, per customer, the fields of
-the newest event by Stripe's `created` (so reading a row twice changes nothing). The checkpoint
-only passes rows older than `SETTLE`: a webhook insert that took a lower id but commits later
-is read by a later call, not skipped. Names and emails
-come from outside: they are stored and shown (escaped), never logged.
+The workers store them while processing `customer.*` events, and the backfill from Stripe's
+customer list (`ledger.storage.profiles`), so a name is there once its event is processed.
+Names and emails come from outside: they are shown (escaped), never logged.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-
 from sqlalchemy import Connection, func, select
 
-from ledger.storage.db import dialect_insert
-from ledger.storage.schema import customer_profiles, inbox, projector_checkpoints
+from ledger.rules.profiles import Profile
+from ledger.storage.schema import customer_profiles
 
-CHECKPOINT = "customer_profiles"  # projector_checkpoints.last_entry_id holds an inbox id here
-EVENT_TYPES = ("customer.created", "customer.updated", "customer.deleted")
-SETTLE = timedelta(seconds=30)
-BATCH = 2_000
-
-
-@dataclass(frozen=True, slots=True)
-class Profile:
-    customer_id: str
-    name: str | None
-    email: str | None
-
-
-def profile_of(payload: str) -> tuple[str, str | None, str | None] | None:
-    """(customer id, name, email) from a customer event's raw JSON; None if it has none."""
-    try:
-        obj = json.loads(payload)["data"]["object"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
-        return None
-    name, email = obj.get("name"), obj.get("email")
-    return (
-        obj["id"],
-        name if isinstance(name, str) and name else None,
-        email if isinstance(email, str) and email else None,
-    )
-
-
-def catch_up(conn: Connection, now: datetime) -> int:
-    """Store profiles from customer events received since the last call; returns how many."""
-    c = projector_checkpoints.c
-    after = conn.execute(select(c.last_entry_id).where(c.name == CHECKPOINT)).scalar()
-    horizon = conn.execute(
-        select(func.max(inbox.c.id)).where(inbox.c.received_at <= now - SETTLE)
-    ).scalar()
-    start = int(after or 0)
-    rows = conn.execute(
-        select(inbox.c.event_id, inbox.c.created, inbox.c.payload)
-        .where(inbox.c.id > start, inbox.c.event_type.in_(EVENT_TYPES))
-        .order_by(inbox.c.id)
-    ).all()
-    stored = 0
-    for event_id, created, payload in rows:
-        found = profile_of(payload)
-        if found is not None:
-            _keep(conn, event_id, int(created), *found)
-            stored += 1
-    if horizon is None or int(horizon) <= start:
-        return stored
-    checkpoint = dialect_insert(conn, projector_checkpoints).values(
-        name=CHECKPOINT, last_entry_id=int(horizon), updated_at=now
-    )
-    conn.execute(
-        checkpoint.on_conflict_do_update(
-            index_elements=["name"],
-            set_={"last_entry_id": checkpoint.excluded.last_entry_id, "updated_at": now},
-        )
-    )
-    return stored
-
-
-def _keep(
-    conn: Connection,
-    event_id: str,
-    created: int,
-    customer_id: str,
-    name: str | None,
-    email: str | None,
-) -> None:
-    values = {
-        "customer_id": customer_id,
-        "name": name,
-        "email": email,
-        "version": created,
-        "event_id": event_id,
-    }
-    statement = dialect_insert(conn, customer_profiles).values(**values)
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["customer_id"],
-            set_={k: statement.excluded[k] for k in ("name", "email", "version", "event_id")},
-            where=customer_profiles.c.version <= statement.excluded.version,
-        )
-    )
+__all__ = ["Profile", "matching", "profiles"]
 
 
 def profiles(conn: Connection, customer_ids: list[str] | None = None) -> dict[str, Profile]:

@@ -266,7 +266,7 @@ sign_in_failures = Table(
 )
 
 # Customer names and emails for display, from the newest stored `customer.*` event of each
-# customer (ledger/reporting/profiles.py keeps it up to date). Never logged.
+# customer (or the backfill's customer list; ledger/storage/profiles.py writes it). Never logged.
 customer_profiles = Table(
     "customer_profiles",
     metadata,

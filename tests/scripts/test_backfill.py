@@ -16,6 +16,7 @@ from sqlalchemy import Engine, func, select
 
 from ledger import processing
 from ledger.backfill import store as backfill_store
+from ledger.reporting.profiles import Profile, profiles
 from ledger.rules.events import customer_of, parse_event
 from ledger.rules.timeline import replay_customer
 from ledger.settings import Settings
@@ -35,6 +36,7 @@ from tests.support.fake_stripe import (
 )
 from tests.support.ledger import all_entries
 from tests.support.pipeline import drain
+from tests.support.workspace import customer_event
 from workers.stripe_client import RateLimiter
 
 BASE = "https://stripe.fake.test"
@@ -287,6 +289,27 @@ def test_one_customer_only(
     assert monthly(engine) == truth(expected)
     with pytest.raises(BackfillError, match="no customer cus_nope"):
         backfill(stripe_settings, engine, account, customer="cus_nope").run()
+
+
+def test_names_and_emails_come_from_the_customer_list(
+    stripe_settings: Settings, engine: Engine, rsps: responses.RequestsMock
+) -> None:
+    account = make_account(6, seed=31)
+    for n, customer in enumerate(account.customers):
+        customer["name"] = f"<i>Listed</i> {n}"
+    fake(rsps, account)
+    older = customer_event("evt_c1", "cus_000001", "Before", "old@example.com", account.now - DAY)
+    newer = customer_event("evt_c2", "cus_000002", "After", "new@example.com", account.now + 60)
+    ingest_webhooks(engine, [older, newer])
+    backfill(stripe_settings, engine, account, dry_run=True).run()
+    with engine.connect() as conn:
+        assert set(profiles(conn)) == {"cus_000001", "cus_000002"}  # a dry run writes none
+    backfill(stripe_settings, engine, account).run()
+    with engine.connect() as conn:
+        found = profiles(conn)
+    assert set(found) == {c["id"] for c in account.customers}
+    assert found["cus_000001"] == Profile("cus_000001", "<i>Listed</i> 1", "c1@example.com")
+    assert found["cus_000002"].name == "After"  # an event after the listing is newer
 
 
 def test_since_keeps_history_from_that_date(

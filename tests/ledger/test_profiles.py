@@ -1,0 +1,120 @@
+"""Customer names and emails: kept by the workers in the transaction that processes the
+customer event, newest by `created` whatever the order; and filled from stored events by the
+migration that moved them there. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from ledger.processing import process_batch, process_inbox_row
+from ledger.reporting.profiles import Profile, profiles
+from ledger.rules.profiles import ProfileVersion, read_profile
+from ledger.storage import inbox, migrate
+from ledger.storage import profiles as profile_store
+from ledger.storage.db import make_engine
+from ledger.storage.schema import InboxStatus, projector_checkpoints
+from tests.support.databases import _admin_execute, pg_url
+from tests.support.workspace import customer_event
+
+
+def _store(engine: Engine, *events: dict[str, Any]) -> list[int]:
+    with engine.begin() as conn:
+        stored = inbox.store_events(conn, [(json.dumps(e), e) for e in events])
+    return [s.inbox_id for s in stored]
+
+
+def _updated(event_id: str, customer: str, name: str, email: str, at: int) -> dict[str, Any]:
+    event = customer_event(event_id, customer, name, email, at)
+    event["type"] = "customer.updated"
+    return event
+
+
+def test_a_name_is_there_once_its_event_is_processed(engine: Engine) -> None:
+    ids = _store(engine, customer_event("evt_c1", "cus_a", "Ann & Co", "ann@example.com", 100))
+    done = process_batch(engine, ids, max_attempts=4)
+    assert done.counts == {InboxStatus.IGNORED: 1}  # no MRR in it
+    with engine.connect() as conn:
+        assert profiles(conn) == {"cus_a": Profile("cus_a", "Ann & Co", "ann@example.com")}
+
+
+def test_one_event_processed_alone_keeps_its_name_too(engine: Engine) -> None:
+    [row] = _store(engine, customer_event("evt_c1", "cus_a", "Ann", "ann@example.com", 100))
+    assert process_inbox_row(engine, row, max_attempts=4).status == InboxStatus.IGNORED
+    with engine.connect() as conn:
+        assert profiles(conn, ["cus_a"])["cus_a"].name == "Ann"
+
+
+def test_the_newest_event_wins_in_any_order(engine: Engine) -> None:
+    created = customer_event("evt_c1", "cus_a", "Ann", "ann@example.com", 100)
+    renamed = _updated("evt_c2", "cus_a", "Ann Ltd", "billing@example.com", 200)
+    later_batch = _store(engine, renamed)
+    process_batch(engine, later_batch, max_attempts=4)
+    process_batch(engine, _store(engine, created), max_attempts=4)  # older, processed last
+    with engine.connect() as conn:
+        assert profiles(conn)["cus_a"] == Profile("cus_a", "Ann Ltd", "billing@example.com")
+    both = _store(
+        engine,
+        _updated("evt_c4", "cus_b", "Bea new", "b@example.com", 400),
+        _updated("evt_c3", "cus_b", "Bea old", "b@example.com", 300),
+    )
+    process_batch(engine, both, max_attempts=4)  # both in one batch, newest first in the inbox
+    with engine.connect() as conn:
+        assert profiles(conn)["cus_b"].name == "Bea new"
+
+
+def test_a_listed_profile_is_newer_than_the_events_before_the_listing(engine: Engine) -> None:
+    process_batch(
+        engine, _store(engine, _updated("evt_c1", "cus_a", "Old", "a@example.com", 100)),
+        max_attempts=4,
+    )  # fmt: skip
+    listed = read_profile({"object": "customer", "id": "cus_a", "name": "Listed", "email": ""})
+    assert listed == Profile("cus_a", "Listed", None)
+    with engine.begin() as conn:
+        profile_store.keep(conn, [ProfileVersion(listed, 150, "/v1/customers")])
+    process_batch(
+        engine, _store(engine, _updated("evt_c2", "cus_a", "After", "a@example.com", 200)),
+        max_attempts=4,
+    )  # fmt: skip
+    with engine.connect() as conn:
+        assert profiles(conn)["cus_a"].name == "After"
+
+
+def test_the_migration_fills_profiles_from_events_stored_before_it(tmp_path: Path) -> None:
+    name = f"mrr_t_{uuid.uuid4().hex[:12]}"
+    _admin_execute(f'CREATE DATABASE "{name}"')
+    try:
+        for url in (f"sqlite:///{tmp_path}/old.sqlite3", pg_url(name)):
+            migrate.upgrade(url, "0007")
+            engine = make_engine(url)
+            _store(
+                engine,
+                _updated("evt_c2", "cus_a", "Ann Ltd", "ann@example.com", 200),
+                customer_event("evt_c1", "cus_a", "Ann", "ann@example.com", 100),
+                customer_event("evt_c3", "cus_b", "Bea", "bea@example.com", 300),
+                {**customer_event("evt_bad", "cus_c", "C", "c@example.com", 1), "data": "x"},
+            )
+            with engine.begin() as conn:
+                conn.execute(
+                    projector_checkpoints.insert().values(
+                        name="customer_profiles", last_entry_id=1, updated_at=datetime.now(UTC)
+                    )
+                )
+            migrate.upgrade(url)
+            with engine.connect() as conn:
+                assert {c: p.name for c, p in profiles(conn).items()} == {
+                    "cus_a": "Ann Ltd",
+                    "cus_b": "Bea",
+                }
+                assert (
+                    "customer_profiles"
+                    not in conn.execute(select(projector_checkpoints.c.name)).scalars().all()
+                )
+            engine.dispose()
+    finally:
+        _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
