@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, abort, render_template, request, stream_with_context
+from sqlalchemy import Connection
 
 from ingest.pages.common import (
     category_arg,
@@ -18,7 +19,7 @@ from ingest.pages.common import (
 )
 from ingest.services import services
 from ledger.reporting import customers as customer_queries
-from ledger.reporting import explain, exports, queries
+from ledger.reporting import explain, exports, projector, queries
 from ledger.rules.entries import Category
 
 entries = Blueprint("entries", __name__)
@@ -62,6 +63,18 @@ def _after() -> int:
     return int(raw)
 
 
+def totals(conn: Connection, filters: queries.LedgerFilter) -> tuple[int, dict[str, int]]:
+    """The count and sums of the filter. Month, category and currency alone are read from the
+    stored monthly totals, as the bridge's cells are (`filters_from_args` brought them up to
+    date): counting a whole currency's rows of a large ledger takes too long for a page. A
+    customer or subscription filter counts its own rows."""
+    if filters.customer_id is None and filters.subscription_id is None:
+        return projector.entry_totals(
+            conn, month=filters.month, category=filters.category, currency=filters.currency
+        )
+    return queries.totals(conn, filters)
+
+
 @entries.get("/entries")
 def entries_page() -> str:
     filters = filters_from_args()
@@ -69,7 +82,7 @@ def entries_page() -> str:
     engine = services().engine
     with engine.connect() as conn:
         rows, more = queries.page(conn, filters, after_id=after, limit=PAGE_SIZE)
-        count, sums = queries.totals(conn, filters)
+        count, sums = totals(conn, filters)
     held = currencies(engine)
     return render_template(
         "workspace/entries.html",

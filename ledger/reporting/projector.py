@@ -33,7 +33,19 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Select, TextClause, delete, func, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    TextClause,
+    delete,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
 
 from ledger.reporting.balances import (
     ACTIVE_WEIGHTS,
@@ -43,9 +55,11 @@ from ledger.reporting.balances import (
     customer_changes,
     effects,
 )
+from ledger.rules.entries import Category
 from ledger.rules.months import Month, month_index
 from ledger.storage.db import dialect_insert
 from ledger.storage.schema import (
+    ENTRY_COUNT_COLUMNS,
     MONTH_TOTAL_COLUMNS,
     ledger_chain,
     ledger_entries,
@@ -58,6 +72,7 @@ __all__ = [
     "catch_up",
     "checkpoint",
     "entry_columns",
+    "entry_totals",
     "in_effective_order",
     "lag",
     "replay",
@@ -84,6 +99,8 @@ REBUILD_PARTS = 2
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
 _SLOT = {category.value: slot for slot, category in enumerate(MOVEMENTS)}
 _CHANGE, _LOST = len(MOVEMENTS), len(MOVEMENTS) + 1
+_COUNTED = len(MOVEMENTS) + 2  # the slot of the first entry count (MONTH_TOTAL_COLUMNS' order)
+_COUNT_COLUMN = dict(zip(MOVEMENTS, ENTRY_COUNT_COLUMNS, strict=True))
 _T = TypeVar("_T")
 EntryRow = tuple[str, str, str, int, datetime]
 
@@ -101,7 +118,9 @@ def catch_up(conn: Connection) -> int:
     read = 0
     rows = _stream(conn, _in_chain(entry_columns()).where(done < _SEQ, horizon >= _SEQ))
     for customer_id, currency, category, amount, effective_at in rows:
-        _row(sums, currency, month_index(effective_at))[_SLOT[category]] += amount
+        month_sums = _row(sums, currency, month_index(effective_at))
+        month_sums[_SLOT[category]] += amount
+        month_sums[_COUNTED + _SLOT[category]] += 1
         touched.add(customer_id)
         read += 1
     for chunk in _chunks(sorted(touched), CUSTOMER_CHUNK):
@@ -148,6 +167,33 @@ def stored_totals(conn: Connection, currency: str, last: Month) -> list[MonthTot
         )
         for row in conn.execute(query)
     ]
+
+
+def entry_totals(
+    conn: Connection,
+    *,
+    month: Month | None = None,
+    category: Category | None = None,
+    currency: str | None = None,
+) -> tuple[int, dict[str, int]]:
+    """How many ledger entries a month, category and currency filter (each optional) holds,
+    and their amounts summed per currency (minor units), from the stored totals: what counting
+    the ledger's rows gives, as of the last `catch_up`, in one row per currency and month read."""
+    t = mrr_month_totals.c
+    chosen = [category] if category is not None else list(MOVEMENTS)
+    count: ColumnElement[Any] = sum((t[_COUNT_COLUMN[c]] for c in chosen), literal_column("0"))
+    amount: ColumnElement[Any] = sum((t[c.value] for c in chosen), literal_column("0"))
+    query = select(t.currency, func.sum(count), func.sum(amount)).group_by(t.currency)
+    if month is not None:
+        query = query.where(t.month == str(month))
+    if currency is not None:
+        query = query.where(t.currency == currency)
+    found = {
+        str(code): (int(n), int(total))
+        for code, n, total in conn.execute(query.order_by(t.currency))
+        if n
+    }
+    return sum(n for n, _ in found.values()), {c: total for c, (_, total) in found.items()}
 
 
 # --- reading the ledger ----------------------------------------------------------------------
@@ -303,7 +349,8 @@ def _rebuild_sql(dialect: str, low: str | None, high: str | None) -> TextClause:
     ledger's rows for customers from `low` (included) to `high` (excluded), each bound optional.
 
     Rows: currency, month, rows read, the sum of each category (in `MOVEMENTS` order, NULL for
-    none), the change in customers counted and the customers lost. Per customer (and currency)
+    none), the change in customers counted, the customers lost, and the entries of each
+    category (the columns of `mrr_month_totals` in order). Per customer (and currency)
     and month, read in that order from the index of migration 0005: the count and sum of each
     category, and the net active and delinquent changes; running sums over the customer's
     months give its month-end standing, and the running sum minus the month's change its
@@ -328,9 +375,16 @@ def _rebuild_sql(dialect: str, low: str | None, high: str | None) -> TextClause:
     ]
     where = f"WHERE {' AND '.join(limits)}" if limits else ""
     names = [f"m_{c.value}" for c in MOVEMENTS]
+    counted = [f"n_{c.value}" for c in MOVEMENTS]
     per_category = ",\n    ".join(
-        f"{total}(e.amount) FILTER (WHERE e.category = '{c.value}') AS {name}"
-        for c, name in zip(MOVEMENTS, names, strict=True)
+        [
+            f"{total}(e.amount) FILTER (WHERE e.category = '{c.value}') AS {name}"
+            for c, name in zip(MOVEMENTS, names, strict=True)
+        ]
+        + [
+            f"count(*) FILTER (WHERE e.category = '{c.value}') AS {name}"
+            for c, name in zip(MOVEMENTS, counted, strict=True)
+        ]
     )
 
     def weighted(weights: dict[str, int]) -> str:
@@ -357,7 +411,8 @@ WITH customer_months AS (
 SELECT currency, month, sum(n), {", ".join(f"{total}({name})" for name in names)},
   sum(CASE WHEN (active > 0) = (active - active_change > 0) THEN 0
            WHEN active > 0 THEN 1 ELSE -1 END),
-  sum(CASE WHEN active - active_change > 0 AND active <= 0 AND owing <= 0 THEN 1 ELSE 0 END)
+  sum(CASE WHEN active - active_change > 0 AND active <= 0 AND owing <= 0 THEN 1 ELSE 0 END),
+  {", ".join(f"sum({name})" for name in counted)}
 FROM standings
 GROUP BY currency, month
 """

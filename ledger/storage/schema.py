@@ -158,8 +158,10 @@ def text_limit(column: Column[Any]) -> int:
 # --- projections (migration 0002) ------------------------------------------------------------
 
 # Movement sums and month-end customer count changes per currency and month ("YYYY-MM"), kept by
-# ledger.reporting.projector; a report is a running sum over these rows.
-MONTH_TOTAL_COLUMNS = (
+# ledger.reporting.projector; a report is a running sum over these rows. The entry counts of
+# each movement (migration 0010) give the Entries page the count of a month, category and
+# currency without reading the ledger.
+MOVEMENT_COLUMNS = (
     "new",
     "reactivation",
     "expansion",
@@ -169,8 +171,13 @@ MONTH_TOTAL_COLUMNS = (
     "recovered",
     "delinquent_churn",
     "delinquent_change",
+)
+ENTRY_COUNT_COLUMNS = tuple(f"{name}_entries" for name in MOVEMENT_COLUMNS)
+MONTH_TOTAL_COLUMNS = (
+    *MOVEMENT_COLUMNS,
     "customers_change",
     "customers_lost",
+    *ENTRY_COUNT_COLUMNS,
 )
 
 mrr_month_totals = Table(

@@ -1,25 +1,19 @@
 """Customer names and emails: kept by the workers in the transaction that processes the
-customer event, newest by `created` whatever the order; and filled from stored events by the
-migration that moved them there. On SQLite and PostgreSQL."""
+customer event, newest by `created` whatever the order. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import json
-import uuid
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from ledger.processing import process_batch, process_inbox_row
 from ledger.reporting.profiles import Profile, profiles
 from ledger.rules.profiles import ProfileVersion, read_profile
-from ledger.storage import inbox, migrate
+from ledger.storage import inbox
 from ledger.storage import profiles as profile_store
-from ledger.storage.db import make_engine
-from ledger.storage.schema import InboxStatus, projector_checkpoints
-from tests.support.databases import _admin_execute, pg_url
+from ledger.storage.schema import InboxStatus
 from tests.support.workspace import customer_event
 
 
@@ -83,38 +77,3 @@ def test_a_listed_profile_is_newer_than_the_events_before_the_listing(engine: En
     )  # fmt: skip
     with engine.connect() as conn:
         assert profiles(conn)["cus_a"].name == "After"
-
-
-def test_the_migration_fills_profiles_from_events_stored_before_it(tmp_path: Path) -> None:
-    name = f"mrr_t_{uuid.uuid4().hex[:12]}"
-    _admin_execute(f'CREATE DATABASE "{name}"')
-    try:
-        for url in (f"sqlite:///{tmp_path}/old.sqlite3", pg_url(name)):
-            migrate.upgrade(url, "0007")
-            engine = make_engine(url)
-            _store(
-                engine,
-                _updated("evt_c2", "cus_a", "Ann Ltd", "ann@example.com", 200),
-                customer_event("evt_c1", "cus_a", "Ann", "ann@example.com", 100),
-                customer_event("evt_c3", "cus_b", "Bea", "bea@example.com", 300),
-                {**customer_event("evt_bad", "cus_c", "C", "c@example.com", 1), "data": "x"},
-            )
-            with engine.begin() as conn:
-                conn.execute(
-                    projector_checkpoints.insert().values(
-                        name="customer_profiles", last_entry_id=1, updated_at=datetime.now(UTC)
-                    )
-                )
-            migrate.upgrade(url)
-            with engine.connect() as conn:
-                assert {c: p.name for c, p in profiles(conn).items()} == {
-                    "cus_a": "Ann Ltd",
-                    "cus_b": "Bea",
-                }
-                assert (
-                    "customer_profiles"
-                    not in conn.execute(select(projector_checkpoints.c.name)).scalars().all()
-                )
-            engine.dispose()
-    finally:
-        _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, select, text
@@ -12,8 +13,10 @@ from ledger.reporting.balances import Posting, Projection
 from ledger.rules.entries import Category, DesiredEntry
 from ledger.rules.months import month_index
 from ledger.storage import store
-from ledger.storage.schema import mrr_month_totals
+from ledger.storage.schema import MOVEMENT_COLUMNS, mrr_month_totals
+from tests.support.ledger import all_entries
 
+FOLDED_COLUMNS = ("currency", "month", *MOVEMENT_COLUMNS, "customers_change", "customers_lost")
 START = datetime(2025, 11, 3, tzinfo=UTC)
 
 
@@ -44,7 +47,18 @@ def test_rebuild_equals_the_fold_with_odd_balances(engine: Engine) -> None:
     with engine.begin() as conn:
         assert projector.replay(conn) == 160
     with engine.connect() as conn:
-        stored = [tuple(r) for r in conn.execute(select(mrr_month_totals)).all()]
+        stored_rows = conn.execute(select(mrr_month_totals)).mappings().all()
+        stored = [tuple(r[c] for c in FOLDED_COLUMNS) for r in stored_rows]
+        counted = {
+            (r["currency"], r["month"], c.value): r[f"{c.value}_entries"]
+            for r in stored_rows
+            for c in Category
+            if r[f"{c.value}_entries"]
+        }
+        ledger_counts = Counter(
+            (e.currency, e.effective_at.strftime("%Y-%m"), e.category.value)
+            for e in all_entries(conn)
+        )
         rows = projector.in_effective_order(conn, projector.entry_columns())
         folded = (
             Projection()
@@ -59,4 +73,5 @@ def test_rebuild_equals_the_fold_with_odd_balances(engine: Engine) -> None:
         for t in folded
     ]
     assert sorted(stored) == sorted(expected)
+    assert counted == dict(ledger_counts)
     assert any(t.customers_lost for t in folded) and any(t.customers_change < 0 for t in folded)

@@ -1,9 +1,14 @@
-"""Customer profiles from the customer events already stored.
+"""The workspace's reads: customer profiles kept by the workers, entry counts in the totals.
 
 Workers now keep a customer's name and email while processing its `customer.*` event (before,
 pages read them from the inbox behind a checkpoint). This fills `customer_profiles` from the
 events stored until now, keeping the newest per customer by `created` (as the workers do), and
-drops the pages' checkpoint. No schema change: downgrade does nothing.
+drops the pages' checkpoint.
+
+`mrr_month_totals` gains the number of entries behind each movement sum (`new_entries`, ...),
+so the Entries page counts a month, category and currency without reading the ledger. The
+stored totals are emptied and the projector's checkpoint set back to the start: the next report
+(or `mrr replay`) rebuilds them, counts included.
 
 Revision ID: 0010
 Revises: 0014
@@ -41,7 +46,21 @@ profiles = sa.table(
     sa.column("version", sa.BigInteger),
     sa.column("event_id", sa.String),
 )
-checkpoints = sa.table("projector_checkpoints", sa.column("name", sa.String))
+checkpoints = sa.table(
+    "projector_checkpoints", sa.column("name", sa.String), sa.column("last_entry_id", sa.BigInteger)
+)
+_MOVEMENTS = (
+    "new",
+    "reactivation",
+    "expansion",
+    "contraction",
+    "churn",
+    "delinquent",
+    "recovered",
+    "delinquent_churn",
+    "delinquent_change",
+)
+_COUNTS = tuple(f"{name}_entries" for name in _MOVEMENTS)
 
 
 def _text(value: Any) -> str | None:
@@ -87,6 +106,19 @@ def _newest_from_events(conn: sa.Connection) -> dict[str, dict[str, Any]]:
 
 
 def upgrade() -> None:
+    _profiles_from_events()
+    for name in _COUNTS:
+        op.add_column(
+            "mrr_month_totals",
+            sa.Column(name, sa.BigInteger, nullable=False, server_default="0"),
+        )
+    op.execute("DELETE FROM mrr_month_totals")
+    op.execute(
+        checkpoints.update().where(checkpoints.c.name == "mrr_balances").values(last_entry_id=0)
+    )
+
+
+def _profiles_from_events() -> None:
     conn = op.get_bind()
     newest = _newest_from_events(conn)
     stored = dict(conn.execute(sa.select(profiles.c.customer_id, profiles.c.version)).all())
@@ -101,4 +133,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("mrr_month_totals") as batch:
+        for name in reversed(_COUNTS):
+            batch.drop_column(name)
