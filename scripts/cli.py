@@ -26,6 +26,8 @@ from scripts.status_cli import status_cmd
 from scripts.users_cli import users_cmd
 from scripts.verify_cli import verify
 
+log = logging.getLogger(__name__)
+
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
@@ -68,6 +70,8 @@ def worker(burst: bool, requeue_now: bool) -> None:
         every = every_from_env()
     except ConfigError as problem:
         raise click.UsageError(str(problem)) from None
+    if not burst:
+        _serve_worker_metrics()
     run(
         load_settings(),
         burst=burst,
@@ -75,6 +79,25 @@ def worker(burst: bool, requeue_now: bool) -> None:
         sweep=sweep,
         reconcile_every=every,
     )
+
+
+def _serve_worker_metrics() -> None:
+    """The worker's own /metrics when MRR_WORKER_METRICS_PORT is set."""
+    from workers.metrics_endpoint import MetricsEndpoint, serve
+
+    try:
+        endpoint = MetricsEndpoint.from_env()
+    except ConfigError as problem:
+        raise click.UsageError(str(problem)) from None
+    if endpoint is None:
+        return
+    try:
+        serve(endpoint)
+    except OSError as problem:
+        raise click.ClickException(
+            f"cannot serve worker metrics on {endpoint.address}:{endpoint.port}: {problem}"
+        ) from None
+    log.info("worker metrics on http://%s:%s/metrics", endpoint.address, endpoint.port)
 
 
 @main.command()
