@@ -11,6 +11,7 @@ import pytest
 import requests
 import responses
 from click.testing import CliRunner
+from prometheus_client import REGISTRY
 from rq import Queue
 from sqlalchemy import Engine, func, select
 
@@ -223,11 +224,32 @@ def test_429s_and_500s_are_retried_with_backoff(
     api.faults.extend([429, 500, 429, 429, 503, 502, 429, 500] * 3)
     api.fault_every = 2
     run = backfill(stripe_settings, engine, account)
+    before = stripe_metrics()
     run.run()
     assert not api.faults
     assert run.source.api.counts.answered("429") == 12
     assert sum(run.source.api.counts.answered(str(s)) for s in (500, 502, 503)) == 12
     assert monthly(engine) == truth(account)
+    # The same requests in the Prometheus counters, by endpoint and answer, and the retries.
+    moved = stripe_metrics() - before
+    assert moved[("requests", "429")] == 12 and moved[("retries", "throttled")] == 12
+    assert moved[("requests", "GET /v1/customers", "200")] >= 1
+    assert sum(n for key, n in moved.items() if len(key) == 2 and key[0] == "requests") == (
+        api.requests
+    )
+
+
+def stripe_metrics() -> Counter[tuple[str, ...]]:
+    """mrr_stripe_requests_total by answer and by (endpoint, answer); retries by reason."""
+    found: Counter[tuple[str, ...]] = Counter()
+    for family in REGISTRY.collect():
+        for s in family.samples:
+            if s.name == "mrr_stripe_requests_total":
+                found[("requests", s.labels["status"])] += int(s.value)
+                found[("requests", s.labels["endpoint"], s.labels["status"])] += int(s.value)
+            elif s.name == "mrr_stripe_retries_total":
+                found[("retries", s.labels["reason"])] += int(s.value)
+    return found
 
 
 def test_reference_fetches_wait_for_the_rate_limit_and_are_counted(
