@@ -27,10 +27,9 @@ PAGE_SIZE = 50
 STRIPE_DASHBOARD = "https://dashboard.stripe.com"
 
 
-def filters_from_args() -> queries.LedgerFilter:
-    """The filter in the URL; anything unknown is a 404 naming it."""
+def filters_from_args(held: list[str]) -> queries.LedgerFilter:
+    """The filter in the URL (`held`: the ledger's currencies); anything unknown is a 404."""
     engine = services().engine
-    held = currencies(engine)
     with engine.connect() as conn:
         customer = id_arg("customer")
         if customer is not None and not customer_queries.known(conn, customer):
@@ -65,9 +64,9 @@ def _after() -> int:
 
 def totals(conn: Connection, filters: queries.LedgerFilter) -> tuple[int, dict[str, int]]:
     """The count and sums of the filter. Month, category and currency alone are read from the
-    stored monthly totals, as the bridge's cells are (`filters_from_args` brought them up to
-    date): counting a whole currency's rows of a large ledger takes too long for a page. A
-    customer or subscription filter counts its own rows."""
+    stored monthly totals, as the bridge's cells are (the page brought them up to date by
+    `currencies`): counting a whole currency's rows of a large ledger takes too long for a
+    page. A customer or subscription filter counts its own rows."""
     if filters.customer_id is None and filters.subscription_id is None:
         return projector.entry_totals(
             conn, month=filters.month, category=filters.category, currency=filters.currency
@@ -77,13 +76,13 @@ def totals(conn: Connection, filters: queries.LedgerFilter) -> tuple[int, dict[s
 
 @entries.get("/entries")
 def entries_page() -> str:
-    filters = filters_from_args()
-    after = _after()
     engine = services().engine
+    held = currencies(engine)  # the stored totals brought up to date, as `totals` reads them
+    filters = filters_from_args(held)
+    after = _after()
     with engine.connect() as conn:
         rows, more = queries.page(conn, filters, after_id=after, limit=PAGE_SIZE)
         count, sums = totals(conn, filters)
-    held = currencies(engine)
     return render_template(
         "workspace/entries.html",
         rows=rows,
@@ -100,8 +99,8 @@ def entries_page() -> str:
 
 @entries.get("/entries.csv")
 def entries_csv() -> Response:
-    filters = filters_from_args()
     engine = services().engine
+    filters = filters_from_args(currencies(engine))
 
     def lines() -> Iterator[str]:
         with engine.connect() as conn:

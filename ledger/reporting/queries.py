@@ -78,12 +78,10 @@ def decode_cursor(cursor: str) -> int:
     return int(found.group(1))
 
 
-def _query(filters: LedgerFilter) -> Select[Any]:
+def _filtered(filters: LedgerFilter) -> Select[Any]:
+    """The entries matching `filters`, in id order."""
     e = ledger_entries.c
-    reversal = aliased(ledger_entries)
-    query = select(ledger_entries, reversal.c.id.label("reversed_by")).outerjoin(
-        reversal, reversal.c.reversal_of == e.id
-    )
+    query = select(ledger_entries)
     if filters.month is not None:
         query = query.where(e.effective_at >= filters.month.start())
         if filters.month.year < 9999 or filters.month.month < 12:
@@ -104,6 +102,18 @@ def _query(filters: LedgerFilter) -> Select[Any]:
     return query.order_by(e.id)
 
 
+def _with_reversals(chosen: Select[Any]) -> Select[Any]:
+    """`chosen` entries (limited first, if at all) with the id of the entry reversing each:
+    joined after the limit, so a page looks up its own rows' reversals, not its whole filter's."""
+    rows = chosen.subquery()
+    reversal = aliased(ledger_entries)
+    return (
+        select(rows, reversal.c.id.label("reversed_by"))
+        .outerjoin(reversal, reversal.c.reversal_of == rows.c.id)
+        .order_by(rows.c.id)
+    )
+
+
 def _row(m: Any) -> LedgerRow:
     entry = entry_from_row(m)
     fields = {name: getattr(entry, name) for name in StoredEntry.__dataclass_fields__}
@@ -112,7 +122,9 @@ def _row(m: Any) -> LedgerRow:
 
 
 def get(conn: Connection, entry_id: int) -> LedgerRow | None:
-    found = conn.execute(_query(LedgerFilter()).where(ledger_entries.c.id == entry_id))
+    found = conn.execute(
+        _with_reversals(select(ledger_entries).where(ledger_entries.c.id == entry_id))
+    )
     mapping = found.mappings().first()
     return None if mapping is None else _row(mapping)
 
@@ -121,7 +133,9 @@ def page(
     conn: Connection, filters: LedgerFilter, *, after_id: int = 0, limit: int = 100
 ) -> tuple[list[LedgerRow], str | None]:
     """One page in id order, and the cursor of the next page (None on the last)."""
-    query = _query(filters).where(ledger_entries.c.id > after_id).limit(limit + 1)
+    query = _with_reversals(
+        _filtered(filters).where(ledger_entries.c.id > after_id).limit(limit + 1)
+    )
     rows = [_row(m) for m in conn.execute(query).mappings()]
     more = len(rows) > limit
     rows = rows[:limit]
@@ -130,7 +144,7 @@ def page(
 
 def totals(conn: Connection, filters: LedgerFilter) -> tuple[int, dict[str, int]]:
     """How many entries match, and their amounts summed per currency (minor units)."""
-    inner = _query(filters).order_by(None).subquery()
+    inner = _filtered(filters).order_by(None).subquery()
     query = select(inner.c.currency, func.count(), func.sum(inner.c.amount)).group_by(
         inner.c.currency
     )
@@ -140,6 +154,8 @@ def totals(conn: Connection, filters: LedgerFilter) -> tuple[int, dict[str, int]
 
 def stream(conn: Connection, filters: LedgerFilter) -> Iterator[LedgerRow]:
     """Every matching entry in id order, read in batches (a server-side cursor on PostgreSQL)."""
-    result = conn.execute(_query(filters), execution_options={"yield_per": 2_000})
+    result = conn.execute(
+        _with_reversals(_filtered(filters)), execution_options={"yield_per": 2_000}
+    )
     for m in result.mappings():
         yield _row(m)
