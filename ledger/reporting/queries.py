@@ -103,8 +103,7 @@ def _filtered(filters: LedgerFilter) -> Select[Any]:
 
 
 def _with_reversals(chosen: Select[Any]) -> Select[Any]:
-    """`chosen` entries (limited first, if at all) with the id of the entry reversing each:
-    joined after the limit, so a page looks up its own rows' reversals, not its whole filter's."""
+    """`chosen` entries with the id of the entry reversing each, for a whole filter (a join)."""
     rows = chosen.subquery()
     reversal = aliased(ledger_entries)
     return (
@@ -112,6 +111,16 @@ def _with_reversals(chosen: Select[Any]) -> Select[Any]:
         .outerjoin(reversal, reversal.c.reversal_of == rows.c.id)
         .order_by(rows.c.id)
     )
+
+
+def _with_own_reversals(chosen: Select[Any]) -> Select[Any]:
+    """`chosen` entries (a page: limited) with the id of the entry reversing each, looked up
+    row by row after the limit. As a join, PostgreSQL may merge the page with the whole
+    reversal index in id order, which reads every reversal below the page's ids."""
+    rows = chosen.subquery()
+    reversal = aliased(ledger_entries)
+    reversed_by = select(reversal.c.id).where(reversal.c.reversal_of == rows.c.id)
+    return select(rows, reversed_by.scalar_subquery().label("reversed_by")).order_by(rows.c.id)
 
 
 def _row(m: Any) -> LedgerRow:
@@ -123,7 +132,7 @@ def _row(m: Any) -> LedgerRow:
 
 def get(conn: Connection, entry_id: int) -> LedgerRow | None:
     found = conn.execute(
-        _with_reversals(select(ledger_entries).where(ledger_entries.c.id == entry_id))
+        _with_own_reversals(select(ledger_entries).where(ledger_entries.c.id == entry_id))
     )
     mapping = found.mappings().first()
     return None if mapping is None else _row(mapping)
@@ -133,7 +142,7 @@ def page(
     conn: Connection, filters: LedgerFilter, *, after_id: int = 0, limit: int = 100
 ) -> tuple[list[LedgerRow], str | None]:
     """One page in id order, and the cursor of the next page (None on the last)."""
-    query = _with_reversals(
+    query = _with_own_reversals(
         _filtered(filters).where(ledger_entries.c.id > after_id).limit(limit + 1)
     )
     rows = [_row(m) for m in conn.execute(query).mappings()]
