@@ -22,7 +22,7 @@ from ledger.storage.schema import projector_checkpoints
 from tests.support.databases import _admin_execute, pg_url
 from tests.support.workspace import customer_event
 
-BEFORE = "0007"
+BEFORE = "0013"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
