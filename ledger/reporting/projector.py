@@ -412,7 +412,7 @@ SELECT currency, month, sum(n), {", ".join(f"{total}({name})" for name in names)
   sum(CASE WHEN (active > 0) = (active - active_change > 0) THEN 0
            WHEN active > 0 THEN 1 ELSE -1 END),
   sum(CASE WHEN active - active_change > 0 AND active <= 0 AND owing <= 0 THEN 1 ELSE 0 END),
-  {", ".join(f"sum({name})" for name in counted)}
+  {", ".join(f"{total}({name})" for name in counted)}
 FROM standings
 GROUP BY currency, month
 """
