@@ -22,7 +22,7 @@ from ledger.storage.schema import projector_checkpoints
 from tests.support.databases import _admin_execute, pg_url
 from tests.support.workspace import customer_event
 
-BEFORE = "0013"
+BEFORE = "0014"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
