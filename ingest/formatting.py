@@ -48,6 +48,15 @@ def money(amount: int | Decimal | None, currency: str, major: bool = False) -> M
     return Markup('<span class="num{}">{}</span>').format(tone, escape(text))
 
 
+def signed_money(amount: int | Decimal | None, currency: str, major: bool = False) -> Markup:
+    """An amount that adds to or takes from MRR, coloured by its sign: '+$10.00' (green) or
+    '-$10.00' (red)."""
+    if amount is not None and amount > 0:
+        text = "+" + money_text(amount, currency, major=major)
+        return Markup('<span class="num pos">{}</span>').format(text)
+    return money(amount, currency, major)
+
+
 def signed_change(change: int | Decimal, kind: str, currency: str) -> str:
     """A headline figure's change on the month before, signed: '+$10.00', '-3', '+1.25 pts'.
     `kind` as in `ledger.reporting.overview.Figure`; colour comes from the figure's tone."""
@@ -82,6 +91,7 @@ def iso_date(value: datetime | None) -> str:
 
 FILTERS = {
     "money": money,
+    "signed_money": signed_money,
     "signed_change": signed_change,
     "count": count,
     "ratio": ratio,
