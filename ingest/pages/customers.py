@@ -11,7 +11,7 @@ from ingest.formatting import money_short, money_text
 from ingest.pages.common import currencies, currency_arg, month_arg, now, text_arg, this_month
 from ingest.services import services
 from ledger.reporting import customers as queries
-from ledger.reporting import profiles
+from ledger.reporting import customer_months, profiles
 from ledger.reporting.queries import MAX_ID_LENGTH, LedgerFilter, page
 from ledger.rules.months import Month
 
@@ -25,9 +25,15 @@ def _profiles_caught_up() -> None:
         profiles.catch_up(conn, now())
 
 
+def _months_caught_up() -> None:
+    with services().engine.begin() as conn:
+        customer_months.catch_up(conn)
+
+
 @customers.get("/customers")
 def customers_page() -> str:
     _profiles_caught_up()
+    _months_caught_up()
     month = month_arg("month", this_month()) or this_month()
     search = text_arg("q")
     sort = request.args.get("sort", "active")

@@ -18,7 +18,7 @@ from rq import Queue
 from sqlalchemy import Engine
 
 from ingest.app import create_app
-from ledger.reporting import customers, queries
+from ledger.reporting import customer_months, customers, queries
 from ledger.reporting.balances import effects
 from ledger.reporting.customers import CustomerLine
 from ledger.reporting.reports import build_report, report_query
@@ -203,6 +203,8 @@ def test_failed_rows_show_a_banner_and_an_admin_queues_them_again(
 
 def test_the_customer_listing_sorts_counts_and_pages_in_the_database(engine: Engine) -> None:
     load_ledger(engine)
+    with engine.begin() as conn:
+        customer_months.catch_up(conn)
     month = Month.parse("2025-06")
     end = month.next().start()
     balances: dict[tuple[str, str], tuple[int, int]] = {}

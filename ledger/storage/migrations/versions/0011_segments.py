@@ -1,0 +1,89 @@
+"""Segments and MRR per customer per month: derived tables, rebuilt by `mrr replay`.
+
+`customer_months`: one row per customer, currency and month in which its figures moved, for
+the whole customer (`dimension` and `segment` 'all', kept by the projector from the ledger) and
+for each plan, product and billing interval it was in (kept by the processing from the rules'
+replay): the month's movement sums, the month-end active and delinquent MRR, the customer's
+count change and loss at that month end, the month of its first `new` MRR, and `next_month`,
+the next row's month (none for the last), so the rows in force at a month end are found by
+range. `segment_month_totals`: per dimension, segment, currency and month, the same sums as
+`mrr_month_totals`. The keys leave room for a source (Stripe account and mode) column.
+
+Also the customer attributes segments group by: country (from the address), metadata, created.
+
+Revision ID: 0011
+Revises: 0007
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+MOVEMENTS = (
+    "new",
+    "reactivation",
+    "expansion",
+    "contraction",
+    "churn",
+    "delinquent",
+    "recovered",
+    "delinquent_churn",
+    "delinquent_change",
+)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "customer_months",
+        sa.Column("dimension", sa.String(16), primary_key=True),
+        sa.Column("segment", sa.String(255), primary_key=True),
+        sa.Column("customer_id", sa.String(255), primary_key=True),
+        sa.Column("currency", sa.String(3), primary_key=True),
+        sa.Column("month", sa.String(7), primary_key=True),
+        sa.Column("next_month", sa.String(7)),
+        *(sa.Column(name, sa.BigInteger, nullable=False) for name in MOVEMENTS),
+        sa.Column("active", sa.BigInteger, nullable=False),
+        sa.Column("delinquent", sa.BigInteger, nullable=False),
+        sa.Column("customers_change", sa.SmallInteger, nullable=False),
+        sa.Column("customers_lost", sa.SmallInteger, nullable=False),
+        sa.Column("first_paid", sa.String(7)),
+    )
+    # The rows in force at a month end: month <= m < next_month (or no next month).
+    op.create_index(
+        "ix_customer_months_in_force",
+        "customer_months",
+        ["dimension", "segment", "currency", "next_month", "month"],
+    )
+    op.create_index("ix_customer_months_customer", "customer_months", ["customer_id", "dimension"])
+    op.create_table(
+        "segment_month_totals",
+        sa.Column("dimension", sa.String(16), primary_key=True),
+        sa.Column("segment", sa.String(255), primary_key=True),
+        sa.Column("currency", sa.String(3), primary_key=True),
+        sa.Column("month", sa.String(7), primary_key=True),
+        *(
+            sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+            for name in (*MOVEMENTS, "customers_change", "customers_lost")
+        ),
+    )
+    with op.batch_alter_table("customer_profiles") as batch:
+        batch.add_column(sa.Column("country", sa.String(64)))
+        batch.add_column(sa.Column("metadata", sa.Text))
+        batch.add_column(sa.Column("created", sa.BigInteger))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("customer_profiles") as batch:
+        batch.drop_column("created")
+        batch.drop_column("metadata")
+        batch.drop_column("country")
+    op.drop_table("segment_month_totals")
+    op.drop_index("ix_customer_months_customer", "customer_months")
+    op.drop_index("ix_customer_months_in_force", "customer_months")
+    op.drop_table("customer_months")
