@@ -83,16 +83,16 @@ def listing(
     first_paid = case((c.first_paid <= str(month), c.first_paid), else_=None)
     keys = {
         "customer": [ids, c.currency],
-        "active": [c.active, ids, c.currency],
-        "delinquent": [c.delinquent, ids, c.currency],
-        "status": [_status(c.active, c.delinquent), ids, c.currency],
+        "active": [c.active_mrr, ids, c.currency],
+        "delinquent": [c.delinquent_mrr, ids, c.currency],
+        "status": [_status(c.active_mrr, c.delinquent_mrr), ids, c.currency],
         "first_paid": [first_paid.is_not(None), first_paid, ids, c.currency],
     }[sort]
     query = select(
         c.customer_id,
         c.currency,
-        c.active,
-        c.delinquent,
+        c.active_mrr,
+        c.delinquent_mrr,
         first_paid.label("first_paid"),
         func.count().over().label("total"),
     ).where(in_force(month))
@@ -140,7 +140,7 @@ def plans_at(
         .where(
             in_force(month, "plan", None),
             c.customer_id.in_(list(customer_ids)),
-            (c.active > 0) | (c.delinquent > 0),
+            (c.active_mrr > 0) | (c.delinquent_mrr > 0),
         )
         .order_by(c.customer_id, c.currency, c.segment)
     )

@@ -43,8 +43,8 @@ Values = tuple[Any, ...]
 _VALUE_COLUMNS = (
     "next_month",
     *MOVEMENT_COLUMNS,
-    "active",
-    "delinquent",
+    "active_mrr",
+    "delinquent_mrr",
     "customers_change",
     "customers_lost",
     "first_paid",
