@@ -1,4 +1,5 @@
-"""Customer names and emails for display, kept from the stored `customer.*` events.
+"""Customer names and emails for display, and the attributes segments group by (country from
+the address, metadata, created), kept from the stored `customer.*` events.
 
 The workers ignore these events (they move no MRR); pages call `catch_up` before showing names.
 It reads inbox rows after its checkpoint (by inbox id) and keeps, per customer, the fields of
@@ -11,8 +12,9 @@ come from outside: they are stored and shown (escaped), never logged.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, func, select
 
@@ -30,21 +32,38 @@ class Profile:
     customer_id: str
     name: str | None
     email: str | None
+    country: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    created: int | None = None
 
 
-def profile_of(payload: str) -> tuple[str, str | None, str | None] | None:
-    """(customer id, name, email) from a customer event's raw JSON; None if it has none."""
+def _text(value: Any, limit: int = 500) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def profile_of(payload: str) -> Profile | None:
+    """A customer event's customer: name, email, and the attributes segments group by (the
+    address's country, string metadata values, created); None if it has no customer."""
     try:
         obj = json.loads(payload)["data"]["object"]
     except (ValueError, KeyError, TypeError):
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
         return None
-    name, email = obj.get("name"), obj.get("email")
-    return (
+    address = obj.get("address")
+    metadata = obj.get("metadata")
+    created = obj.get("created")
+    return Profile(
         obj["id"],
-        name if isinstance(name, str) and name else None,
-        email if isinstance(email, str) and email else None,
+        _text(obj.get("name")),
+        _text(obj.get("email")),
+        _text(address.get("country"), 64) if isinstance(address, dict) else None,
+        {
+            k[:40]: v[:500]
+            for k, v in (metadata.items() if isinstance(metadata, dict) else ())
+            if isinstance(k, str) and isinstance(v, str)
+        },
+        created if isinstance(created, int) and not isinstance(created, bool) else None,
     )
 
 
@@ -65,7 +84,7 @@ def catch_up(conn: Connection, now: datetime) -> int:
     for event_id, created, payload in rows:
         found = profile_of(payload)
         if found is not None:
-            _keep(conn, event_id, int(created), *found)
+            _keep(conn, event_id, int(created), found)
             stored += 1
     if horizon is None or int(horizon) <= start:
         return stored
@@ -81,18 +100,17 @@ def catch_up(conn: Connection, now: datetime) -> int:
     return stored
 
 
-def _keep(
-    conn: Connection,
-    event_id: str,
-    created: int,
-    customer_id: str,
-    name: str | None,
-    email: str | None,
-) -> None:
+_FIELDS = ("name", "email", "country", "metadata", "created", "version", "event_id")
+
+
+def _keep(conn: Connection, event_id: str, created: int, found: Profile) -> None:
     values = {
-        "customer_id": customer_id,
-        "name": name,
-        "email": email,
+        "customer_id": found.customer_id,
+        "name": found.name,
+        "email": found.email,
+        "country": found.country,
+        "metadata": json.dumps(found.metadata, sort_keys=True),
+        "created": found.created,
         "version": created,
         "event_id": event_id,
     }
@@ -100,7 +118,7 @@ def _keep(
     conn.execute(
         statement.on_conflict_do_update(
             index_elements=["customer_id"],
-            set_={k: statement.excluded[k] for k in ("name", "email", "version", "event_id")},
+            set_={k: statement.excluded[k] for k in _FIELDS},
             where=customer_profiles.c.version <= statement.excluded.version,
         )
     )
@@ -108,10 +126,21 @@ def _keep(
 
 def profiles(conn: Connection, customer_ids: list[str] | None = None) -> dict[str, Profile]:
     p = customer_profiles.c
-    query = select(p.customer_id, p.name, p.email)
+    query = select(p.customer_id, p.name, p.email, p.country, p.metadata, p.created)
     if customer_ids is not None:
         query = query.where(p.customer_id.in_(customer_ids))
-    return {str(cid): Profile(str(cid), name, email) for cid, name, email in conn.execute(query)}
+    return {
+        str(cid): Profile(str(cid), name, email, country, _metadata(meta), created)
+        for cid, name, email, country, meta, created in conn.execute(query)
+    }
+
+
+def _metadata(text: str | None) -> dict[str, str]:
+    try:
+        found = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def matching(conn: Connection, text: str) -> list[str]:
