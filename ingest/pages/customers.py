@@ -10,8 +10,8 @@ from ingest import charts
 from ingest.formatting import money_short, money_text
 from ingest.pages.common import currencies, currency_arg, month_arg, now, text_arg, this_month
 from ingest.services import services
-from ledger.reporting import customers as queries
 from ledger.reporting import customer_months, profiles
+from ledger.reporting import customers as queries
 from ledger.reporting.queries import MAX_ID_LENGTH, LedgerFilter, page
 from ledger.rules.months import Month
 
