@@ -77,7 +77,7 @@ def process(engine: Engine, bodies: Sequence[dict[str, Any]]) -> None:
     process_batch(engine, [s.inbox_id for s in stored], max_attempts=4)
 
 
-def article(engine: Engine) -> None:
+def article_events() -> list[dict[str, Any]]:
     """150 customers on Basic at 50.00, 100 on Pro at 100.00, 50 on Enterprise at 200.00."""
     bodies = []
     plans = ["basic"] * 150 + ["pro"] * 100 + ["enterprise"] * 50
@@ -86,7 +86,11 @@ def article(engine: Engine) -> None:
         created = at(2026, 10, 1) + n * 600
         bodies.append(customer_event(customer, created, "DE" if n % 3 else "US", plan))
         bodies.append(sub_event(f"evt_{n}", "created", created, customer, plan))
-    process(engine, bodies)
+    return bodies
+
+
+def article(engine: Engine) -> None:
+    process(engine, article_events())
 
 
 def by(engine: Engine, dimension: str, *where: str) -> dict[str, dict[str, Any]]:

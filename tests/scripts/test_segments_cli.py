@@ -8,10 +8,16 @@ import json
 from decimal import Decimal
 
 from click.testing import CliRunner, Result
+from rq import Queue
 from sqlalchemy import Engine
 
+from ingest.app import create_app
+from ledger.settings import Settings
 from scripts.cli import main
-from tests.ledger.test_segments import article, at, process, sub_event
+from tests.conftest import WEBHOOK_SECRET
+from tests.ledger.test_segments import article, article_events, at, process, sub_event
+from tests.support.pipeline import drain
+from tests.support.stripe_sign import signed
 
 
 def run(db_url: str, *args: str) -> Result:
@@ -87,3 +93,38 @@ def test_cohorts_and_customers(db_url: str, engine: Engine) -> None:
                          "1").output)  # fmt: skip
     assert top["top"] == [{"customer_id": "cus_b", "active_mrr": "100.00"}]
     assert Decimal(top["top10_share"]) == Decimal("1.0000")
+
+
+def test_the_articles_example_through_the_webhook_the_worker_and_report_by_plan(
+    settings: Settings, queue: Queue
+) -> None:
+    client = create_app(settings).test_client()
+    for body in article_events():
+        payload, headers = signed(body, WEBHOOK_SECRET)
+        assert client.post("/webhooks/stripe", data=payload, headers=headers).status_code == 200
+    drain(queue, client)
+    printed = run(
+        settings.database_url, "report", "--from", "2026-10", "--to", "2026-10", "--by", "plan",
+        "--format", "json",
+    )  # fmt: skip
+    assert printed.exit_code == 0, printed.output
+    document = json.loads(printed.output)
+    october = document["total"][0]
+    assert (october["closing_mrr"], october["customers"], october["arpu"]) == (
+        "27500.00",
+        300,
+        "91.67",
+    )
+    plans = {
+        s["segment"]: (s["months"][0]["closing_mrr"], s["months"][0]["customers"],
+                       s["months"][0]["arpu"])
+        for s in document["segments"]
+    }  # fmt: skip
+    assert plans == {
+        "price_basic": ("7500.00", 150, "50.00"),
+        "price_pro": ("10000.00", 100, "100.00"),
+        "price_enterprise": ("10000.00", 50, "200.00"),
+    }
+    assert document["sums"] == [
+        {"month": "2026-10", "closing_mrr": "27500.00", "delinquent_mrr": "0.00", "customers": 300}
+    ]
