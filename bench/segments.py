@@ -10,7 +10,8 @@ totals built by `projector.replay` and its per-customer months by `customer_mont
 (timed). The generated ledger has no Stripe events to replay, so each customer's segment rows
 are made from its own months in SQL, as the processing would keep them for a customer with one
 subscription of one item: a plan (one of 7 prices), a product (one of 3) and an interval
-(monthly, or yearly for one customer in four); and `segment_month_totals` is their sum.
+(monthly, or yearly for one customer in four); `segment_month_totals` and
+`cohort_month_changes` are their sums.
 
 Then, on the --entries database, gunicorn (`sync` workers) serves the API on loopback and this
 process asks, one request at a time, a new connection each, alternating: the plain report
@@ -65,6 +66,23 @@ SELECT d.dimension,
 FROM customer_months m CROSS JOIN (VALUES ('plan'), ('product'), ('interval')) AS d(dimension)
 WHERE m.dimension = 'all'
 """
+SEGMENT_COHORTS = """
+INSERT INTO cohort_month_changes
+SELECT dimension, segment, currency, cohort, month, sum(joined), sum(retained), sum(late),
+  sum(mrr)
+FROM (
+  SELECT dimension, segment, currency, first_paid AS cohort, month,
+    (month = first_paid)::int AS joined, (active_mrr > 0)::int AS retained,
+    (active_mrr <= 0 AND delinquent_mrr > 0)::int AS late, active_mrr AS mrr
+  FROM customer_months WHERE dimension <> 'all' AND first_paid IS NOT NULL
+  UNION ALL
+  SELECT dimension, segment, currency, first_paid, next_month, 0, -(active_mrr > 0)::int,
+    -(active_mrr <= 0 AND delinquent_mrr > 0)::int, -active_mrr
+  FROM customer_months
+  WHERE dimension <> 'all' AND first_paid IS NOT NULL AND next_month IS NOT NULL
+) AS changes
+GROUP BY dimension, segment, currency, cohort, month
+"""
 SEGMENT_TOTALS = """
 INSERT INTO segment_month_totals
 SELECT dimension, segment, currency, month, sum(new), sum(reactivation), sum(expansion),
@@ -100,9 +118,11 @@ def prepare(url: str, entries: int, customers: int) -> dict[str, float]:
     with psycopg.connect(data.libpq_url(url)) as conn:
         conn.execute(SEGMENT_ROWS)
         conn.execute(SEGMENT_TOTALS)
+        conn.execute(SEGMENT_COHORTS)
     with psycopg.connect(data.libpq_url(url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE customer_months")
         conn.execute("VACUUM ANALYZE segment_month_totals")
+        conn.execute("VACUUM ANALYZE cohort_month_changes")
         rows = conn.execute("SELECT count(*) FROM customer_months").fetchone()
     took["segment_rows_seconds"] = time.monotonic() - started
     took["customer_months_rows"] = float(rows[0] if rows else 0)

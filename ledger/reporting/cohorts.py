@@ -7,9 +7,11 @@ of the cohort, the delinquent ones apart (no active MRR, delinquent MRR > 0: nei
 nor gone), and the active MRR retained as a share of the cohort's MRR at the end of its first
 month (expansion can take it above 100%).
 
-The database adds up, per cohort and month, what the rows in force from that month on hold and
-what they stop holding at their next row's month; the running sums of those few rows are the
-table, so the work grows with the customers' rows, not with cohorts times months.
+Each customer row adds what it holds at its month and takes it away at its next row's month;
+those changes per cohort and month are kept in `cohort_month_changes` as the rows change, so the
+table is the running sums of a few stored rows per cohort and month. For a customer attribute
+(country, metadata), whose value can change without a ledger row, the database adds up the same
+changes from the customers' rows at each request.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, literal, select
+from sqlalchemy import Connection, Engine, and_, case, func, select
 
 from ledger.reporting import customer_months, profiles
 from ledger.reporting.reports import BadInput, build_report, report_query
 from ledger.reporting.segments import ITEM_DIMENSIONS, NONE, attribute_column, parse_dimension
 from ledger.rules.months import Month, span
-from ledger.storage.schema import ALL, customer_profiles
+from ledger.storage.schema import ALL, COHORT_COLUMNS, cohort_month_changes, customer_profiles
 from ledger.storage.schema import customer_months as months_table
 
 __all__ = ["Cohort", "CohortCell", "CohortTable", "build_cohorts"]
@@ -89,24 +91,61 @@ def build_cohorts(
     with engine.begin() as conn:
         customer_months.catch_up(conn)
         profiles.catch_up(conn, datetime.now(UTC))
+    with engine.connect() as conn:
+        if dimension is None or dimension in ITEM_DIMENSIONS:
+            sizes, moves = _stored(conn, dimension, chosen, start, end)
+        else:
+            sizes, moves = _scanned(conn, dimension, chosen, start, end)
+    cohorts = [
+        _cohort(seg, Month.parse(month), size, moves.get((seg, month), {}), end)
+        for (seg, month), size in sorted(sizes.items(), key=lambda i: (i[0][1], i[0][0]))
+    ]
+    return CohortTable(chosen, start, end, metric, dimension, cohorts)
+
+
+Moves = dict[tuple[str, str], dict[int, list[int]]]
+
+
+def _stored(
+    conn: Connection, dimension: str | None, currency: str, start: Month, end: Month
+) -> tuple[dict[tuple[str, str], int], Moves]:
+    """From `cohort_month_changes`: a few rows per cohort and month."""
+    k = cohort_month_changes.c
+    query = select(k.segment, k.cohort, k.month, *(k[n] for n in COHORT_COLUMNS)).where(
+        k.dimension == (dimension or ALL),
+        k.currency == currency,
+        k.cohort >= str(start),
+        k.cohort <= str(end),
+        k.month <= str(end),
+    )
+    sizes: dict[tuple[str, str], int] = {}
+    moves: Moves = {}
+    for segment, cohort, month, joined, kept, late, mrr in conn.execute(query):
+        key = (str(segment), str(cohort))
+        if joined:
+            sizes[key] = sizes.get(key, 0) + int(joined)
+        row = moves.setdefault(key, {}).setdefault(Month.parse(month).index, [0, 0, 0])
+        row[0] += int(kept)
+        row[1] += int(late)
+        row[2] += int(mrr)
+    return {key: n for key, n in sizes.items() if n}, moves
+
+
+def _scanned(
+    conn: Connection, dimension: str, currency: str, start: Month, end: Month
+) -> tuple[dict[tuple[str, str], int], Moves]:
+    """For a customer attribute: the customers' own rows, grouped by its current value."""
     c = months_table.c
-    if dimension in ITEM_DIMENSIONS:
-        segment: Any = c.segment
-        kind = c.dimension == dimension
-        joined: Any = months_table
-    elif dimension is not None:
-        segment = func.coalesce(attribute_column(engine.dialect.name, dimension), NONE)
-        kind = and_(c.dimension == ALL, c.segment == ALL)
-        joined = months_table.outerjoin(
-            customer_profiles, customer_profiles.c.customer_id == c.customer_id
-        )
-    else:
-        segment = literal(ALL)
-        kind = and_(c.dimension == ALL, c.segment == ALL)
-        joined = months_table
-    segment = segment.label("segment")
+    segment = func.coalesce(attribute_column(conn.dialect.name, dimension), NONE).label("segment")
+    joined = months_table.outerjoin(
+        customer_profiles, customer_profiles.c.customer_id == c.customer_id
+    )
     chosen_rows = and_(
-        kind, c.currency == chosen, c.first_paid >= str(start), c.first_paid <= str(end)
+        c.dimension == ALL,
+        c.segment == ALL,
+        c.currency == currency,
+        c.first_paid >= str(start),
+        c.first_paid <= str(end),
     )
     retained = case((c.active_mrr > 0, 1), else_=0)
     owing = case((and_(c.active_mrr <= 0, c.delinquent_mrr > 0), 1), else_=0)
@@ -132,24 +171,19 @@ def build_cohorts(
         .where(chosen_rows, c.month == c.first_paid)
         .group_by(segment, c.first_paid)
     )
-    moves: dict[tuple[str, str], dict[int, list[int]]] = {}
-    with engine.connect() as conn:
-        sizes = {(str(s), str(m)): int(n) for s, m, n in conn.execute(sizes_query)}
-        for query in (changes(c.month, 1), changes(c.next_month, -1)):
-            for seg, cohort, at, kept, late, mrr in conn.execute(query):
-                if at is None:
-                    continue
-                row = moves.setdefault((str(seg), str(cohort)), {}).setdefault(
-                    Month.parse(at).index, [0, 0, 0]
-                )
-                row[0] += int(kept or 0)
-                row[1] += int(late or 0)
-                row[2] += int(mrr or 0)
-    cohorts = [
-        _cohort(seg, Month.parse(month), size, moves.get((seg, month), {}), end)
-        for (seg, month), size in sorted(sizes.items(), key=lambda i: (i[0][1], i[0][0]))
-    ]
-    return CohortTable(chosen, start, end, metric, dimension, cohorts)
+    moves: Moves = {}
+    sizes = {(str(s), str(m)): int(n) for s, m, n in conn.execute(sizes_query)}
+    for query in (changes(c.month, 1), changes(c.next_month, -1)):
+        for seg, cohort, at, kept, late, mrr in conn.execute(query):
+            if at is None:
+                continue
+            row = moves.setdefault((str(seg), str(cohort)), {}).setdefault(
+                Month.parse(at).index, [0, 0, 0]
+            )
+            row[0] += int(kept or 0)
+            row[1] += int(late or 0)
+            row[2] += int(mrr or 0)
+    return sizes, moves
 
 
 def _cohort(

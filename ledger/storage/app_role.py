@@ -34,6 +34,7 @@ REBUILT_TABLES = (
     "replay_checkpoints",
     "customer_months",
     "segment_month_totals",
+    "cohort_month_changes",
 )
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

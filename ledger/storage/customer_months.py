@@ -2,9 +2,9 @@
 
 A customer's rows are replaced as a whole per kind: its total rows (`dimension` 'all', from the
 ledger, by `ledger.reporting.customer_months`) or its segment rows (from the rules' replay, by
-the processing). Only rows that differ are deleted and inserted, and the segments' totals are
-moved by the difference in the same transaction, in key order so that concurrent writers take
-their row locks in one order.
+the processing). Only rows that differ are deleted and inserted, and the segments' totals and
+the cohorts' changes are moved by the difference in the same transaction, in key order so that
+concurrent writers take their row locks in one order.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from ledger.rules.segments import SegmentMonths
 from ledger.storage.db import dialect_insert
 from ledger.storage.schema import (
     ALL,
+    COHORT_COLUMNS,
     MONTH_TOTAL_COLUMNS,
     MOVEMENT_COLUMNS,
+    cohort_month_changes,
     customer_months,
     segment_month_totals,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "Key",
     "Values",
     "clear",
+    "cohort_changes",
     "replace",
     "rows_of",
     "segment_rows",
@@ -134,9 +137,68 @@ def replace(
         ]
         for inserted in _chunks(rows, 1_000):
             conn.execute(customer_months.insert(), inserted)
+    changes = [(k, have[k], -1) for k in gone] + [(k, wanted[k], 1) for k in new]
     if segments:
-        _move_totals(conn, [(k, have[k], -1) for k in gone] + [(k, wanted[k], 1) for k in new])
+        _move_totals(conn, changes)
+    _move_cohorts(conn, changes)
     return len(new)
+
+
+_FIRST_PAID = _VALUE_COLUMNS.index("first_paid")
+_ACTIVE = _VALUE_COLUMNS.index("active_mrr")
+_DELINQUENT = _VALUE_COLUMNS.index("delinquent_mrr")
+
+
+def cohort_changes(key: Key, values: Values) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
+    """What one row adds to `cohort_month_changes`: ((dimension, segment, currency, cohort,
+    month), (joined, retained, delinquent, mrr)) at its month, and the opposite at its next."""
+    dimension, segment, _, currency, month = key
+    cohort = values[_FIRST_PAID]
+    if cohort is None:
+        return []
+    active, delinquent = int(values[_ACTIVE]), int(values[_DELINQUENT])
+    figures = (int(active > 0), int(active <= 0 < delinquent), active)
+    found: list[tuple[tuple[str, ...], tuple[int, ...]]] = [
+        ((dimension, segment, currency, cohort, month), (int(month == cohort), *figures))
+    ]
+    following = values[0]
+    if following is not None:
+        found.append(
+            ((dimension, segment, currency, cohort, following), (0, *(-f for f in figures)))
+        )
+    return found
+
+
+def _move_cohorts(conn: Connection, changes: Sequence[tuple[Key, Values, int]]) -> None:
+    sums: dict[tuple[str, ...], list[int]] = {}
+    for key, values, sign in changes:
+        for at, figures in cohort_changes(key, values):
+            row = sums.setdefault(at, [0] * len(COHORT_COLUMNS))
+            for slot, figure in enumerate(figures):
+                row[slot] += sign * figure
+    rows = [
+        {
+            "dimension": d,
+            "segment": s,
+            "currency": c,
+            "cohort": cohort,
+            "month": m,
+            **dict(zip(COHORT_COLUMNS, values, strict=True)),
+        }
+        for (d, s, c, cohort, m), values in sorted(sums.items())
+        if any(values)
+    ]
+    if not rows:
+        return
+    statement = dialect_insert(conn, cohort_month_changes)
+    statement = statement.on_conflict_do_update(
+        index_elements=["dimension", "segment", "currency", "cohort", "month"],
+        set_={
+            name: cohort_month_changes.c[name] + statement.excluded[name] for name in COHORT_COLUMNS
+        },
+    )
+    for batch in _chunks(rows, 1_000):
+        conn.execute(statement, batch)
 
 
 def _move_totals(conn: Connection, changes: Sequence[tuple[Key, Values, int]]) -> None:
@@ -175,6 +237,10 @@ def clear(conn: Connection, *, segments: bool) -> None:
     c = customer_months.c
     conn.execute(
         delete(customer_months).where(c.dimension != ALL if segments else c.dimension == ALL)
+    )
+    k = cohort_month_changes.c
+    conn.execute(
+        delete(cohort_month_changes).where(k.dimension != ALL if segments else k.dimension == ALL)
     )
     if segments:
         conn.execute(delete(segment_month_totals))

@@ -307,6 +307,20 @@ customer_months = Table(
     Index("ix_customer_months_customer", "customer_id", "dimension"),
 )
 
+# Cohorts (migration 0011): how each cohort's retained and delinquent customers and active MRR
+# change at a month end, and who joined it; their running sums are the cohort table.
+COHORT_COLUMNS = ("joined", "retained", "delinquent", "mrr")
+cohort_month_changes = Table(
+    "cohort_month_changes",
+    metadata,
+    Column("dimension", String(16), primary_key=True),
+    Column("segment", String(255), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("cohort", String(7), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    *(Column(name, BigInteger, nullable=False, default=0) for name in COHORT_COLUMNS),
+)
+
 # Per segment, the sums `mrr_month_totals` keeps per currency (migration 0011).
 segment_month_totals = Table(
     "segment_month_totals",

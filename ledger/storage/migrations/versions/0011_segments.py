@@ -7,7 +7,11 @@ replay): the month's movement sums, the month-end active and delinquent MRR, the
 count change and loss at that month end, the month of its first `new` MRR, and `next_month`,
 the next row's month (none for the last), so the rows in force at a month end are found by
 range. `segment_month_totals`: per dimension, segment, currency and month, the same sums as
-`mrr_month_totals`. The keys leave room for a source (Stripe account and mode) column.
+`mrr_month_totals`. `cohort_month_changes`: per dimension, segment, currency, cohort (first paid
+month) and month, how the cohort's retained and delinquent customers and active MRR change at
+that month end (a row adds its figures at its month and takes them away at its next month),
+and the customers who joined it. The keys leave room for a source (Stripe account and mode)
+column.
 
 Also the customer attributes segments group by: country (from the address), metadata, created.
 
@@ -72,6 +76,18 @@ def upgrade() -> None:
             for name in (*MOVEMENTS, "customers_change", "customers_lost")
         ),
     )
+    op.create_table(
+        "cohort_month_changes",
+        sa.Column("dimension", sa.String(16), primary_key=True),
+        sa.Column("segment", sa.String(255), primary_key=True),
+        sa.Column("currency", sa.String(3), primary_key=True),
+        sa.Column("cohort", sa.String(7), primary_key=True),
+        sa.Column("month", sa.String(7), primary_key=True),
+        *(
+            sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+            for name in ("joined", "retained", "delinquent", "mrr")
+        ),
+    )
     with op.batch_alter_table("customer_profiles") as batch:
         batch.add_column(sa.Column("country", sa.String(64)))
         batch.add_column(sa.Column("metadata", sa.Text))
@@ -83,6 +99,7 @@ def downgrade() -> None:
         batch.drop_column("created")
         batch.drop_column("metadata")
         batch.drop_column("country")
+    op.drop_table("cohort_month_changes")
     op.drop_table("segment_month_totals")
     op.drop_index("ix_customer_months_customer", "customer_months")
     op.drop_index("ix_customer_months_in_force", "customer_months")
