@@ -303,7 +303,7 @@ customer_months = Table(
     Column("customers_change", SmallInteger, nullable=False),
     Column("customers_lost", SmallInteger, nullable=False),
     Column("first_paid", String(7)),
-    Index("ix_customer_months_in_force", "dimension", "segment", "currency", "next_month", "month"),
+    Index("ix_customer_months_in_force", "dimension", "segment", "next_month", "month", "currency"),
     Index("ix_customer_months_customer", "customer_id", "dimension"),
 )
 

@@ -58,11 +58,13 @@ def upgrade() -> None:
         sa.Column("customers_lost", sa.SmallInteger, nullable=False),
         sa.Column("first_paid", sa.String(7)),
     )
-    # The rows in force at a month end: month <= m < next_month (or no next month).
+    # The rows in force at a month end: month <= m < next_month (or no next month). Led by
+    # next_month, so a month end reads the customers' last rows (next_month IS NULL) and those
+    # followed by a row after it, not every row of the dimension.
     op.create_index(
         "ix_customer_months_in_force",
         "customer_months",
-        ["dimension", "segment", "currency", "next_month", "month"],
+        ["dimension", "segment", "next_month", "month", "currency"],
     )
     op.create_index("ix_customer_months_customer", "customer_months", ["customer_id", "dimension"])
     op.create_table(
