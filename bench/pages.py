@@ -142,6 +142,8 @@ def prepare(url: str, entries: int, customers: int, heavy: int) -> None:
         customer_months.replay(conn)
         users.add(conn, EMAIL, hash_password(PASSWORD))
     engine.dispose()
+    with psycopg.connect(data.libpq_url(url), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE customer_months")
 
 
 def pages(url: str, entries: int) -> dict[str, str]:

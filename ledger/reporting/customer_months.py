@@ -244,20 +244,18 @@ def top(conn: Connection, month: Month, currency: str, limit: int = 10) -> Top:
     where = and_(in_force(month), c.currency == currency, c.active_mrr > 0)
     ids = c.customer_id.collate("C" if conn.dialect.name == "postgresql" else "BINARY")
     found = conn.execute(
-        select(c.customer_id, c.active_mrr)
+        select(c.customer_id, c.active_mrr, func.sum(c.active_mrr).over(), func.count().over())
         .where(where)
         .order_by(c.active_mrr.desc(), ids)
         .limit(max(limit, 10))
     ).all()
-    total, count = conn.execute(
-        select(func.coalesce(func.sum(c.active_mrr), 0), func.count()).where(where)
-    ).one()
-    largest = [(str(cid), int(mrr)) for cid, mrr in found]
+    total, count = (int(found[0][2]), int(found[0][3])) if found else (0, 0)
+    largest = [(str(cid), int(mrr)) for cid, mrr, _, _ in found]
     return Top(
         month,
         currency,
         largest[:limit],
-        int(total),
-        int(count),
+        total,
+        count,
         sum(mrr for _, mrr in largest[:10]),
     )
