@@ -18,7 +18,7 @@ process asks, one request at a time, a new connection each, alternating: the pla
 `GET /api/mrr?from=2023-01&to=2025-12&currency=usd`, the same `&by=plan`, and the cohort table
 `GET /api/cohorts?from=2023-01&to=2025-12&currency=usd`. Reported as medians over runs: p50 and
 p99 of each, and the by-plan p99 over the plain p99. In this process, on each size: the time of
-the plain report, the by-plan report and the cohort table (medians of 5 × --runs, taking turns),
+the plain report, the by-plan report and the cohort table (medians of 5 x --runs, taking turns),
 and apart from those the peak of Python memory (tracemalloc) while computing the last two, which
 should not grow with the ledger.
 """
