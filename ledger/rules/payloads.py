@@ -72,7 +72,7 @@ class Price:
     divide_by: int | None  # transform_quantity / transform_usage
     round_mode: str | None
     legacy_plan: bool
-    product: str | None = None  # for segments (docs/mrr-rules.md §11); no part of the MRR
+    product: str | None = None  # for segments (docs/mrr-rules.md §13); no part of the MRR
 
     @property
     def is_tiered(self) -> bool:

@@ -1,5 +1,5 @@
 """Segments: a customer's MRR within one plan, product or billing interval, classified as if the
-segment were the whole business (docs/mrr-rules.md §11).
+segment were the whole business (docs/mrr-rules.md §13).
 
 A subscription's MRR is shared among its items (`pricing.allocate`: each item's monthly amount
 after its own discounts, the subscription's discounts spread in proportion), and each item
