@@ -16,7 +16,7 @@ from ledger.reporting.balances import MonthBalance
 from ledger.reporting.metrics import metrics
 from ledger.reporting.queries import LedgerRow
 from ledger.reporting.reports import CurrencyReport, Report
-from ledger.rules.money import to_major
+from ledger.rules.money import major_text, to_major
 
 AMOUNT_FIELDS = (
     "opening_mrr",
@@ -70,7 +70,7 @@ def _text(value: Decimal | None) -> str | None:
 def month_fields(b: MonthBalance) -> dict[str, Value]:
     fields: dict[str, Value] = {"month": str(b.month)}
     for name in AMOUNT_FIELDS:
-        fields[name] = f"{to_major(getattr(b, name), b.currency):f}"
+        fields[name] = major_text(getattr(b, name), b.currency)
     fields["customers"] = b.customers
     fields["arpu"] = _text(b.arpu)
     found = metrics(b)

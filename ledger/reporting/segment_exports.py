@@ -13,7 +13,7 @@ from ledger.reporting.customer_months import CustomerMonth, Top
 from ledger.reporting.exports import MONTH_FIELDS, Value, csv_line, month_fields, safe_text
 from ledger.reporting.segments import SegmentReport
 from ledger.rules.entries import Category
-from ledger.rules.money import to_major
+from ledger.rules.money import major_text
 
 SUM_FIELDS = ("month", "closing_mrr", "delinquent_mrr", "customers")
 CUSTOMER_MONTH_FIELDS = (
@@ -29,7 +29,7 @@ CUSTOMER_MONTH_FIELDS = (
 
 
 def _money(amount: int, currency: str) -> str:
-    return f"{to_major(amount, currency):f}"
+    return major_text(amount, currency)
 
 
 def _share(value: Decimal | None) -> str | None:
