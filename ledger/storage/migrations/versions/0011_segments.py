@@ -16,7 +16,7 @@ column.
 Also the customer attributes segments group by: country (from the address), metadata, created.
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0014
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0007"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
