@@ -54,7 +54,9 @@ PATHS = {
 }
 # Each customer's segment rows from its own months: one plan, product and interval.
 SEGMENT_ROWS = """
-INSERT INTO customer_months
+INSERT INTO customer_months (dimension, segment, customer_id, currency, month, next_month, new,
+  reactivation, expansion, contraction, churn, delinquent, recovered, delinquent_churn,
+  delinquent_change, active_mrr, delinquent_mrr, customers_change, customers_lost, first_paid)
 SELECT d.dimension,
   CASE d.dimension
     WHEN 'plan' THEN 'price_' || (abs(hashtext(m.customer_id)) % 7)

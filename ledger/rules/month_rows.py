@@ -18,6 +18,10 @@ __all__ = ["MonthRow", "month_rows"]
 
 _CATEGORIES = tuple(Category)
 _NEW = _CATEGORIES.index(Category.NEW)
+_ACTIVE = tuple((slot, w) for slot, c in enumerate(_CATEGORIES) if (w := active_effect(c, 1)))
+_DELINQUENT = tuple(
+    (slot, w) for slot, c in enumerate(_CATEGORIES) if (w := delinquent_effect(c, 1))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +44,10 @@ def month_rows(sums: Mapping[int, Sequence[int]]) -> list[MonthRow]:
     for position, month in enumerate(months):
         moved = tuple(sums[month])
         was_counted = active > 0
-        active += sum(active_effect(c, a) for c, a in zip(_CATEGORIES, moved, strict=True))
-        delinquent += sum(delinquent_effect(c, a) for c, a in zip(_CATEGORIES, moved, strict=True))
+        for slot, weight in _ACTIVE:
+            active += weight * moved[slot]
+        for slot, weight in _DELINQUENT:
+            delinquent += weight * moved[slot]
         counted = active > 0
         change = int(counted) - int(was_counted)
         lost = int(was_counted and not counted and delinquent <= 0)

@@ -132,13 +132,14 @@ class SegmentBook:
                 if (ab, db) != (aa, da):
                     gone = ended.get(sub, False) or new is None
                     changes.append(Change(sub, ab, db, aa, da, ended=gone))
-            active_before = sum(v.parts.get(segment, (0, 0))[0] for v in before.values())
             lifecycle = self.lifecycles.get(segment, Lifecycle.NEVER)
-            for movement in classify(changes, lifecycle, active_before):
-                sub = movement.subscription_id
-                view = after.get(sub) or before[sub]
-                month = month_of.get(sub, default_month)
-                self._add(segment, view.currency, month, movement.category, movement.amount)
+            if changes:
+                active_before = sum(v.parts.get(segment, (0, 0))[0] for v in before.values())
+                for movement in classify(changes, lifecycle, active_before):
+                    sub = movement.subscription_id
+                    view = after.get(sub) or before[sub]
+                    month = month_of.get(sub, default_month)
+                    self._add(segment, view.currency, month, movement.category, movement.amount)
             held = [v for s, v in after.items() if segment in v.parts and not ended.get(s, False)]
             self.lifecycles[segment] = next_lifecycle(
                 lifecycle,

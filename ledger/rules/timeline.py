@@ -422,6 +422,11 @@ class _Replayer:
         self.terms = _Terms(known, refs, state)
         self.entries: list[DesiredEntry] = []
         self.segments = SegmentBook(state.segment_lifecycles, state.segment_months)
+        # Each live subscription's segment view; it changes only when the subscription is
+        # touched, so it is kept from one event to the next rather than recomputed.
+        self.views: dict[str, SubView] = {
+            k: SegmentBook.view(s.snapshot, s.figures) for k, s in state.subs.items()
+        }
 
     @property
     def customer_id(self) -> str:
@@ -487,7 +492,7 @@ class _Replayer:
             self.state.learned.learn(kind, obj)
         emitted = len(self.entries)
         subs = self.state.subs
-        views = {k: SegmentBook.view(s.snapshot, s.figures) for k, s in subs.items()}
+        views = self.views
         touched = self._mutate(event)
         active_before = sum(s.figures.active for s in subs.values())
         changes: list[Change] = []
@@ -524,6 +529,8 @@ class _Replayer:
     def _segments(self, event: EventRecord, touched: list[str], before: dict[str, SubView]) -> None:
         subs = self.state.subs
         after = dict(before)
+        if not touched:
+            return
         ended: dict[str, bool] = {}
         month_of: dict[str, int] = {}
         for sub_id in touched:
@@ -533,6 +540,7 @@ class _Replayer:
             month_of[sub_id] = month_index(self._effective_at(event, state))
         default = month_index(datetime.fromtimestamp(event.created, UTC))
         self.segments.step(before, after, touched, ended, month_of, default)
+        self.views = {k: v for k, v in after.items() if not ended.get(k, False)}
 
     @staticmethod
     def _effective_at(event: EventRecord, state: SubState) -> datetime:

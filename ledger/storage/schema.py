@@ -291,9 +291,9 @@ ALL = "all"
 customer_months = Table(
     "customer_months",
     metadata,
+    Column("customer_id", String(255), primary_key=True),
     Column("dimension", String(16), primary_key=True),
     Column("segment", String(255), primary_key=True),
-    Column("customer_id", String(255), primary_key=True),
     Column("currency", String(3), primary_key=True),
     Column("month", String(7), primary_key=True),
     Column("next_month", String(7)),
@@ -304,7 +304,6 @@ customer_months = Table(
     Column("customers_lost", SmallInteger, nullable=False),
     Column("first_paid", String(7)),
     Index("ix_customer_months_in_force", "dimension", "segment", "next_month", "month", "currency"),
-    Index("ix_customer_months_customer", "customer_id", "dimension"),
 )
 
 # Cohorts (migration 0011): how each cohort's retained and delinquent customers and active MRR

@@ -43,11 +43,13 @@ MOVEMENTS = (
 
 
 def upgrade() -> None:
+    # Keyed by customer first: the processing and the projector read and replace one
+    # customer's rows at a time.
     op.create_table(
         "customer_months",
+        sa.Column("customer_id", sa.String(255), primary_key=True),
         sa.Column("dimension", sa.String(16), primary_key=True),
         sa.Column("segment", sa.String(255), primary_key=True),
-        sa.Column("customer_id", sa.String(255), primary_key=True),
         sa.Column("currency", sa.String(3), primary_key=True),
         sa.Column("month", sa.String(7), primary_key=True),
         sa.Column("next_month", sa.String(7)),
@@ -66,7 +68,6 @@ def upgrade() -> None:
         "customer_months",
         ["dimension", "segment", "next_month", "month", "currency"],
     )
-    op.create_index("ix_customer_months_customer", "customer_months", ["customer_id", "dimension"])
     op.create_table(
         "segment_month_totals",
         sa.Column("dimension", sa.String(16), primary_key=True),
@@ -103,6 +104,5 @@ def downgrade() -> None:
         batch.drop_column("country")
     op.drop_table("cohort_month_changes")
     op.drop_table("segment_month_totals")
-    op.drop_index("ix_customer_months_customer", "customer_months")
     op.drop_index("ix_customer_months_in_force", "customer_months")
     op.drop_table("customer_months")
