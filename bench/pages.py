@@ -4,7 +4,8 @@
 
 A fresh PostgreSQL database (unique name, dropped at the end) is filled by
 bench/_ledger_data.py, plus one customer with --heavy entries (default 500) spread over the 36
-months, and its monthly totals built once with `projector.replay`. A viewer account is added;
+months, and its monthly totals and per-customer months built once (`projector.replay`,
+`customer_months.replay`, as `mrr replay` does). A viewer account is added;
 gunicorn (`ingest.app:create_app()`, sync workers) serves the app on 127.0.0.1 and this process
 signs in once (CSRF token and session cookie, as a browser does), then requests each page one
 at a time, a new connection each, --requests per page and run after a warm-up. Reported per
@@ -131,15 +132,18 @@ def largest_cell(url: str) -> tuple[str, str, str, int]:
 def prepare(url: str, entries: int, customers: int, heavy: int) -> None:
     data.load(url, entries, customers=customers, extra=heavy_rows(entries + 1, heavy))
     from ingest.passwords import hash_password
-    from ledger.reporting import projector
+    from ledger.reporting import customer_months, projector
     from ledger.storage import users
     from ledger.storage.db import make_engine
 
     engine = make_engine(url)
     with engine.begin() as conn:
         projector.replay(conn)
+        customer_months.replay(conn)
         users.add(conn, EMAIL, hash_password(PASSWORD))
     engine.dispose()
+    with psycopg.connect(data.libpq_url(url), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE customer_months")
 
 
 def pages(url: str, entries: int) -> dict[str, str]:

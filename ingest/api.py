@@ -1,5 +1,6 @@
-"""The read-only accountant API for machines: /api/mrr, /api/mrr/committed, /api/mrr/forecast,
-/api/ledger, /api/ledger/ID.
+"""The read-only accountant API for machines: /api/mrr (by segment too), /api/mrr/committed,
+/api/mrr/forecast, /api/cohorts, /api/customers/months, /api/customers/top, /api/ledger,
+/api/ledger/ID.
 
 Every data route needs `Authorization: Bearer $MRR_API_TOKEN` (compared in constant time);
 with no token configured they are all refused (503). People use the workspace (ingest/pages),
@@ -9,6 +10,7 @@ which signs them in with their own accounts and never asks for this token.
 from __future__ import annotations
 
 import hmac
+import json
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -19,17 +21,26 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from ingest.openapi import document
 from ingest.services import services
-from ledger.reporting import exports, forecast_exports, queries
+from ledger.reporting import (
+    customer_months,
+    exports,
+    forecast_exports,
+    queries,
+    segment_exports,
+)
+from ledger.reporting.cohorts import build_cohorts
 from ledger.reporting.committed import build_committed
 from ledger.reporting.forecast import build_backtest, build_forecast
 from ledger.reporting.reports import (
     BadInput,
     Report,
+    ReportQuery,
     build_report,
     parse_currency,
     parse_month,
     report_query,
 )
+from ledger.reporting.segments import build_segments, segment_query
 
 reports = Blueprint("reports", __name__, template_folder="templates")
 
@@ -144,6 +155,9 @@ def openapi() -> Response:
 def mrr() -> Response:
     fmt = _format(("json", "csv"))
     names = ("from", "to", "currency", "reporting_currency", "as_of")
+    by, where = _text_arg("by"), request.args.getlist("where")
+    if by is not None or where:
+        return _segments({name: _text_arg(name) for name in names}, by, where, fmt)
     found = _report_from({name: _text_arg(name) for name in names})
     if fmt == "csv":
         return _csv(exports.report_csv(found), "mrr.csv")
@@ -202,6 +216,109 @@ def forecast_backtest() -> Response:
     except BadInput as problem:
         raise _bad(problem.field, problem.message) from None
     return jsonify(forecast_exports.backtest_json(found))
+
+
+def _months_query(args: dict[str, str | None]) -> ReportQuery:
+    first, last = args.get("from"), args.get("to")
+    if not first:
+        raise _bad("from", "from (YYYY-MM) is required")
+    if not last:
+        raise _bad("to", "to (YYYY-MM) is required")
+    try:
+        return report_query(first, last, currency=args.get("currency") or None)
+    except BadInput as problem:
+        raise _bad(problem.field, problem.message) from None
+
+
+def _segments(args: dict[str, str | None], by: str | None, where: list[str], fmt: str) -> Response:
+    if args.get("as_of") or args.get("reporting_currency"):
+        raise _bad("by", "segments are reported from the stored figures: not with as_of or "
+                   "reporting_currency")  # fmt: skip
+    if len(where) > 100 or any("\x00" in w or len(w) > 1000 for w in where):
+        raise _bad("where", "where is not a value this API accepts")
+    try:
+        query = segment_query(_months_query(args), by, where)
+        found = build_segments(services().engine, query)
+    except BadInput as problem:
+        raise _bad(problem.field, problem.message) from None
+    if fmt == "csv":
+        return _csv(segment_exports.segment_csv(found), "mrr-by-segment.csv")
+    return jsonify(segment_exports.segment_json(found))
+
+
+@reports.get("/api/cohorts")
+@authorized
+def cohorts() -> Response:
+    fmt = _format(("json", "csv"))
+    first, last = _text_arg("from"), _text_arg("to")
+    query = _months_query({"from": first, "to": last})
+    try:
+        found = build_cohorts(
+            services().engine,
+            str(query.first),
+            str(query.last),
+            currency=_text_arg("currency") or None,
+            metric=_text_arg("metric") or "customers",
+            by=_text_arg("by") or None,
+        )
+    except BadInput as problem:
+        raise _bad(problem.field, problem.message) from None
+    if fmt == "csv":
+        return _csv(segment_exports.cohort_csv(found), "cohorts.csv")
+    return jsonify(segment_exports.cohort_json(found))
+
+
+def _chosen_currency(query: ReportQuery) -> str:
+    try:
+        return build_report(services().engine, query).main.currency
+    except BadInput as problem:
+        raise _bad(problem.field, problem.message) from None
+
+
+@reports.get("/api/customers/months")
+@authorized
+def customer_months_view() -> Response:
+    fmt = _format(("json", "csv"))
+    names = ("from", "to", "currency")
+    query = _months_query({name: _text_arg(name) for name in names})
+    currency = _chosen_currency(query)
+    engine = services().engine
+    with engine.begin() as conn:
+        customer_months.catch_up(conn)
+
+    def rows() -> Iterator[customer_months.CustomerMonth]:
+        with engine.connect() as conn:
+            yield from customer_months.monthly(conn, query.first, query.last, currency)
+
+    if fmt == "csv":
+        return _csv(segment_exports.customer_months_csv(rows()), "mrr-per-customer.csv")
+
+    def document() -> Iterator[str]:
+        yield '{"currency": ' + json.dumps(currency) + ', "rows": ['
+        for n, row in enumerate(rows()):
+            yield ("," if n else "") + json.dumps(segment_exports.customer_month_fields(row))
+        yield "]}"
+
+    return Response(stream_with_context(document()), mimetype="application/json")
+
+
+@reports.get("/api/customers/top")
+@authorized
+def top_customers() -> Response:
+    month = _text_arg("month")
+    if not month:
+        raise _bad("month", "month (YYYY-MM) is required")
+    query = _months_query({"from": month, "to": month, "currency": _text_arg("currency")})
+    currency = _chosen_currency(query)
+    raw = _text_arg("limit") or "10"
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise _bad("limit", f"limit must be a whole number from 1 to {MAX_PAGE}")
+    engine = services().engine
+    with engine.begin() as conn:
+        customer_months.catch_up(conn)
+    with engine.connect() as conn:
+        found = customer_months.top(conn, query.last, currency, int(raw))
+    return jsonify(segment_exports.top_json(found))
 
 
 def _ledger_filter() -> queries.LedgerFilter:

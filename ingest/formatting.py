@@ -77,6 +77,11 @@ def ratio(value: Decimal | None) -> str:
     return NONE if value is None else f"{value * 100:,.2f}%"
 
 
+def share(part: int, whole: int) -> str:
+    """`part` as a percentage of `whole` (two decimals), exact until shown."""
+    return NONE if not whole else ratio(Decimal(part) / Decimal(whole))
+
+
 def iso_time(value: datetime | int | None) -> str:
     """ISO 8601 in UTC to the second; an int is a Unix timestamp (Stripe's `created`)."""
     if value is None:
@@ -95,6 +100,7 @@ FILTERS = {
     "signed_change": signed_change,
     "count": count,
     "ratio": ratio,
+    "share": share,
     "iso_time": iso_time,
     "iso_date": iso_date,
 }

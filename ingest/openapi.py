@@ -6,6 +6,7 @@ from typing import Any
 
 from ingest import openapi_forecast
 from ledger.reporting.exports import AMOUNT_FIELDS, LEDGER_FIELDS, METRIC_FIELDS
+from ledger.reporting.segment_exports import CUSTOMER_MONTH_FIELDS
 from ledger.rules.entries import Category
 
 _MONEY = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
@@ -75,6 +76,134 @@ def _error_responses() -> dict[str, Any]:
     }
 
 
+def _get(
+    summary: str, parameters: list[dict[str, Any]], schema: str, *, csv: bool = False
+) -> dict[str, Any]:
+    content: dict[str, Any] = {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+    }
+    if csv:
+        content["text/csv"] = {"schema": {"type": "string"}}
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": parameters,
+            "responses": {"200": {"description": summary, "content": content},
+                          **_error_responses()},
+        }
+    }  # fmt: skip
+
+
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": list(properties),
+        "additionalProperties": False,
+        "properties": properties,
+    }
+
+
+_COUNT = {"type": "integer", "minimum": 0}
+_SHARE = _NULLABLE_DECIMAL
+
+
+def _segment_schemas() -> dict[str, Any]:
+    months = {"type": "array", "items": {"$ref": "#/components/schemas/MonthBalance"}}
+    customer_month = {
+        "customer_id": {"type": "string"},
+        "month": _MONTH,
+        "currency": _CURRENCY,
+        "active_mrr": _MONEY,
+        "delinquent_mrr": _MONEY,
+        "category": {"type": ["string", "null"], "enum": [*(c.value for c in Category), None]},
+        "plans": {"type": "string", "description": "price ids, separated by spaces"},
+        **{c.value: _MONEY for c in Category},
+    }
+    assert list(customer_month) == list(CUSTOMER_MONTH_FIELDS)
+    return {
+        "SegmentReport": _object(
+            {
+                "currency": _CURRENCY,
+                "from": _MONTH,
+                "to": _MONTH,
+                "by": {"type": "string"},
+                "where": {"type": "array", "items": {"type": "string"}},
+                "note": {"type": "string", "description": "what adds up to the total, and why"},
+                "total": months,
+                "segments": {
+                    "type": "array",
+                    "items": _object({"segment": {"type": "string"}, "months": months}),
+                },
+                "sums": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "month": _MONTH,
+                            "closing_mrr": _MONEY,
+                            "delinquent_mrr": _MONEY,
+                            "customers": _COUNT,
+                        }
+                    ),
+                },
+            }
+        ),
+        "CohortTable": _object(
+            {
+                "currency": _CURRENCY,
+                "from": _MONTH,
+                "to": _MONTH,
+                "metric": {"enum": ["customers", "mrr"]},
+                "by": {"type": ["string", "null"]},
+                "cohorts": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "segment": {"type": "string"},
+                            "cohort": _MONTH,
+                            "customers": _COUNT,
+                            "starting_mrr": _MONEY,
+                            "months": {
+                                "type": "array",
+                                "items": _object(
+                                    {
+                                        "month": _MONTH,
+                                        "age": _COUNT,
+                                        "customers": _COUNT,
+                                        "customers_share": _SHARE,
+                                        "delinquent_customers": _COUNT,
+                                        "mrr": _MONEY,
+                                        "mrr_share": _SHARE,
+                                    }
+                                ),
+                            },
+                        }
+                    ),
+                },
+            }
+        ),
+        "CustomerMonths": _object(
+            {
+                "currency": _CURRENCY,
+                "rows": {"type": "array", "items": _object(customer_month)},
+            }
+        ),
+        "TopCustomers": _object(
+            {
+                "month": _MONTH,
+                "currency": _CURRENCY,
+                "closing_mrr": _MONEY,
+                "customers": _COUNT,
+                "top10_mrr": _MONEY,
+                "top10_share": _SHARE,
+                "top": {
+                    "type": "array",
+                    "items": _object({"customer_id": {"type": "string"}, "active_mrr": _MONEY}),
+                },
+            }
+        ),
+    }
+
+
 def document() -> dict[str, Any]:
     filters = [
         _param("month", "entries effective in this month (YYYY-MM)"),
@@ -102,14 +231,34 @@ def document() -> dict[str, Any]:
                         _param("currency", "needed when the ledger holds several currencies"),
                         _param("reporting_currency", "convert every entry into this currency"),
                         _param("as_of", "ISO 8601: what the ledger said at that time"),
+                        _param(
+                            "by",
+                            "one bridge per segment: plan, product, interval, country or "
+                            "metadata.KEY (not with as_of or reporting_currency); the answer "
+                            "is then a SegmentReport",
+                        ),
+                        {
+                            **_param(
+                                "where",
+                                "DIMENSION=VALUE, repeatable: only these segments (of the "
+                                "dimension reported), e.g. plan=price_123",
+                                {"type": "array", "items": {"type": "string"}},
+                            ),
+                            "explode": True,
+                        },
                         _param("format", "json or csv", {"enum": ["json", "csv"]}),
                     ],
                     "responses": {
                         "200": {
-                            "description": "the balances",
+                            "description": "the balances (by segment with `by` or `where`)",
                             "content": {
                                 "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/MrrReport"}
+                                    "schema": {
+                                        "oneOf": [
+                                            {"$ref": "#/components/schemas/MrrReport"},
+                                            {"$ref": "#/components/schemas/SegmentReport"},
+                                        ]
+                                    }
                                 },
                                 "text/csv": {"schema": {"type": "string"}},
                             },
@@ -118,6 +267,41 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/cohorts": _get(
+                "Customers by the month of their first paid MRR, followed month by month",
+                [
+                    {**_param("from", "first cohort month (YYYY-MM)"), "required": True},
+                    {**_param("to", "last month followed (YYYY-MM)"), "required": True},
+                    _param("currency", "needed when the ledger holds several currencies"),
+                    _param("metric", "customers or mrr", {"enum": ["customers", "mrr"]}),
+                    _param(
+                        "by", "cohorts per segment: plan, product, interval, country, metadata.KEY"
+                    ),
+                    _param("format", "json or csv", {"enum": ["json", "csv"]}),
+                ],
+                "CohortTable",
+                csv=True,
+            ),
+            "/api/customers/months": _get(
+                "MRR per customer per month: its sums are the report's closing and delinquent MRR",
+                [
+                    {**_param("from", "first month (YYYY-MM)"), "required": True},
+                    {**_param("to", "last month (YYYY-MM)"), "required": True},
+                    _param("currency", "needed when the ledger holds several currencies"),
+                    _param("format", "json or csv (streamed)", {"enum": ["json", "csv"]}),
+                ],
+                "CustomerMonths",
+                csv=True,
+            ),
+            "/api/customers/top": _get(
+                "The largest customers at a month end, and the share the top 10 hold",
+                [
+                    {**_param("month", "the month (YYYY-MM)"), "required": True},
+                    _param("currency", "needed when the ledger holds several currencies"),
+                    _param("limit", "how many, 1-1000 (default 10)", {"type": "integer"}),
+                ],
+                "TopCustomers",
+            ),
             "/api/ledger": {
                 "get": {
                     "summary": "Ledger entries, oldest first, a page at a time",
@@ -207,6 +391,7 @@ def document() -> dict[str, Any]:
                     },
                     "additionalProperties": False,
                 },
+                **_segment_schemas(),
                 "LedgerEntry": {
                     "type": "object",
                     "required": list(_ENTRY_PROPERTIES),

@@ -20,7 +20,7 @@ from scripts.backfill_cli import backfill
 from scripts.explain_cli import explain_cmd
 from scripts.forecast_cli import committed_cmd, forecast_cmd
 from scripts.reconcile_cli import reconcile_cmd
-from scripts.report_cli import fx_cmd, ledger_cmd, replay, report
+from scripts.report_cli import cohorts, customers_cmd, fx_cmd, ledger_cmd, replay, report
 from scripts.settings_cli import load_settings
 from scripts.status_cli import status_cmd
 from scripts.users_cli import users_cmd
@@ -192,6 +192,8 @@ main.add_command(explain_cmd)
 main.add_command(report)
 main.add_command(committed_cmd)
 main.add_command(forecast_cmd)
+main.add_command(cohorts)
+main.add_command(customers_cmd, name="customers")
 main.add_command(ledger_cmd, name="ledger")
 main.add_command(replay)
 main.add_command(fx_cmd, name="fx")

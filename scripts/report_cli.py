@@ -1,4 +1,5 @@
-"""`mrr report`, `mrr ledger`, `mrr replay`, `mrr fx load`: the accountant's commands."""
+"""`mrr report`, `mrr cohorts`, `mrr customers`, `mrr ledger`, `mrr replay`, `mrr fx load`: the
+accountant's commands."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import click
 from sqlalchemy import Engine
 
 from ledger.processing import replays
+from ledger.processing import segments as segment_rebuild
 from ledger.processing.apply import DATA_ERRORS, StoredReferences
-from ledger.reporting import exports, fx, projector, queries
+from ledger.reporting import customer_months, exports, fx, projector, queries, segment_exports
+from ledger.reporting.cohorts import METRICS, build_cohorts
 from ledger.reporting.reports import BadInput, build_report, parse_month, report_query
+from ledger.reporting.segments import SegmentQuery, build_segments, segment_query
 from ledger.rules.entries import Category
 from ledger.rules.timeline import MissingReference
 from ledger.settings import ConfigError, Settings
@@ -29,6 +33,9 @@ FLAGS = {
     "month": "--month",
     "customer": "--customer",
     "subscription": "--subscription",
+    "by": "--by",
+    "where": "--where",
+    "metric": "--metric",
 }
 FORMATS = click.Choice(["table", "json", "csv"])
 
@@ -59,6 +66,18 @@ def _bad(field: str, message: str) -> click.BadParameter:
 @click.option("--currency", help="Currency of the entries (needed when the ledger has several).")
 @click.option("--reporting-currency", help="Convert every entry into this currency (mrr fx load).")
 @click.option("--as-of", metavar="TIMESTAMP", help="Report what the ledger said at this time.")
+@click.option(
+    "--by",
+    metavar="DIMENSION",
+    help="One bridge per segment: plan, product, interval, country or metadata.KEY.",
+)
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="DIMENSION=VALUE",
+    help="Only this segment (repeatable), e.g. plan=price_123.",
+)
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def report(
     first: str,
@@ -66,6 +85,8 @@ def report(
     currency: str | None,
     reporting_currency: str | None,
     as_of: str | None,
+    by: str | None,
+    where: tuple[str, ...],
     fmt: str,
 ) -> None:
     """Monthly MRR balances (the MRR bridge), one currency, months FROM..TO."""
@@ -73,6 +94,12 @@ def report(
         query = report_query(
             first, last, currency=currency, reporting_currency=reporting_currency, as_of=as_of
         )
+        if by is not None or where:
+            if as_of is not None or reporting_currency is not None:
+                raise BadInput("by", "segments are reported from the stored figures: not with "
+                               "--as-of or --reporting-currency")  # fmt: skip
+            _segments(segment_query(query, by, where), fmt)
+            return
         with _engine() as engine:
             found = build_report(engine, query)
     except BadInput as problem:
@@ -85,6 +112,86 @@ def report(
         click.echo("".join(exports.report_csv(found)), nl=False)
     else:
         click.echo(exports.report_table(found), nl=False)
+
+
+def _segments(query: SegmentQuery, fmt: str) -> None:
+    with _engine() as engine:
+        found = build_segments(engine, query)
+    if fmt == "json":
+        click.echo(json.dumps(segment_exports.segment_json(found), indent=2))
+    elif fmt == "csv":
+        click.echo("".join(segment_exports.segment_csv(found)), nl=False)
+    else:
+        click.echo(segment_exports.segment_table(found), nl=False)
+
+
+@click.command()
+@click.option("--from", "first", required=True, metavar="YYYY-MM", help="First cohort month.")
+@click.option("--to", "last", required=True, metavar="YYYY-MM", help="Last month followed.")
+@click.option("--currency", help="Currency of the entries (needed when the ledger has several).")
+@click.option(
+    "--metric", type=click.Choice(METRICS), default="customers", show_default=True,
+    help="What the table shows: the share of customers retained, or of MRR.",
+)  # fmt: skip
+@click.option(
+    "--by",
+    metavar="DIMENSION",
+    help="Cohorts per segment: plan, product, interval, country or metadata.KEY.",
+)
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def cohorts(
+    first: str, last: str, currency: str | None, metric: str, by: str | None, fmt: str
+) -> None:
+    """Customers by the month of their first paid MRR, and what each cohort keeps after."""
+    try:
+        with _engine() as engine:
+            found = build_cohorts(engine, first, last, currency=currency, metric=metric, by=by)
+    except BadInput as problem:
+        raise _bad(problem.field, problem.message) from None
+    if fmt == "json":
+        click.echo(json.dumps(segment_exports.cohort_json(found), indent=2))
+    elif fmt == "csv":
+        click.echo("".join(segment_exports.cohort_csv(found)), nl=False)
+    else:
+        click.echo(segment_exports.cohort_table(found), nl=False)
+
+
+@click.command("customers")
+@click.option("--from", "first", required=True, metavar="YYYY-MM", help="First month.")
+@click.option("--to", "last", required=True, metavar="YYYY-MM", help="Last month.")
+@click.option("--currency", help="Currency of the entries (needed when the ledger has several).")
+@click.option(
+    "--top", type=click.IntRange(1, 1000), help="Instead, the N largest customers at --to."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+def customers_cmd(first: str, last: str, currency: str | None, top: int | None, fmt: str) -> None:
+    """MRR per customer per month (one row each: active and delinquent MRR, the month's
+    movements, plans); its sums are the report's closing and delinquent MRR."""
+    try:
+        query = report_query(first, last, currency=currency)
+        with _engine() as engine:
+            chosen = build_report(engine, query).main.currency
+            with engine.begin() as conn:
+                customer_months.catch_up(conn)
+            with engine.connect() as conn:
+                if top is not None:
+                    found = customer_months.top(conn, query.last, chosen, top)
+                    click.echo(json.dumps(segment_exports.top_json(found), indent=2))
+                    return
+                rows = customer_months.monthly(conn, query.first, query.last, chosen)
+                if fmt == "csv":
+                    for line in segment_exports.customer_months_csv(rows):
+                        click.echo(line, nl=False)
+                    return
+                click.echo('{"currency": ' + json.dumps(chosen) + ', "rows": [', nl=False)
+                for n, row in enumerate(rows):
+                    fields = segment_exports.customer_month_fields(row)
+                    click.echo(("," if n else "") + "\n  " + json.dumps(fields), nl=False)
+                click.echo("\n]}")
+    except BadInput as problem:
+        raise _bad(problem.field, problem.message) from None
 
 
 @click.command("ledger")
@@ -140,9 +247,16 @@ def replay(customers: bool) -> None:
     if customers:
         _rebuild_checkpoints()
         return
-    with _engine() as engine, engine.begin() as conn:
-        read = projector.replay(conn)
-    click.echo(f"replayed {read} ledger entries into the monthly balances")
+    with _engine() as engine:
+        with engine.begin() as conn:
+            read = projector.replay(conn)
+        click.echo(f"replayed {read} ledger entries into the monthly balances")
+        with engine.begin() as conn:
+            count = customer_months.replay(conn)
+        click.echo(f"rebuilt the months of {count} customers from the ledger")
+        with engine.begin() as conn:
+            count = segment_rebuild.rebuild(conn)
+        click.echo(f"replayed {count} customers' events into their segments")
 
 
 def _rebuild_checkpoints() -> None:

@@ -17,8 +17,9 @@ from ingest.pages.forecast import forecast
 from ingest.pages.overview import overview
 from ingest.pages.quality import banner, quality
 from ingest.pages.rules import rules
+from ingest.pages.segments import segments
 
-PAGES = (overview, bridge, entries, customers, forecast, quality, rules)
+PAGES = (overview, bridge, entries, customers, segments, forecast, quality, rules)
 _GUARDED = frozenset(blueprint.name for blueprint in PAGES)
 
 

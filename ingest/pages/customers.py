@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, Response, abort, render_template, request, stream_with_context
 
 from ingest import charts
 from ingest.formatting import money_short, money_text
 from ingest.pages.common import currencies, currency_arg, month_arg, now, text_arg, this_month
 from ingest.services import services
+from ledger.reporting import customer_months, profiles, segment_exports
 from ledger.reporting import customers as queries
-from ledger.reporting import profiles
+from ledger.reporting.exports import csv_line, safe_text
 from ledger.reporting.queries import MAX_ID_LENGTH, LedgerFilter, page
+from ledger.rules.money import to_major
 from ledger.rules.months import Month
 
 customers = Blueprint("customers", __name__)
@@ -20,8 +23,14 @@ PAGE_SIZE = 100
 ENTRIES_SHOWN = 100
 
 
+def _months_caught_up() -> None:
+    with services().engine.begin() as conn:
+        customer_months.catch_up(conn)
+
+
 @customers.get("/customers")
 def customers_page() -> str:
+    _months_caught_up()
     month = month_arg("month", this_month()) or this_month()
     search = text_arg("q")
     sort = request.args.get("sort", "active")
@@ -48,6 +57,8 @@ def customers_page() -> str:
         )
         shown = found.lines
         names = profiles.profiles(conn, [line.customer_id for line in shown])
+        plans = queries.plans_at(conn, month, [line.customer_id for line in shown])
+        tops = [customer_months.top(conn, month, c) for c in ([currency] if currency else held)]
     return render_template(
         "workspace/customers.html",
         month=month,
@@ -61,6 +72,85 @@ def customers_page() -> str:
         page=int(number),
         pages=max(1, -(-found.total // PAGE_SIZE)),
         names=names,
+        plans=plans,
+        tops=tops,
+    )
+
+
+CSV_FIELDS = (
+    "customer_id", "name", "email", "currency", "active_mrr", "delinquent_mrr", "status",
+    "first_paid", "plans",
+)  # fmt: skip
+
+
+@customers.get("/customers.csv")
+def customers_csv() -> Response:
+    """The customers table of a month end, every line (not a page), as CSV."""
+    _months_caught_up()
+    month = month_arg("month", this_month()) or this_month()
+    search = text_arg("q")
+    engine = services().engine
+    held = currencies(engine)
+    with engine.connect() as conn:
+        currency = currency_arg(held) if text_arg("currency") else None
+        found = queries.listing(
+            conn, month, currency=currency, search=search, sort="customer", descending=False,
+            named=profiles.matching(conn, search) if search else (), limit=10_000_000,
+        )  # fmt: skip
+        ids = [line.customer_id for line in found.lines]
+        names = profiles.profiles(conn, ids)
+        plans: dict[tuple[str, str], list[str]] = {}
+        for start in range(0, len(ids), 500):
+            plans.update(queries.plans_at(conn, month, ids[start : start + 500]))
+
+    def lines() -> Iterator[str]:
+        yield csv_line(list(CSV_FIELDS))
+        for line in found.lines:
+            profile = names.get(line.customer_id)
+            yield csv_line(
+                [
+                    safe_text(line.customer_id),
+                    safe_text(profile.name) if profile and profile.name else "",
+                    safe_text(profile.email) if profile and profile.email else "",
+                    line.currency,
+                    f"{to_major(line.active, line.currency):f}",
+                    f"{to_major(line.delinquent, line.currency):f}",
+                    line.status,
+                    str(line.first_paid) if line.first_paid else "",
+                    safe_text(" ".join(plans.get((line.customer_id, line.currency), []))),
+                ]
+            )
+
+    return _csv(lines(), f"customers-{month}.csv")
+
+
+@customers.get("/customers-months.csv")
+def customer_months_csv() -> Response:
+    """MRR per customer per month, FROM..TO, in one currency."""
+    current = this_month()
+    last = month_arg("to", current) or current
+    first = month_arg("from", Month(last.index - 11)) or Month(last.index - 11)
+    if first > last or last.index - first.index >= 240:
+        abort(404, f"no such range: {first} to {last}")
+    engine = services().engine
+    currency = currency_arg(currencies(engine))
+    if currency is None:
+        abort(404, "the ledger has no entries yet")
+    _months_caught_up()
+
+    def lines() -> Iterator[str]:
+        with engine.connect() as conn:
+            rows = customer_months.monthly(conn, first, last, currency)
+            yield from segment_exports.customer_months_csv(rows)
+
+    return _csv(lines(), f"mrr-per-customer-{currency}-{first}-{last}.csv")
+
+
+def _csv(lines: Iterator[str], filename: str) -> Response:
+    return Response(
+        stream_with_context(lines),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 

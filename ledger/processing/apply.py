@@ -6,7 +6,7 @@ No queue or web code here: the RQ job (workers.jobs) and the backfill call these
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ from ledger.rules.payloads import RefusedInput
 from ledger.rules.profiles import EVENT_TYPES as PROFILE_EVENTS
 from ledger.rules.profiles import ProfileVersion, read_profile
 from ledger.rules.timeline import MissingReference, is_relevant, references_in, replay_customer
-from ledger.storage import inbox, profiles, store
+from ledger.storage import customer_months, inbox, profiles, store
 from ledger.storage.schema import InboxStatus
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,16 @@ def recompute_customer(
         )  # fmt: skip
     recomputed = found[customer_id]
     store.record_dependencies(conn, customer_id, recomputed.replay.depends_on)
+    keep_segments(conn, found)
     return store.apply(conn, [recomputed.desired(cause_event_id)])
+
+
+def keep_segments(conn: Connection, found: Mapping[str, replays.Recomputed]) -> None:
+    """The customers' segment rows (and the segments' totals) as their replays say."""
+    wanted: dict[customer_months.Key, customer_months.Values] = {}
+    for customer_id, recomputed in found.items():
+        wanted.update(customer_months.segment_rows(customer_id, recomputed.replay.segment_months))
+    customer_months.replace(conn, sorted(found), wanted, segments=True)
 
 
 def _fail_unreadable(
@@ -442,6 +451,7 @@ def _run_batch(
         recomputed = found[customer_id]
         store.record_dependencies(conn, customer_id, recomputed.replay.depends_on)
         desired.append(recomputed.desired(cause[customer_id]))
+    keep_segments(conn, found)
     applied = store.apply(conn, desired)
     outcome.appended += applied.appended
     outcome.reversed += applied.reversed

@@ -251,46 +251,40 @@ def balances(
     totals: Iterable[MonthTotals], currency: str, first: Month, last: Month
 ) -> list[MonthBalance]:
     """Consecutive months first..last of one currency; totals before `first` set the openings."""
-    by_month: dict[Month, MonthTotals] = {}
+    by_month: dict[int, MonthTotals] = {}
     opening = opening_delinquent = customers = 0
     for t in totals:
         if t.currency != currency or t.month > last:
             continue
         if t.month < first:
-            opening += sum(
-                _ACTIVE[c.value] * a for c, a in zip(MOVEMENTS, t.movements, strict=True)
-            )
-            opening_delinquent += sum(
-                _DELINQUENT[c.value] * a for c, a in zip(MOVEMENTS, t.movements, strict=True)
-            )
+            opening += _weighted(_ACTIVE_WEIGHTS, t.movements)
+            opening_delinquent += _weighted(_DELINQUENT_WEIGHTS, t.movements)
             customers += t.customers_change
         else:
-            by_month[t.month] = t
+            by_month[t.month.index] = t
     result: list[MonthBalance] = []
     empty = MonthTotals(currency, first, (0,) * len(MOVEMENTS), 0, 0)
     for month in span(first, last):
-        t = by_month.get(month, empty)
-        moved = dict(zip(MOVEMENTS, t.movements, strict=True))
-        closing = opening + sum(_ACTIVE[c.value] * a for c, a in moved.items())
-        closing_delinquent = opening_delinquent + sum(
-            _DELINQUENT[c.value] * a for c, a in moved.items()
-        )
+        t = by_month.get(month.index, empty)
+        moved = t.movements
+        closing = opening + _weighted(_ACTIVE_WEIGHTS, moved)
+        closing_delinquent = opening_delinquent + _weighted(_DELINQUENT_WEIGHTS, moved)
         result.append(
             MonthBalance(
                 month=month,
                 currency=currency,
                 opening_mrr=opening,
-                new=moved[Category.NEW],
-                reactivation=moved[Category.REACTIVATION],
-                expansion=moved[Category.EXPANSION],
-                contraction=moved[Category.CONTRACTION],
-                churn=moved[Category.CHURN],
-                delinquent=moved[Category.DELINQUENT],
-                recovered=moved[Category.RECOVERED],
+                new=moved[_NEW],
+                reactivation=moved[_REACTIVATION],
+                expansion=moved[_EXPANSION],
+                contraction=moved[_CONTRACTION],
+                churn=moved[_CHURN],
+                delinquent=moved[_DELINQUENT_SLOT],
+                recovered=moved[_RECOVERED],
                 closing_mrr=closing,
                 opening_delinquent_mrr=opening_delinquent,
-                delinquent_churn=moved[Category.DELINQUENT_CHURN],
-                delinquent_change=moved[Category.DELINQUENT_CHANGE],
+                delinquent_churn=moved[_DELINQUENT_CHURN],
+                delinquent_change=moved[_DELINQUENT_CHANGE],
                 delinquent_mrr=closing_delinquent,
                 opening_customers=customers,
                 customers=customers + t.customers_change,
@@ -300,3 +294,27 @@ def balances(
         opening, opening_delinquent = closing, closing_delinquent
         customers += t.customers_change
     return result
+
+
+# Each movement's weight on the two balances, and its slot, in `MOVEMENTS` order.
+_ACTIVE_WEIGHTS = tuple(_ACTIVE[c.value] for c in MOVEMENTS)
+_DELINQUENT_WEIGHTS = tuple(_DELINQUENT[c.value] for c in MOVEMENTS)
+(
+    _NEW,
+    _REACTIVATION,
+    _EXPANSION,
+    _CONTRACTION,
+    _CHURN,
+    _DELINQUENT_SLOT,
+    _RECOVERED,
+    _DELINQUENT_CHURN,
+    _DELINQUENT_CHANGE,
+) = (_SLOT[c.value] for c in (
+    Category.NEW, Category.REACTIVATION, Category.EXPANSION, Category.CONTRACTION,
+    Category.CHURN, Category.DELINQUENT, Category.RECOVERED, Category.DELINQUENT_CHURN,
+    Category.DELINQUENT_CHANGE,
+))  # fmt: skip
+
+
+def _weighted(weights: tuple[int, ...], movements: tuple[int, ...]) -> int:
+    return sum(w * a for w, a in zip(weights, movements, strict=True) if w)

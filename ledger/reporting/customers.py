@@ -1,23 +1,22 @@
 """Customers as the workspace lists them: balances at a month end, and one customer's history.
 
-Balances are sums of ledger rows weighted as the projection weighs them (`ACTIVE_WEIGHTS`,
-`DELINQUENT_WEIGHTS`): a reversal and what it reverses cancel, so every row is summed.
+The list reads the `customer_months` projection (`ledger.reporting.customer_months`), whose
+month-end balances are running sums of the customer's ledger rows; one customer's history sums
+its own rows (a reversal and what it reverses cancel, so every row is summed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select
 
-from ledger.reporting.balances import ACTIVE_WEIGHTS, DELINQUENT_WEIGHTS, effects
-from ledger.rules.entries import Category
+from ledger.reporting.balances import effects
 from ledger.rules.months import Month, span
-from ledger.storage.schema import inbox, ledger_entries
+from ledger.storage.schema import ALL, customer_months, inbox, ledger_entries
 
 SORTS = ("customer", "active", "delinquent", "status", "first_paid")
 
@@ -37,22 +36,25 @@ class CustomerLine:
         return "delinquent" if self.delinquent > 0 else "churned"
 
 
-def _weighted(weights: dict[str, int]) -> ColumnElement[Any]:
-    e = ledger_entries.c
-    return func.sum(
-        case(
-            *((e.category == name, e.amount * w) for name, w in weights.items() if w),
-            else_=0,
-        )
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Listing:
     """One page of the customers at a month end, and how many match in all."""
 
     lines: list[CustomerLine]
     total: int
+
+
+def in_force(month: Month, dimension: str = ALL, segment: str | None = ALL) -> Any:
+    """The condition for the `customer_months` rows in force at the end of `month`: the
+    latest row of each customer (and currency) up to it. `segment` None: every segment."""
+    c = customer_months.c
+    at = str(month)
+    found = and_(
+        c.dimension == dimension,
+        c.month <= at,
+        or_(c.next_month.is_(None), c.next_month > at),
+    )
+    return found if segment is None else and_(found, c.segment == segment)
 
 
 def listing(
@@ -69,50 +71,36 @@ def listing(
 ) -> Listing:
     """Customers with ledger rows effective up to the end of `month`, one line per currency:
     those whose id contains `search` (case-insensitive) or who are in `named`, sorted by `sort`
-    then by id, `limit` lines from `offset`. Sorting, counting and paging are the database's,
-    so only the page reaches Python."""
+    then by id, `limit` lines from `offset`. Read from the `customer_months` projection (bring
+    it up to date first: `customer_months.catch_up`); sorting, counting and paging are the
+    database's, so only the page reaches Python."""
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}")
-    e = ledger_entries.c
-    end = month.next().start()
-    balances = select(
-        e.customer_id,
-        e.currency,
-        _weighted(ACTIVE_WEIGHTS).label("active"),
-        _weighted(DELINQUENT_WEIGHTS).label("delinquent"),
-    ).where(e.effective_at < end)
-    if currency is not None:
-        balances = balances.where(e.currency == currency)
-    b = balances.group_by(e.customer_id, e.currency).subquery()
-    first = _first_paid(end, currency).subquery()
+    c = customer_months.c
     postgresql = conn.dialect.name == "postgresql"
-    first_month = (
-        func.date_trunc("month", first.c.first_at)
-        if postgresql
-        else func.substr(first.c.first_at, 1, 7)
-    )
     # Ids compare as Python strings do (by code point), whatever the database's collation.
-    ids = b.c.customer_id.collate("C" if postgresql else "BINARY")
+    ids = c.customer_id.collate("C" if postgresql else "BINARY")
+    first_paid = case((c.first_paid <= str(month), c.first_paid), else_=None)
     keys = {
-        "customer": [ids, b.c.currency],
-        "active": [b.c.active, ids, b.c.currency],
-        "delinquent": [b.c.delinquent, ids, b.c.currency],
-        "status": [_status(b.c.active, b.c.delinquent), ids, b.c.currency],
-        "first_paid": [first_month.is_not(None), first_month, ids, b.c.currency],
+        "customer": [ids, c.currency],
+        "active": [c.active_mrr, ids, c.currency],
+        "delinquent": [c.delinquent_mrr, ids, c.currency],
+        "status": [_status(c.active_mrr, c.delinquent_mrr), ids, c.currency],
+        "first_paid": [first_paid.is_not(None), first_paid, ids, c.currency],
     }[sort]
     query = select(
-        b.c.customer_id,
-        b.c.currency,
-        b.c.active,
-        b.c.delinquent,
-        first.c.first_at,
+        c.customer_id,
+        c.currency,
+        c.active_mrr,
+        c.delinquent_mrr,
+        first_paid.label("first_paid"),
         func.count().over().label("total"),
-    ).outerjoin(
-        first, and_(first.c.customer_id == b.c.customer_id, first.c.currency == b.c.currency)
-    )
+    ).where(in_force(month))
+    if currency is not None:
+        query = query.where(c.currency == currency)
     if search is not None:
-        needle = func.lower(b.c.customer_id).contains(search.lower(), autoescape=True)
-        query = query.where(or_(needle, b.c.customer_id.in_(list(named))))
+        needle = func.lower(c.customer_id).contains(search.lower(), autoescape=True)
+        query = query.where(or_(needle, c.customer_id.in_(list(named))))
     ordered = query.order_by(*(k.desc() if descending else k.asc() for k in keys))
     found = conn.execute(ordered.offset(offset).limit(limit)).all()
     if not found and offset > 0:
@@ -123,11 +111,11 @@ def listing(
         CustomerLine(
             str(cid),
             str(cur),
-            int(active or 0),
-            int(delinquent or 0),
-            None if at is None else Month.of(at),
+            int(active),
+            int(delinquent),
+            None if first is None else Month.parse(first),
         )
-        for cid, cur, active, delinquent, at, _ in found
+        for cid, cur, active, delinquent, first, _ in found
     ]
     return Listing(lines, int(total))
 
@@ -141,25 +129,24 @@ def _status(active: ColumnElement[Any], delinquent: ColumnElement[Any]) -> Colum
     )
 
 
-def _first_paid(end: datetime, currency: str | None) -> Select[Any]:
-    """The time of each customer's first `new` entry in effect (neither reversed nor a
-    reversal), up to `end`: `customer_id`, `currency`, `first_at`."""
-    e = ledger_entries.c
-    reversal = aliased(ledger_entries)
+def plans_at(
+    conn: Connection, month: Month, customer_ids: Sequence[str]
+) -> dict[tuple[str, str], list[str]]:
+    """The plans (prices) each customer holds MRR in at the end of `month`, per currency."""
+    c = customer_months.c
+    found: dict[tuple[str, str], list[str]] = {}
     query = (
-        select(e.customer_id, e.currency, func.min(e.effective_at).label("first_at"))
-        .outerjoin(reversal, reversal.c.reversal_of == e.id)
+        select(c.customer_id, c.currency, c.segment)
         .where(
-            e.category == Category.NEW.value,
-            e.effective_at < end,
-            e.reversal_of.is_(None),
-            reversal.c.id.is_(None),
+            in_force(month, "plan", None),
+            c.customer_id.in_(list(customer_ids)),
+            (c.active_mrr > 0) | (c.delinquent_mrr > 0),
         )
-        .group_by(e.customer_id, e.currency)
+        .order_by(c.customer_id, c.currency, c.segment)
     )
-    if currency is not None:
-        query = query.where(e.currency == currency)
-    return query
+    for customer_id, currency, plan in conn.execute(query):
+        found.setdefault((str(customer_id), str(currency)), []).append(str(plan))
+    return found
 
 
 # --- one customer ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from ledger.reporting.balances import MonthBalance
 from ledger.reporting.metrics import metrics
 from ledger.reporting.queries import LedgerRow
 from ledger.reporting.reports import CurrencyReport, Report
-from ledger.rules.money import to_major
+from ledger.rules.money import major_text, to_major
 
 AMOUNT_FIELDS = (
     "opening_mrr",
@@ -70,7 +70,7 @@ def _text(value: Decimal | None) -> str | None:
 def month_fields(b: MonthBalance) -> dict[str, Value]:
     fields: dict[str, Value] = {"month": str(b.month)}
     for name in AMOUNT_FIELDS:
-        fields[name] = f"{to_major(getattr(b, name), b.currency):f}"
+        fields[name] = major_text(getattr(b, name), b.currency)
     fields["customers"] = b.customers
     fields["arpu"] = _text(b.arpu)
     found = metrics(b)
@@ -97,7 +97,7 @@ def report_json(report: Report) -> dict[str, Any]:
     return document
 
 
-def _csv_line(values: Sequence[Value]) -> str:
+def csv_line(values: Sequence[Value]) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerow(["" if v is None else v for v in values])
     return out.getvalue()
@@ -105,11 +105,11 @@ def _csv_line(values: Sequence[Value]) -> str:
 
 def report_csv(report: Report) -> Iterator[str]:
     """One row per currency and month, header first."""
-    yield _csv_line(["currency", *MONTH_FIELDS])
+    yield csv_line(["currency", *MONTH_FIELDS])
     for part in [report.main, *report.unconverted]:
         for b in part.months:
             fields = month_fields(b)
-            yield _csv_line([part.currency, *(fields[name] for name in MONTH_FIELDS)])
+            yield csv_line([part.currency, *(fields[name] for name in MONTH_FIELDS)])
 
 
 def report_table(report: Report) -> str:
@@ -119,8 +119,13 @@ def report_table(report: Report) -> str:
 
 
 def _bridge(part: CurrencyReport) -> str:
-    rows = [month_fields(b) for b in part.months]
-    names = [f"{part.currency.upper()}", *MONTH_FIELDS[1:]]
+    return bridge_table(part.months, part.currency)
+
+
+def bridge_table(months: Sequence[MonthBalance], currency: str) -> str:
+    """The bridge of one currency: one column per month, one line per figure."""
+    rows = [month_fields(b) for b in months]
+    names = [f"{currency.upper()}", *MONTH_FIELDS[1:]]
     columns = [[str(r["month"]) for r in rows]]
     columns += [["-" if r[n] is None else str(r[n]) for r in rows] for n in MONTH_FIELDS[1:]]
     label = max(len(n) for n in names)
@@ -164,6 +169,11 @@ _TEXT_FIELDS = frozenset(
 )
 
 
+def safe_text(value: str) -> Value:
+    """A text cell from outside (an id, a metadata value), kept from running as a formula."""
+    return _cell("customer_id", value)
+
+
 def _cell(name: str, value: Value) -> Value:
     # A spreadsheet runs a text cell starting with "=" as a formula; ids come from outside.
     if name in _TEXT_FIELDS and isinstance(value, str) and value.startswith(_FORMULA_START):
@@ -172,10 +182,10 @@ def _cell(name: str, value: Value) -> Value:
 
 
 def ledger_csv(rows: Iterable[LedgerRow]) -> Iterator[str]:
-    yield _csv_line(list(LEDGER_FIELDS))
+    yield csv_line(list(LEDGER_FIELDS))
     for row in rows:
         fields = ledger_fields(row)
-        yield _csv_line([_cell(name, fields[name]) for name in LEDGER_FIELDS])
+        yield csv_line([_cell(name, fields[name]) for name in LEDGER_FIELDS])
 
 
 def ledger_table_line(row: LedgerRow) -> str:

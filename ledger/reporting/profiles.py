@@ -1,4 +1,5 @@
-"""Customer names and emails for display (`customer_profiles`).
+"""Customer names and emails for display, and the attributes segments group by (country from
+the address, metadata, created), kept from the stored `customer.*` events.
 
 The workers store them while processing `customer.*` events, and the backfill from Stripe's
 customer list (`ledger.storage.profiles`), so a name is there once its event is processed.
@@ -6,6 +7,8 @@ Names and emails come from outside: they are shown (escaped), never logged.
 """
 
 from __future__ import annotations
+
+import json
 
 from sqlalchemy import Connection, func, select
 
@@ -17,10 +20,21 @@ __all__ = ["Profile", "matching", "profiles"]
 
 def profiles(conn: Connection, customer_ids: list[str] | None = None) -> dict[str, Profile]:
     p = customer_profiles.c
-    query = select(p.customer_id, p.name, p.email)
+    query = select(p.customer_id, p.name, p.email, p.country, p.metadata, p.created)
     if customer_ids is not None:
         query = query.where(p.customer_id.in_(customer_ids))
-    return {str(cid): Profile(str(cid), name, email) for cid, name, email in conn.execute(query)}
+    return {
+        str(cid): Profile(str(cid), name, email, country, _metadata(meta), created)
+        for cid, name, email, country, meta, created in conn.execute(query)
+    }
+
+
+def _metadata(text: str | None) -> dict[str, str]:
+    try:
+        found = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def matching(conn: Connection, text: str) -> list[str]:

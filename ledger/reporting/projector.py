@@ -73,9 +73,13 @@ __all__ = [
     "checkpoint",
     "entry_columns",
     "entry_totals",
+    "in_chain",
     "in_effective_order",
     "lag",
+    "lock_checkpoint",
     "replay",
+    "safe_horizon",
+    "save_checkpoint",
     "stored_currencies",
     "stored_totals",
 ]
@@ -136,8 +140,8 @@ def replay(conn: Connection) -> int:
     return _rebuild(conn)
 
 
-def checkpoint(conn: Connection) -> int:
-    query = select(checkpoints.c.last_entry_id).where(checkpoints.c.name == CHECKPOINT)
+def checkpoint(conn: Connection, name: str = CHECKPOINT) -> int:
+    query = select(checkpoints.c.last_entry_id).where(checkpoints.c.name == name)
     return int(conn.execute(query).scalar_one_or_none() or 0)
 
 
@@ -220,15 +224,15 @@ def in_effective_order(conn: Connection, query: Select[EntryRow]) -> Iterator[En
 # --- checkpoint and horizon ------------------------------------------------------------------
 
 
-def _lock_checkpoint(conn: Connection) -> int:
-    query = select(checkpoints.c.last_entry_id).where(checkpoints.c.name == CHECKPOINT)
+def _lock_checkpoint(conn: Connection, name: str = CHECKPOINT) -> int:
+    query = select(checkpoints.c.last_entry_id).where(checkpoints.c.name == name)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     found = conn.execute(query).scalar_one_or_none()
     if found is None:
         conn.execute(
             dialect_insert(conn, checkpoints)
-            .values(name=CHECKPOINT, last_entry_id=0, updated_at=datetime.now(UTC))
+            .values(name=name, last_entry_id=0, updated_at=datetime.now(UTC))
             .on_conflict_do_nothing(index_elements=["name"])
         )
         found = conn.execute(query).scalar_one()
@@ -249,10 +253,10 @@ def _safe_horizon(conn: Connection) -> int:
     return int(conn.execute(select(func.coalesce(func.max(_SEQ), 0))).scalar_one())
 
 
-def _save_checkpoint(conn: Connection, horizon: int) -> None:
+def _save_checkpoint(conn: Connection, horizon: int, name: str = CHECKPOINT) -> None:
     conn.execute(
         update(checkpoints)
-        .where(checkpoints.c.name == CHECKPOINT)
+        .where(checkpoints.c.name == name)
         .values(last_entry_id=horizon, updated_at=datetime.now(UTC))
     )
 
@@ -500,3 +504,12 @@ def _chunks(items: list[_T], size: int) -> Iterator[list[_T]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+# Other projections that read the ledger in chain order, each with its own checkpoint.
+lock_checkpoint = _lock_checkpoint
+save_checkpoint = _save_checkpoint
+safe_horizon = _safe_horizon
+in_chain = _in_chain
+SEQ = _SEQ
+month_of = _month_of

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
-__all__ = ["THREE_DECIMAL", "ZERO_DECIMAL", "exponent", "format_major", "round_major", "to_major"]
+__all__ = [
+    "THREE_DECIMAL",
+    "ZERO_DECIMAL",
+    "exponent",
+    "format_major",
+    "major_text",
+    "round_major",
+    "to_major",
+]
 
 ZERO_DECIMAL = frozenset(
     {
@@ -32,6 +40,21 @@ def to_major(amount_minor: int, currency: str) -> Decimal:
     places = exponent(currency)
     quantum = Decimal(1).scaleb(-places)
     return Decimal(amount_minor).scaleb(-places).quantize(quantum, rounding=ROUND_HALF_EVEN)
+
+
+_PLACES: dict[str, int] = {}
+
+
+def major_text(amount_minor: int, currency: str) -> str:
+    """`f"{to_major(amount_minor, currency):f}"` by integer arithmetic: '-12.05', '0.00', '1234'.
+    Reports write thousands of these."""
+    places = _PLACES.get(currency)
+    if places is None:
+        places = _PLACES[currency] = exponent(currency)
+    if places == 0:
+        return str(amount_minor)
+    whole, part = divmod(abs(amount_minor), 10**places)
+    return f"{'-' if amount_minor < 0 else ''}{whole}.{part:0{places}d}"
 
 
 def format_major(amount_minor: int, currency: str, *, grouping: bool = True) -> str:

@@ -72,6 +72,7 @@ class Price:
     divide_by: int | None  # transform_quantity / transform_usage
     round_mode: str | None
     legacy_plan: bool
+    product: str | None = None  # for segments (docs/mrr-rules.md §13); no part of the MRR
 
     @property
     def is_tiered(self) -> bool:
@@ -361,6 +362,7 @@ def read_price(obj: Json) -> Price:
         divide_by=_whole(transform.get("divide_by"), "divide_by", price_id, "divisors", 1),
         round_mode=_choice(transform.get("round"), "round", price_id, ("up", "down")),
         legacy_plan=legacy,
+        product=object_id(obj.get("product")),
     )
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "Mrr",
     "Standing",
     "Terms",
+    "allocate",
     "figures",
     "monthly_factor",
     "show",
@@ -101,6 +102,8 @@ def standing_of_status(status: str, pause_collection: bool) -> Standing:
 class Mrr:
     amount: int  # monthly, minor units, rounded once half-even
     explanation: dict[str, Any]
+    # `amount` shared among the subscription's items, in their order (segments, §8 of the rules)
+    parts: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,11 +271,12 @@ def subscription_mrr(
     sub: Subscription, terms: Terms, customer_discounts: Sequence[Discount] = ()
 ) -> Mrr:
     """The subscription's monthly MRR whatever its status, with the arithmetic explained."""
-    total, lines = Fraction(0), []
+    total, lines, weights = Fraction(0), [], []
     for item in sub.items:
         monthly, line = _item_monthly(sub, item, terms)
         total += monthly
         lines.append(line)
+        weights.append(monthly)
     _in_range(total, "MRR", sub.id)
     discounts = sub.discounts or tuple(customer_discounts)
     total, notes = _apply(total, discounts, _billing_factor(sub), sub.currency, terms)
@@ -282,4 +286,23 @@ def subscription_mrr(
         explanation["discounts"] = notes
     if total.denominator != 1:
         explanation["rounding"] = "half_even"
-    return Mrr(amount=amount, explanation=explanation)
+    return Mrr(amount=amount, explanation=explanation, parts=allocate(amount, weights))
+
+
+def allocate(amount: int, weights: Sequence[Fraction]) -> tuple[int, ...]:
+    """`amount` shared in proportion to `weights` (each item's monthly amount after its own
+    discounts), so a subscription-level discount falls on the items as Stripe's invoice lines
+    carry it: the parts are whole minor units that add up to `amount` exactly, the remainder
+    going to the largest fractions (the first item on a tie)."""
+    if not weights:
+        return ()
+    whole = sum(weights, Fraction(0))
+    if whole == 0:
+        return (amount, *([0] * (len(weights) - 1)))
+    exact = [amount * w / whole for w in weights]
+    parts = [math.floor(e) for e in exact]
+    left = amount - sum(parts)
+    order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - parts[i]), i))
+    for i in order[:left]:
+        parts[i] += 1
+    return tuple(parts)

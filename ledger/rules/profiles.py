@@ -1,4 +1,5 @@
-"""A customer's name and email, read from a Stripe customer object, for display only.
+"""A customer's name and email, read from a Stripe customer object, for display only, and
+the attributes segments group by (the address's country, string metadata values, created).
 
 They move no MRR. They come from outside: shown escaped, never logged.
 """
@@ -6,7 +7,7 @@ They move no MRR. They come from outside: shown escaped, never logged.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # The events whose object is the customer itself: the workers keep its name and email.
@@ -18,6 +19,9 @@ class Profile:
     customer_id: str
     name: str | None
     email: str | None
+    country: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    created: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +40,20 @@ def read_profile(obj: Mapping[str, Any]) -> Profile | None:
     customer_id = obj.get("id")
     if obj.get("object") != "customer" or not isinstance(customer_id, str) or not customer_id:
         return None
-    name, email = obj.get("name"), obj.get("email")
+    address, metadata, created = obj.get("address"), obj.get("metadata"), obj.get("created")
     return Profile(
         customer_id,
-        name if isinstance(name, str) and name else None,
-        email if isinstance(email, str) and email else None,
+        _text(obj.get("name")),
+        _text(obj.get("email")),
+        _text(address.get("country"), 64) if isinstance(address, Mapping) else None,
+        {
+            k[:40]: v[:500]
+            for k, v in (metadata.items() if isinstance(metadata, Mapping) else ())
+            if isinstance(k, str) and isinstance(v, str)
+        },
+        created if isinstance(created, int) and not isinstance(created, bool) else None,
     )
+
+
+def _text(value: Any, limit: int = 500) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None

@@ -4,9 +4,9 @@ Everything `timeline` needs to go on after an event, and nothing else: each live
 payment state and figures, the ids of the ended ones (an ended subscription never comes back, so
 nothing about it can change any more), the customer's own discounts and lifecycle, the latest
 metered invoice lines, the reference terms read from the events so far, every question the
-replay asked about reference terms with the answer it got, and the running balances the
-invariants check. `state_codec` writes it down as a
-replay checkpoint.
+replay asked about reference terms with the answer it got, the running balances the
+invariants check, and the customer's segments (lifecycles and monthly movement sums).
+`state_codec` writes it down as a replay checkpoint.
 """
 
 from __future__ import annotations
@@ -106,3 +106,7 @@ class ReplayState:
     # The entries' running MRR per subscription and per customer and currency, where not zero
     # (ledger.rules.invariants.check_balances).
     balances: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Segments (ledger.rules.segments): the customer's lifecycle in each (dimension, value), and
+    # its movement sums per (dimension, value, currency, month index) so far.
+    segment_lifecycles: dict[tuple[str, str], Lifecycle] = field(default_factory=dict)
+    segment_months: dict[tuple[str, str, str, int], tuple[int, ...]] = field(default_factory=dict)

@@ -40,6 +40,7 @@ from typing import Any, Protocol, TypeGuard
 from ledger.rules.entries import DesiredEntry
 from ledger.rules.events import EventRecord
 from ledger.rules.invariants import check_balances
+from ledger.rules.months import month_index
 from ledger.rules.movements import Change, Lifecycle, Movement, classify, next_lifecycle
 from ledger.rules.payloads import (
     Coupon,
@@ -66,6 +67,7 @@ from ledger.rules.pricing import (
     subscription_mrr,
 )
 from ledger.rules.replay_state import Answers, Learned, ReplayState, SubState
+from ledger.rules.segments import SegmentBook, SegmentMonths, SubView
 from ledger.rules.state_codec import seal
 
 __all__ = [
@@ -155,6 +157,9 @@ class Replay:
     # After the last event: each live subscription's (active, delinquent) MRR; the ended ones.
     live: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     ended: frozenset[str] = frozenset()
+    # The customer's segment movement sums per (dimension, value, currency, month index), over
+    # all of its events (ledger.rules.segments), whether replayed from a checkpoint or not.
+    segment_months: SegmentMonths = field(default_factory=dict)
 
     @property
     def closing(self) -> dict[str, tuple[int, int]]:
@@ -416,6 +421,12 @@ class _Replayer:
                 known.learn(kind, obj)
         self.terms = _Terms(known, refs, state)
         self.entries: list[DesiredEntry] = []
+        self.segments = SegmentBook(state.segment_lifecycles, state.segment_months)
+        # Each live subscription's segment view; it changes only when the subscription is
+        # touched, so it is kept from one event to the next rather than recomputed.
+        self.views: dict[str, SubView] = {
+            k: SegmentBook.view(s.snapshot, s.figures) for k, s in state.subs.items()
+        }
 
     @property
     def customer_id(self) -> str:
@@ -480,8 +491,9 @@ class _Replayer:
         for kind, _, obj in carried:
             self.state.learned.learn(kind, obj)
         emitted = len(self.entries)
-        touched = self._mutate(event)
         subs = self.state.subs
+        views = self.views
+        touched = self._mutate(event)
         active_before = sum(s.figures.active for s in subs.values())
         changes: list[Change] = []
         before: dict[str, Figures] = {}
@@ -500,6 +512,7 @@ class _Replayer:
         for movement in classify(changes, lifecycle, active_before):
             self._emit(event, movement, before[movement.subscription_id], lifecycle)
         check_balances(self.entries[emitted:], self.state.balances)
+        self._segments(event, touched, views)
         self.state.lifecycle = next_lifecycle(
             lifecycle,
             sum(s.figures.active for s in subs.values()),
@@ -512,6 +525,30 @@ class _Replayer:
                 del subs[sub_id]
         self.state.position = event.sort_key
         self.state.events += 1
+
+    def _segments(self, event: EventRecord, touched: list[str], before: dict[str, SubView]) -> None:
+        subs = self.state.subs
+        after = dict(before)
+        if not touched:
+            return
+        ended: dict[str, bool] = {}
+        month_of: dict[str, int] = {}
+        for sub_id in touched:
+            state = subs[sub_id]
+            after[sub_id] = SegmentBook.view(state.snapshot, state.figures)
+            ended[sub_id] = state.figures.standing is Standing.ENDED
+            month_of[sub_id] = month_index(self._effective_at(event, state))
+        default = month_index(datetime.fromtimestamp(event.created, UTC))
+        self.segments.step(before, after, touched, ended, month_of, default)
+        self.views = {k: v for k, v in after.items() if not ended.get(k, False)}
+
+    @staticmethod
+    def _effective_at(event: EventRecord, state: SubState) -> datetime:
+        """When a change of the subscription counts: the event, or its end (§5.3)."""
+        at, snapshot = event.created, state.snapshot
+        if state.figures.standing is Standing.ENDED and snapshot is not None and snapshot.ended_at:
+            at = snapshot.ended_at
+        return datetime.fromtimestamp(at, UTC)
 
     def run(self, saving: Saving | None) -> Replay:
         checkpoints: list[Checkpoint] = []
@@ -531,6 +568,7 @@ class _Replayer:
             checkpoints=tuple(checkpoints),
             live={k: (s.figures.active, s.figures.delinquent) for k, s in self.state.subs.items()},
             ended=frozenset(self.state.ended),
+            segment_months=dict(self.state.segment_months),
         )
 
     def _emit(
@@ -538,9 +576,6 @@ class _Replayer:
     ) -> None:
         state = self.state.subs[movement.subscription_id]
         new, snapshot = state.figures, state.snapshot
-        at = event.created
-        if new.standing is Standing.ENDED and snapshot is not None and snapshot.ended_at:
-            at = snapshot.ended_at
         arithmetic = new.mrr if new.standing is not Standing.ENDED else old.mrr
         explanation = {
             "event": event.type,
@@ -557,7 +592,7 @@ class _Replayer:
                 category=movement.category,
                 currency=snapshot.currency if snapshot is not None else "usd",
                 amount=movement.amount,
-                effective_at=datetime.fromtimestamp(at, UTC),
+                effective_at=self._effective_at(event, state),
                 source_event_id=event.id,
                 explanation=explanation,
             )

@@ -29,7 +29,13 @@ APPEND_ONLY_TABLES = ("ledger_entries",)
 READ_ONLY_TABLES = ("ledger_chain", "alembic_version")
 # Rebuilt from the ledger and the inbox: projections (`mrr replay` empties them first) and
 # caches (replay checkpoints are removed as events make them stale).
-REBUILT_TABLES = ("mrr_month_totals", "replay_checkpoints")
+REBUILT_TABLES = (
+    "mrr_month_totals",
+    "replay_checkpoints",
+    "customer_months",
+    "segment_month_totals",
+    "cohort_month_changes",
+)
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 

@@ -6,6 +6,7 @@ backfill from Stripe's customer list. Reading them is `ledger.reporting.profiles
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from sqlalchemy import Connection
@@ -14,7 +15,7 @@ from ledger.rules.profiles import ProfileVersion
 from ledger.storage.db import dialect_insert
 from ledger.storage.schema import customer_profiles
 
-_UPDATED = ("name", "email", "version", "event_id")
+_UPDATED = ("name", "email", "country", "metadata", "created", "version", "event_id")
 
 
 def keep(conn: Connection, found: Iterable[ProfileVersion]) -> None:
@@ -32,6 +33,9 @@ def keep(conn: Connection, found: Iterable[ProfileVersion]) -> None:
             "customer_id": v.profile.customer_id,
             "name": v.profile.name,
             "email": v.profile.email,
+            "country": v.profile.country,
+            "metadata": _json(v.profile.metadata),
+            "created": v.profile.created,
             "version": v.version,
             "event_id": v.source,
         }
@@ -46,3 +50,7 @@ def keep(conn: Connection, found: Iterable[ProfileVersion]) -> None:
         ),
         rows,
     )
+
+
+def _json(metadata: dict[str, str]) -> str | None:
+    return json.dumps(metadata, sort_keys=True) if metadata else None

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -173,12 +174,9 @@ MOVEMENT_COLUMNS = (
     "delinquent_change",
 )
 ENTRY_COUNT_COLUMNS = tuple(f"{name}_entries" for name in MOVEMENT_COLUMNS)
-MONTH_TOTAL_COLUMNS = (
-    *MOVEMENT_COLUMNS,
-    "customers_change",
-    "customers_lost",
-    *ENTRY_COUNT_COLUMNS,
-)
+# What a month's figures are made of; the segments (migration 0011) keep these, not the counts.
+BALANCE_COLUMNS = (*MOVEMENT_COLUMNS, "customers_change", "customers_lost")
+MONTH_TOTAL_COLUMNS = (*BALANCE_COLUMNS, *ENTRY_COUNT_COLUMNS)
 
 mrr_month_totals = Table(
     "mrr_month_totals",
@@ -282,6 +280,58 @@ customer_profiles = Table(
     Column("email", Text),
     Column("version", BigInteger, nullable=False),
     Column("event_id", String(255), nullable=False),
+    # Segment attributes (migration 0011): the address's country, metadata as JSON, created.
+    Column("country", String(64)),
+    Column("metadata", Text),
+    Column("created", BigInteger),
+)
+
+# Total customer rows come from the ledger (the projector); segment rows from the replay.
+ALL = "all"
+
+# MRR per customer per month (migration 0011), for the whole customer and per segment: the
+# months its figures moved, each with the month-end balances and `next_month` (see 0011).
+customer_months = Table(
+    "customer_months",
+    metadata,
+    Column("customer_id", String(255), primary_key=True),
+    Column("dimension", String(16), primary_key=True),
+    Column("segment", String(255), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    Column("next_month", String(7)),
+    *(Column(name, BigInteger, nullable=False) for name in MOVEMENT_COLUMNS),
+    Column("active_mrr", BigInteger, nullable=False),
+    Column("delinquent_mrr", BigInteger, nullable=False),
+    Column("customers_change", SmallInteger, nullable=False),
+    Column("customers_lost", SmallInteger, nullable=False),
+    Column("first_paid", String(7)),
+    Index("ix_customer_months_in_force", "dimension", "segment", "next_month", "month", "currency"),
+)
+
+# Cohorts (migration 0011): how each cohort's retained and delinquent customers and active MRR
+# change at a month end, and who joined it; their running sums are the cohort table.
+COHORT_COLUMNS = ("joined", "retained", "delinquent", "mrr")
+cohort_month_changes = Table(
+    "cohort_month_changes",
+    metadata,
+    Column("dimension", String(16), primary_key=True),
+    Column("segment", String(255), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("cohort", String(7), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    *(Column(name, BigInteger, nullable=False, default=0) for name in COHORT_COLUMNS),
+)
+
+# Per segment, the sums `mrr_month_totals` keeps per currency (migration 0011).
+segment_month_totals = Table(
+    "segment_month_totals",
+    metadata,
+    Column("dimension", String(16), primary_key=True),
+    Column("segment", String(255), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    *(Column(name, BigInteger, nullable=False, default=0) for name in BALANCE_COLUMNS),
 )
 
 # Replay checkpoints (migration 0007): a customer's replay state after its first `events`

@@ -166,3 +166,16 @@ def test_forecast_benchmark_runs() -> None:
         assert found[size]["first"] > 0 and found[size]["kept"] > 0
         assert found[size]["chosen"] in {"last", "drift3", "rates", "ets"}
     assert found["first_ratio"] > 0
+
+
+def test_segments_benchmark_runs() -> None:
+    found = run(
+        "segments.py",
+        *("--entries", "3000", "--small", "1000", "--customers", "200"),
+        *("--runs", "1", "--requests", "3", "--workers", "1"),
+    )
+    assert set(found["sizes"]) == {"small", "large"}
+    assert found["sizes"]["large"]["customer_months_rows"] > 0
+    assert set(found["api"]["pages"]) == {"plain_report", "by_plan", "cohorts"}
+    assert found["api"]["ratio_by_plan_p99_to_plain_p99"] > 0
+    assert found["ratio_python_peak_large_to_small"] > 0

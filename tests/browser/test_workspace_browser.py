@@ -201,3 +201,37 @@ def test_the_forecast_continues_the_mrr_chart(server: str, browser: Any) -> None
     assert browser.find_elements(By.CSS_SELECTOR, "#mrr-chart polyline.c-forecast")
     shot(browser, "11-overview-forecast")
     assert console_errors(browser) == []
+
+
+def test_segments_cohorts_and_the_customer_table(server: str, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    sign_in(browser, server)
+    browser.get(f"{server}/segments?by=plan&currency=usd&from=2025-01&to=2025-12")
+    assert browser.find_element(By.ID, "segments-chart").is_displayed()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#segments-month tbody tr")
+    assert len(rows) >= 3  # at least two plans and the total
+    shot(browser, "12-segments-by-plan")
+    errors = console_errors(browser)
+    Select(browser.find_element(By.NAME, "by")).select_by_value("interval")
+    wait_for_url(browser, r"by=interval")
+    shot(browser, "13-segments-by-interval")
+    errors += console_errors(browser)
+
+    browser.get(f"{server}/cohorts?currency=usd&from=2025-01&to=2025-12")
+    cells = browser.find_elements(By.CSS_SELECTOR, "#cohorts td[class^=heat-]")
+    assert cells and any(c.get_attribute("class") == "heat-10" for c in cells)
+    shot(browser, "14-cohorts")
+    errors += console_errors(browser)
+    browser.get(f"{server}/cohorts?currency=usd&from=2025-01&to=2025-12&metric=mrr&by=plan")
+    shot(browser, "15-cohorts-mrr-by-plan")
+    errors += console_errors(browser)
+
+    browser.get(f"{server}/customers?month=2025-12&currency=usd")
+    assert browser.find_element(By.ID, "concentration-usd").is_displayed()
+    link = browser.find_element(By.ID, "customers-csv").get_attribute("href")
+    assert link is not None and "/customers.csv?" in link
+    shot(browser, "16-customers-with-plans")
+    errors += console_errors(browser)
+    assert errors == []

@@ -209,6 +209,9 @@ def test_openapi_document_is_served_and_valid(client: FlaskClient) -> None:
         "/api/mrr/committed",
         "/api/mrr/forecast",
         "/api/mrr/forecast/backtest",
+        "/api/cohorts",
+        "/api/customers/months",
+        "/api/customers/top",
         "/api/ledger",
         "/api/ledger/{entry_id}",
     }

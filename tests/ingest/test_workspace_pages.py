@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from ingest.app import create_app
 from ingest.pages import common
 from ledger.processing import process_batch
-from ledger.reporting import customers, queries
+from ledger.reporting import customer_months, customers, queries
 from ledger.reporting.balances import effects
 from ledger.reporting.customers import CustomerLine
 from ledger.reporting.reports import build_report, report_query
@@ -123,7 +123,8 @@ def test_customers_are_searchable_and_names_escaped(client: FlaskClient) -> None
     sorted_page = client.get("/customers?month=2025-06&sort=customer&dir=asc").get_data(
         as_text=True
     )
-    ids = re.findall(r'href="/customers/(cus_[^"]+)"', sorted_page)
+    table = sorted_page.split('id="customers"')[1].split("</table>")[0]
+    ids = re.findall(r'href="/customers/(cus_[^"]+)"', table)
     assert ids == sorted(ids)
 
 
@@ -242,6 +243,8 @@ def test_failed_rows_show_a_banner_and_an_admin_queues_them_again(
 
 def test_the_customer_listing_sorts_counts_and_pages_in_the_database(engine: Engine) -> None:
     load_ledger(engine)
+    with engine.begin() as conn:
+        customer_months.catch_up(conn)
     month = Month.parse("2025-06")
     end = month.next().start()
     balances: dict[tuple[str, str], tuple[int, int]] = {}
@@ -298,3 +301,36 @@ def test_the_customer_listing_sorts_counts_and_pages_in_the_database(engine: Eng
             if needle.lower() in line.customer_id.lower() or line.customer_id == named
         }
         assert found.total == len(found.lines) >= 1
+
+
+def test_segments_cohorts_and_the_customer_exports(client: FlaskClient, engine: Engine) -> None:
+    report = build_report(engine, report_query("2025-01", "2025-12", currency="usd"))
+    page = client.get("/segments?by=plan&currency=usd&from=2025-01&to=2025-12")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert 'id="segments-chart"' in text and "Segments added up" in text
+    december = report.main.months[-1]
+    closing = to_major(december.closing_mrr, "usd")
+    assert text.count(f"${closing:,.2f}") >= 2  # the segments added up, and the bridge's total
+    for by in ("product", "interval", "country", "metadata.tier"):
+        assert client.get(f"/segments?by={by}&currency=usd").status_code == 200
+    assert client.get("/segments?by=colour").status_code == 404
+    cohorts = client.get("/cohorts?currency=usd&from=2025-01&to=2025-12&metric=mrr")
+    assert cohorts.status_code == 200
+    assert 'id="cohorts"' in cohorts.get_data(as_text=True)
+    assert client.get("/cohorts?by=plan&currency=usd").status_code == 200
+    assert client.get("/cohorts?metric=ltv").status_code == 404
+    listing = client.get("/customers?month=2025-12&currency=usd").get_data(as_text=True)
+    assert "Concentration in USD" in listing and "customers.csv" in listing
+    table = client.get("/customers.csv?month=2025-12&currency=usd")
+    rows = list(csv.DictReader(io.StringIO(table.get_data(as_text=True))))
+    total = sum(Decimal(r["active_mrr"]) for r in rows)
+    assert total == closing
+    months = client.get("/customers-months.csv?from=2025-01&to=2025-12&currency=usd")
+    per_month: dict[str, Decimal] = {}
+    for row in csv.DictReader(io.StringIO(months.get_data(as_text=True))):
+        per_month[row["month"]] = per_month.get(row["month"], Decimal(0)) + Decimal(
+            row["active_mrr"]
+        )
+    for b in report.main.months:
+        assert per_month.get(str(b.month), Decimal(0)) == to_major(b.closing_mrr, "usd")

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from ledger.processing import process_batch, process_inbox_row
-from ledger.reporting.profiles import Profile, profiles
+from ledger.reporting.profiles import profiles
 from ledger.rules.profiles import ProfileVersion, read_profile
 from ledger.storage import inbox
 from ledger.storage import profiles as profile_store
@@ -34,7 +34,9 @@ def test_a_name_is_there_once_its_event_is_processed(engine: Engine) -> None:
     done = process_batch(engine, ids, max_attempts=4)
     assert done.counts == {InboxStatus.IGNORED: 1}  # no MRR in it
     with engine.connect() as conn:
-        assert profiles(conn) == {"cus_a": Profile("cus_a", "Ann & Co", "ann@example.com")}
+        found = profiles(conn)
+        assert list(found) == ["cus_a"]
+        assert (found["cus_a"].name, found["cus_a"].email) == ("Ann & Co", "ann@example.com")
 
 
 def test_one_event_processed_alone_keeps_its_name_too(engine: Engine) -> None:
@@ -51,7 +53,8 @@ def test_the_newest_event_wins_in_any_order(engine: Engine) -> None:
     process_batch(engine, later_batch, max_attempts=4)
     process_batch(engine, _store(engine, created), max_attempts=4)  # older, processed last
     with engine.connect() as conn:
-        assert profiles(conn)["cus_a"] == Profile("cus_a", "Ann Ltd", "billing@example.com")
+        ann = profiles(conn)["cus_a"]
+        assert (ann.name, ann.email) == ("Ann Ltd", "billing@example.com")
     both = _store(
         engine,
         _updated("evt_c4", "cus_b", "Bea new", "b@example.com", 400),
@@ -68,7 +71,7 @@ def test_a_listed_profile_is_newer_than_the_events_before_the_listing(engine: En
         max_attempts=4,
     )  # fmt: skip
     listed = read_profile({"object": "customer", "id": "cus_a", "name": "Listed", "email": ""})
-    assert listed == Profile("cus_a", "Listed", None)
+    assert (listed.customer_id, listed.name, listed.email) == ("cus_a", "Listed", None)
     with engine.begin() as conn:
         profile_store.keep(conn, [ProfileVersion(listed, 150, "/v1/customers")])
     process_batch(

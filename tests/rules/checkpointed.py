@@ -1,6 +1,6 @@
 """A replay that checks itself against its own checkpoints: resuming from each one must give
 exactly what the whole replay gives after it (entries with their explanations, closing figures,
-dependencies, and the later checkpoints themselves, byte for byte)."""
+dependencies, segment sums, and the later checkpoints themselves, byte for byte)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def replay_checked(
         later = [e for e in whole.entries if order[e.source_event_id] > checkpoint.position]
         assert keyed(resumed) == keyed(Replay(later))
         assert resumed.closing == whole.closing
+        assert resumed.segment_months == whole.segment_months
         assert resumed.depends_on == whole.depends_on
         assert resumed.checkpoints == tuple(
             c for c in whole.checkpoints if c.events > checkpoint.events

@@ -1,8 +1,10 @@
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ledger.rules.money import exponent, format_major, to_major
+from ledger.rules.money import exponent, format_major, major_text, to_major
 
 
 @pytest.mark.parametrize(
@@ -53,3 +55,8 @@ def test_format_major() -> None:
     assert format_major(2_750_000, "usd") == "27,500.00 USD"
     assert format_major(1_000_000, "jpy") == "1,000,000 JPY"
     assert format_major(1_234_567, "kwd", grouping=False) == "1234.567 KWD"
+
+
+@given(st.integers(-(2**63), 2**63 - 1), st.sampled_from(["usd", "jpy", "kwd", "eur"]))
+def test_major_text_is_the_exact_decimal_written_out(amount: int, currency: str) -> None:
+    assert major_text(amount, currency) == f"{to_major(amount, currency):f}"
