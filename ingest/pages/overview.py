@@ -17,7 +17,7 @@ from ingest.pages.common import (
     reporting_currencies,
     this_month,
 )
-from ingest.pages.forecast import Ahead, ahead, extended
+from ingest.pages.forecast import Kept, extended, kept
 from ingest.services import services
 from ledger.reporting.balances import MonthBalance
 from ledger.reporting.overview import headline
@@ -54,16 +54,16 @@ def choices() -> tuple[list[str], list[str], str | None, str | None]:
 
 
 def mrr_chart(
-    months: list[MonthBalance], currency: str, projection: Ahead | None = None
+    months: list[MonthBalance], currency: str, projection: Kept | None = None
 ) -> charts.Chart:
     columns: list[str] = [str(b.month) for b in months]
     traces: list[charts.Trace] = []
     if projection is not None:
-        columns, traces = extended(months, projection)
+        columns, traces = extended(months, projection.made_month, projection.months, [])
     padding = [0] * (len(columns) - len(months))
     return charts.stacked(
         "MRR at each month end: active and delinquent"
-        + (", the forecast and committed MRR" if traces else ""),
+        + (", and the forecast kept this month" if traces else ""),
         columns,
         [
             charts.Series("Active MRR", "c-active", [b.closing_mrr for b in months] + padding),
@@ -109,8 +109,8 @@ def overview_page() -> str:
     shown_currency = found.main.currency
     by_month = {b.month: b for b in found.main.months}
     shown = [by_month[m] for m in sorted(by_month) if first <= m <= last]
-    # Past the current month the chart goes on with the forecast and committed MRR.
-    projection = ahead(currency) if reporting is None and last == current else None
+    # Past the current month the chart goes on with the month's forecast, once it is made.
+    projection = kept(currency) if reporting is None and last == current else None
     complete, before, to_date = (
         by_month[Month(current.index - 1)],
         by_month[Month(current.index - 2)],

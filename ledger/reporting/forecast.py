@@ -188,6 +188,13 @@ def build_forecast(
     )
 
 
+def kept_forecast(engine: Engine, today: datetime, currency: str) -> list[ForecastMonth]:
+    """The forecast kept at the start of `today`'s month, if one was made (by the forecast page,
+    the API or the CLI): read back, never made here, so it costs one indexed query."""
+    with engine.connect() as conn:
+        return [_forecast_month(row) for row in _kept(conn, currency, Month.of(today))]
+
+
 @dataclass(frozen=True, slots=True)
 class _Made:
     model: str

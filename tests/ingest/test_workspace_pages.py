@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from rq import Queue
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from ingest.app import create_app
 from ingest.pages import common
@@ -30,7 +30,7 @@ from ledger.rules.money import to_major
 from ledger.rules.months import Month
 from ledger.settings import Settings
 from ledger.storage import inbox
-from ledger.storage.schema import InboxStatus
+from ledger.storage.schema import InboxStatus, mrr_forecasts
 from tests.support.pipeline import subscription_event
 from tests.support.workspace import add_user, csrf_token, load_ledger, sign_in
 
@@ -142,6 +142,19 @@ def test_overview_headline_is_the_report(client: FlaskClient, engine: Engine) ->
     assert 'id="mrr-chart"' in page and 'id="movements-chart"' in page
     assert "Last complete month" in page and "Month to date" in page
     assert "<table" in page  # the figures behind the charts, readable without JavaScript
+
+
+def test_the_overview_draws_the_kept_forecast_and_never_makes_one(
+    client: FlaskClient, engine: Engine
+) -> None:
+    # Making the month's forecast backtests the whole ledger: the overview only reads it back.
+    page = client.get("/?currency=usd").get_data(as_text=True)
+    assert "c-forecast" not in page and 'id="mrr-ahead"' not in page
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(mrr_forecasts)).scalar_one() == 0
+    assert client.get("/forecast?currency=usd").status_code == 200  # makes and keeps it
+    page = client.get("/?currency=usd").get_data(as_text=True)
+    assert "c-forecast" in page and 'id="mrr-ahead"' in page
 
 
 def test_a_rise_of_delinquent_mrr_reads_as_bad_news(
