@@ -459,15 +459,17 @@ def test_the_shim_runs_the_same_command() -> None:
     assert done.returncode == 0 and "--resume" in done.stdout
 
 
-def test_two_thousand_customers_with_three_years_of_changes(
+def test_a_thousand_customers_with_three_years_of_changes(
     stripe_settings: Settings, engine: Engine, rsps: responses.RequestsMock
 ) -> None:
     if engine.dialect.name == "sqlite":
         pytest.skip("run on PostgreSQL, the production database; the other tests cover SQLite")
-    account = make_account(2000, years=3, seed=41)
+    # 1,000 rather than 2,000 since the workers also keep segments: the suite's time, not the
+    # scale, was what grew (requests per customer do not depend on the count).
+    account = make_account(1000, years=3, seed=41)
     api = fake(rsps, account)
     summary = backfill(stripe_settings, engine, account, concurrency=4).run()
-    assert summary.customers == 2000 and not summary.warnings
+    assert summary.customers == 1000 and not summary.warnings
     assert summary.requests == api.requests
-    assert summary.requests / 2000 < 2.2
+    assert summary.requests / 1000 < 2.2
     assert monthly(engine) == truth(account)
