@@ -45,9 +45,8 @@ def requeue() -> BaseResponse:
     enqueue_batches(found.queue, changed)
     user = current_user()
     log.info(
-        "user %s (%s) queued %d failed inbox rows again: %s",
+        "user %s queued %d failed inbox rows again: %s",
         None if user is None else user.id,
-        None if user is None else user.email,
         len(changed),
         ",".join(map(str, changed)),
     )
