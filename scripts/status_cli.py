@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import redis
@@ -31,6 +32,8 @@ MIN_WORKERS = 1
 # An idle RQ worker renews its heartbeat when its blocking dequeue times out: every ~405s.
 MAX_HEARTBEAT_AGE = 600.0
 MAX_RECONCILE_DIFFERENCES = 0
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,47 +202,29 @@ def as_json(status: Status, found: list[str]) -> dict[str, Any]:
     return {**fields, "problems": found, "ok": not found}
 
 
+def _threshold(name: str, default: float | int, help_text: str) -> Callable[[F], F]:
+    """An option for one of the Thresholds fields, also read from MRR_STATUS_<NAME>."""
+    kind = click.FloatRange(min=0) if isinstance(default, float) else click.IntRange(min=0)
+    return click.option(
+        f"--{name.replace('_', '-')}",
+        type=kind,
+        default=default,
+        show_default=True,
+        envvar=f"MRR_STATUS_{name.upper()}",
+        help=help_text,
+    )
+
+
 @click.command("status")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-@click.option(
-    "--max-pending-age",
-    type=click.FloatRange(min=0),
-    default=MAX_PENDING_AGE,
-    show_default=True,
-    envvar="MRR_STATUS_MAX_PENDING_AGE",
-    help="Seconds the oldest pending row may wait.",
-)
-@click.option(
-    "--max-failed",
-    type=click.IntRange(min=0),
-    default=MAX_FAILED,
-    show_default=True,
-    envvar="MRR_STATUS_MAX_FAILED",
-    help="Rows that may fail in a day.",
-)
-@click.option(
-    "--min-workers",
-    type=click.IntRange(min=0),
-    default=MIN_WORKERS,
-    show_default=True,
-    envvar="MRR_STATUS_MIN_WORKERS",
-    help="RQ workers that must be registered.",
-)
-@click.option(
-    "--max-heartbeat-age",
-    type=click.FloatRange(min=0),
-    default=MAX_HEARTBEAT_AGE,
-    show_default=True,
-    envvar="MRR_STATUS_MAX_HEARTBEAT_AGE",
-    help="Seconds since a worker's last heartbeat.",
-)
-@click.option(
-    "--max-reconcile-differences",
-    type=click.IntRange(min=0),
-    default=MAX_RECONCILE_DIFFERENCES,
-    show_default=True,
-    envvar="MRR_STATUS_MAX_RECONCILE_DIFFERENCES",
-    help="Subscriptions the last reconcile may have found different from Stripe.",
+@_threshold("max_pending_age", MAX_PENDING_AGE, "Seconds the oldest pending row may wait.")
+@_threshold("max_failed", MAX_FAILED, "Rows that may fail in a day.")
+@_threshold("min_workers", MIN_WORKERS, "RQ workers that must be registered.")
+@_threshold("max_heartbeat_age", MAX_HEARTBEAT_AGE, "Seconds since a worker's last heartbeat.")
+@_threshold(
+    "max_reconcile_differences",
+    MAX_RECONCILE_DIFFERENCES,
+    "Subscriptions the last reconcile may have found different from Stripe.",
 )
 def status_cmd(
     fmt: str,
