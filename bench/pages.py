@@ -29,7 +29,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -43,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from bench import _ledger_data as data  # noqa: E402
-from bench.report import free_port, percentiles, wait_ready  # noqa: E402
+from bench.report import percentiles, serve, wait_ready  # noqa: E402
 
 EMAIL = "bench@example.com"
 PASSWORD = "bench-" + uuid.uuid4().hex
@@ -168,21 +167,6 @@ def pages(url: str, entries: int) -> dict[str, str]:
         "customer_heavy": f"/customers/{HEAVY}",
         "data_quality": "/data-quality",
     }
-
-
-def serve(url: str, workers: int) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    env = os.environ | {
-        "DATABASE_URL": url,
-        "MRR_API_TOKEN": "bench-" + uuid.uuid4().hex,
-        "MRR_SECRET_KEY": uuid.uuid4().hex,
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        "MRR_QUEUE": f"bench-{uuid.uuid4().hex[:10]}",
-    }
-    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers)]
-    command += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
-    server = subprocess.Popen([*command, "ingest.app:create_app()"], cwd=ROOT, env=env)
-    return server, port
 
 
 def main() -> None:

@@ -70,6 +70,22 @@ def wait_ready(port: int, server: subprocess.Popen[bytes]) -> None:
     raise SystemExit("gunicorn did not answer within 30 s")
 
 
+def serve(url: str, workers: int, token: str = TOKEN) -> tuple[subprocess.Popen[bytes], int]:
+    """gunicorn with the app on a free port, over the database at `url`; the caller stops it."""
+    port = free_port()
+    env = os.environ | {
+        "DATABASE_URL": url,
+        "MRR_API_TOKEN": token,
+        "MRR_SECRET_KEY": uuid.uuid4().hex,
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "MRR_QUEUE": f"bench-{uuid.uuid4().hex[:10]}",
+    }
+    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers)]
+    command += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+    server = subprocess.Popen([*command, "ingest.app:create_app()"], cwd=ROOT, env=env)
+    return server, port
+
+
 def percentiles(times: list[float]) -> tuple[float, float]:
     cuts = statistics.quantiles(times, n=100, method="inclusive")
     return statistics.median(times) * 1000, cuts[98] * 1000
@@ -139,29 +155,7 @@ def main() -> None:
         with engine.begin() as conn:
             projector.replay(conn)
         engine.dispose()
-        port = free_port()
-        env = os.environ | {
-            "DATABASE_URL": url,
-            "MRR_API_TOKEN": TOKEN,
-            "REDIS_URL": "redis://127.0.0.1:6379/0",
-            "MRR_QUEUE": f"bench-{uuid.uuid4().hex[:10]}",
-        }
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--workers",
-                str(args.workers),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--log-level",
-                "warning",
-                "ingest.app:create_app()",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
+        server, port = serve(url, args.workers)
         try:
             wait_ready(port, server)
             series(port, REPORT, 10)  # warm-up: connections, imports, caches

@@ -29,11 +29,9 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 import tracemalloc
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +41,8 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from bench import _ledger_data as data  # noqa: E402
-from bench.report import TOKEN, free_port, get, percentiles, wait_ready  # noqa: E402
+from bench.report import TOKEN, get, percentiles, serve, wait_ready  # noqa: E402
 
-TOKEN_ENV = "MRR_API_TOKEN"
 RANGE = "from=2023-01&to=2025-12&currency=usd"
 PATHS = {
     "plain_report": f"/api/mrr?{RANGE}",
@@ -167,21 +164,6 @@ def in_process(url: str, runs: int) -> dict[str, Any]:
         **{f"{k}_ms_median": round(statistics.median(v[1:]), 1) for k, v in times.items()},
         "python_peak_kib": round(peak / 1024),
     }
-
-
-def serve(url: str, workers: int, token: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    env = os.environ | {
-        "DATABASE_URL": url,
-        TOKEN_ENV: token,
-        "MRR_SECRET_KEY": uuid.uuid4().hex,
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        "MRR_QUEUE": f"bench-{uuid.uuid4().hex[:10]}",
-    }
-    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers)]
-    command += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
-    server = subprocess.Popen([*command, "ingest.app:create_app()"], cwd=ROOT, env=env)
-    return server, port
 
 
 def through_api(url: str, runs: int, requests: int, workers: int) -> dict[str, Any]:
