@@ -280,6 +280,11 @@ class Summary:
     archived_prices: int = 0
     without_discount_terms: set[str] = field(default_factory=set)  # customers
 
+    def add(self, processed: backfill_store.Processed) -> None:
+        self.appended += processed.appended
+        self.reversed += processed.reversed
+        self.warnings.extend(processed.failed)
+
     def lines(self, dry_run: bool) -> list[str]:
         verb = "would store" if dry_run else "stored"
         unknown = sorted(self.without_discount_terms)
@@ -672,9 +677,7 @@ class Backfill:
                 max_attempts=self.settings.max_attempts,
                 fetch=self.source.reference,
             )
-            self.summary.appended += batch.appended
-            self.summary.reversed += batch.reversed
-            self.summary.warnings.extend(batch.failed)
+            self.summary.add(batch)
         orphans = [str(e["id"]) for e in events if customer_of(parse_event(e)) is None]
         if orphans:
             with self.engine.connect() as conn:
@@ -685,9 +688,7 @@ class Backfill:
                 max_attempts=self.settings.max_attempts,
                 fetch=self.source.reference,
             )
-            self.summary.appended += done.appended
-            self.summary.reversed += done.reversed
-            self.summary.warnings.extend(done.failed)
+            self.summary.add(done)
 
 
 def _expanded(obj: Mapping[str, Any], paths: Sequence[str]) -> list[dict[str, Any]]:
