@@ -12,6 +12,7 @@ at a time, a new connection each, --requests per page and run after a warm-up. R
 page as medians over runs: p50 and p99, and the ratio of its p99 to the p99 of `GET /healthz`
 measured on the same server in the same run. The pages:
 
+- the overview as it first opens (no query: the last 12 months to today, every currency);
 - overview and bridge over the generated months (2025), in USD;
 - entries: the drill-down into the bridge cell with the most entries (month, category and
   currency filters), its second page, and the whole ledger unfiltered;
@@ -156,6 +157,7 @@ def pages(url: str, entries: int) -> dict[str, str]:
         ).fetchone()
     second = f"{cell}&after={found[0]}" if found else cell
     return {
+        "overview_default": "/overview",
         "overview": "/overview?from=2025-01&to=2025-12&currency=usd",
         "bridge": "/bridge?from=2025-07&to=2025-12&currency=usd",
         "entries_largest_cell": cell,

@@ -140,6 +140,7 @@ def test_pages_benchmark_runs_every_page() -> None:
     pages = found["pages"]
     assert set(pages) == {
         "healthz",
+        "overview_default",
         "overview",
         "bridge",
         "entries_largest_cell",
