@@ -164,9 +164,10 @@ def test_forecast_benchmark_runs() -> None:
     )
     assert found["benchmark"] == "forecast"
     for size in ("2000", "4000"):
-        assert found[size]["first"] > 0 and found[size]["kept"] > 0
+        assert found[size]["cold"] > 0 and found[size]["first"] > 0 and found[size]["kept"] > 0
+        assert found[size]["cold_over_first"] > 0
         assert found[size]["chosen"] in {"last", "drift3", "rates", "ets"}
-    assert found["first_ratio"] > 0
+    assert found["first_large_over_small"] > 0
 
 
 def test_segments_benchmark_runs() -> None:
