@@ -41,7 +41,7 @@ from ledger.reporting.forecast_models import MODELS, ProjectedMonth, rate_projec
 from ledger.reporting.reports import BadInput, choose_currency
 from ledger.rules.months import Month
 from ledger.storage.db import dialect_insert
-from ledger.storage.schema import mrr_forecasts
+from ledger.storage.schema import mrr_forecasts, mrr_month_totals
 
 __all__ = [
     "KEPT_MONTHS",
@@ -52,7 +52,9 @@ __all__ = [
     "build_backtest",
     "build_forecast",
     "kept_forecast",
+    "make_due",
     "make_forecast",
+    "unmade",
 ]
 
 MAX_MONTHS = 24
@@ -218,6 +220,32 @@ def make_forecast(
             _keep(conn, made_now, currency, made, today)
             rows = _kept(conn, currency, made)
     return rows
+
+
+def unmade(conn: Connection, today: datetime) -> list[str]:
+    """Currencies with months before `today`'s in the stored totals and no forecast kept for
+    `today`'s month (what the worker's schedule makes)."""
+    made = str(Month.of(today))
+    t, f = mrr_month_totals.c, mrr_forecasts.c
+    held = conn.execute(select(t.currency).where(t.month < made).distinct()).scalars()
+    kept = conn.execute(select(f.currency).where(f.made_month == made).distinct()).scalars()
+    return sorted(set(map(str, held)) - set(map(str, kept)))
+
+
+def make_due(engine: Engine, today: datetime) -> list[str]:
+    """Make the month's forecast of every currency that has none yet; returns those made."""
+    with engine.begin() as conn:
+        projector.catch_up(conn)
+    with engine.connect() as conn:
+        due = unmade(conn, today)
+    made = []
+    for currency in due:
+        try:
+            make_forecast(engine, currency, today)
+        except BadInput:
+            continue  # nothing before this month to forecast from
+        made.append(currency)
+    return made
 
 
 def kept_forecast(engine: Engine, today: datetime, currency: str) -> list[ForecastMonth]:
