@@ -14,8 +14,10 @@ and the interval in `backtest` (docs/forecast.md).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
@@ -37,7 +39,8 @@ from ledger.reporting.backtest import (
     scored,
 )
 from ledger.reporting.balances import MonthBalance, balances
-from ledger.reporting.forecast_models import MODELS, ProjectedMonth, rate_projection
+from ledger.reporting.constant_rates import converted, factors
+from ledger.reporting.forecast_models import MODELS, MOVES, ProjectedMonth, rate_projection
 from ledger.reporting.reports import BadInput, choose_currency
 from ledger.rules.months import Month
 from ledger.storage.db import dialect_insert
@@ -51,6 +54,7 @@ __all__ = [
     "KeptAgainstActual",
     "build_backtest",
     "build_forecast",
+    "in_reporting_currency",
     "kept_forecast",
     "make_due",
     "make_forecast",
@@ -59,6 +63,8 @@ __all__ = [
 
 MAX_MONTHS = 24
 KEPT_MONTHS = AHEAD
+_COUNTS = {"month", "currency", "opening_customers", "customers", "churned_customers"}
+_BALANCE_AMOUNTS = tuple(f.name for f in fields(MonthBalance) if f.name not in _COUNTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,7 @@ class Forecast:
     history: list[MonthBalance]  # as known now, up to the last complete month
     months: list[ForecastMonth]
     kept: list[KeptAgainstActual]
+    converted_from: str | None = None  # made in this currency, shown in `currency`
 
 
 # --- reading the ledger ----------------------------------------------------------------------
@@ -177,9 +184,12 @@ def build_forecast(
     currency: str | None = None,
     *,
     now: datetime | None = None,
+    reporting_currency: str | None = None,
 ) -> Forecast:
     """The forecast made at the start of `today`'s month (kept on first use), and the kept
-    forecasts of closed months against what happened. `now`: as for `build_backtest`."""
+    forecasts of closed months against what happened. `now`: as for `build_backtest`. With
+    `reporting_currency`, every amount is converted at the rate of the month's first day
+    (`constant_rates`)."""
     _months_asked(months)
     chosen = _currency(engine, currency)
     made = Month.of(today)
@@ -189,7 +199,7 @@ def build_forecast(
     with engine.connect() as conn:
         kept = _kept_against_actual(conn, chosen, actual)
     detail = json.loads(rows[0]["detail"])
-    return Forecast(
+    found = Forecast(
         currency=chosen,
         made_month=made,
         made_at=rows[0]["made_at"],
@@ -199,6 +209,65 @@ def build_forecast(
         history=actual,
         months=[_forecast_month(row) for row in rows[:months]],
         kept=kept,
+    )
+    if reporting_currency is None or reporting_currency == chosen:
+        return found
+    with engine.connect() as conn:
+        rate = factors(conn, [chosen], reporting_currency, made.start().date())[chosen]
+    return in_reporting_currency(found, rate, reporting_currency)
+
+
+def _balance_in(b: MonthBalance, c: Callable[[int], int], reporting: str) -> MonthBalance:
+    amounts: dict[str, Any] = {n: c(getattr(b, n)) for n in _BALANCE_AMOUNTS}
+    return replace(b, currency=reporting, **amounts)
+
+
+def in_reporting_currency(f: Forecast, rate: Fraction, reporting: str) -> Forecast:
+    """`f` with every amount converted at `rate` and rounded once (movements: their closing
+    is the sum of the converted ones, so each month still adds up)."""
+
+    def c(amount: int) -> int:
+        return converted(amount, rate)
+
+    def maybe(amount: int | None) -> int | None:
+        return None if amount is None else c(amount)
+
+    def moved(p: ProjectedMonth) -> ProjectedMonth:
+        moves = {name: c(getattr(p, name)) for name in MOVES}
+        opening = c(p.opening_mrr)
+        return ProjectedMonth(
+            opening_mrr=opening,
+            **moves,
+            closing_mrr=opening + sum(moves.values()),
+            delinquent_mrr=c(p.delinquent_mrr),
+        )
+
+    return replace(
+        f,
+        currency=reporting,
+        converted_from=f.currency,
+        history=[_balance_in(b, c, reporting) for b in f.history],
+        months=[
+            replace(
+                m,
+                closing_mrr=c(m.closing_mrr),
+                low=maybe(m.low),
+                high=maybe(m.high),
+                models={name: maybe(v) for name, v in m.models.items()},
+                movements=None if m.movements is None else moved(m.movements),
+            )
+            for m in f.months
+        ],
+        kept=[
+            replace(
+                k,
+                forecast=c(k.forecast),
+                low=maybe(k.low),
+                high=maybe(k.high),
+                actual=c(k.actual),
+            )
+            for k in f.kept
+        ],
     )
 
 

@@ -29,6 +29,7 @@ from ledger.reporting.balances import MonthBalance
 __all__ = [
     "MODELS",
     "MODELS_VERSION",
+    "MOVES",
     "RATE_WINDOW",
     "SEASON_MONTHS",
     "ProjectedMonth",
