@@ -8,6 +8,8 @@ MRR of 1, 3 and 6 months later as the ledger knows it now. The error is the abso
 percentage error |forecast - actual| / |actual| (months whose actual is 0 are left out), and a
 model's score is its mean (MAPE) per horizon. The default model is the one with the lowest
 mean MAPE over the three horizons, on the cut-offs every model could forecast from.
+`project_from` makes one cut-off's forecasts and `scored` compares them with what happened, so
+the forecasts of closed cut-offs can be kept and read back (`backtest_store`).
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
-"""The MRR forecast and its backtest, read from the ledger; the forecast kept each month.
+"""The MRR forecast and its backtest; the forecast kept each month.
 
-The ledger is read once per request as sums by (effective month, recorded month, category)
-for one currency, computed by the database: one row per cell reaches Python, whatever the size
-of the ledger. A forecast is made "at the start of the month": from the months before the
-current one, as recorded before it began (the `--as-of` cut-off of the backtest). So it is the
-same whenever it is computed during the month, and the first one asked for in a month is kept
-in `mrr_forecasts` (written lazily, by whichever report asks first: the CLI, the API or a
-page). Later requests in the month read the kept one; once a month has closed, its kept
-forecast is shown against what happened. The models are in `forecast_models`, the backtest
-and the interval in `backtest` (docs/forecast.md).
+A forecast reads the ledger summed by (effective month, recorded month, category) for one
+currency, kept up to date in `forecast_cells`: a few hundred rows, whatever the size of the
+ledger. It is made "at the start of the month": from the months before the current one, as
+recorded before it began (the `--as-of` cut-off of the backtest). So it is the same whenever it
+is computed during the month, and it is kept in `mrr_forecasts`, made by the worker's schedule
+(`make_due`) or else by the first report asking in the month. Later requests read the kept one,
+with the months so far from the stored monthly totals; once a month has closed, its kept
+forecast is shown against what happened. Each model's forecast from each closed cut-off is
+kept as well (`backtest_store`), so making a month's forecast fits the models from one new
+cut-off. The models are in `forecast_models`, the backtest and the interval in `backtest`
+(docs/forecast.md).
 """
 
 from __future__ import annotations
