@@ -181,3 +181,12 @@ def test_segments_benchmark_runs() -> None:
     assert set(found["api"]["pages"]) == {"plain_report", "by_plan", "cohorts"}
     assert found["api"]["ratio_by_plan_p99_to_plain_p99"] > 0
     assert found["ratio_python_peak_large_to_small"] > 0
+
+
+def test_committed_benchmark_runs() -> None:
+    found = run("committed.py", "--subscriptions", "50", "--events", "3", "--runs", "1")
+    assert found["benchmark"] == "committed"
+    for size in ("5", "50"):
+        assert found[size]["events"] == int(size) * 3 and found[size]["seconds"] > 0
+        assert found[size]["at_risk"] == int(size) // 10 + (1 if int(size) % 10 else 0)
+    assert found["large_over_small"] > 0
