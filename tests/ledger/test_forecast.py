@@ -136,6 +136,15 @@ def test_the_kept_cells_are_the_ledger_summed_as_it_grows(engine: Engine) -> Non
         stored = conn.execute(select(func.count()).select_from(cells_table)).scalar_one()
     assert kept == direct and stored == 14
     assert (LATE.index, Month.of(TODAY).index, "new", 10_000) in kept
+    # A row in a cell kept already is added to it.
+    with engine.begin() as conn:
+        conn.execute(ledger_entries.insert(), [{**more, "source_event_id": "evt_third"}])
+    with engine.begin() as conn:
+        assert forecast_cells.catch_up(conn) == 1
+    with engine.connect() as conn:
+        kept = sorted(forecast_cells.cells(conn, "usd", Month.parse("2026-02")))
+        assert kept == sorted(cells(conn, "usd", Month.parse("2026-02")))
+    assert (LATE.index, Month.of(TODAY).index, "new", 15_000) in kept
 
 
 def test_a_kept_cutoff_is_read_back_not_made_again(engine: Engine) -> None:
