@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from ingest import openapi_forecast
+from ingest.openapi_parts import CURRENCY as _CURRENCY
+from ingest.openapi_parts import MONEY as _MONEY
+from ingest.openapi_parts import MONTH as _MONTH
+from ingest.openapi_parts import NULLABLE_DECIMAL as _NULLABLE_DECIMAL
+from ingest.openapi_parts import error_responses as _error_responses
+from ingest.openapi_parts import get_path as _get
+from ingest.openapi_parts import obj as _object
+from ingest.openapi_parts import param as _param
 from ledger.reporting.exports import AMOUNT_FIELDS, LEDGER_FIELDS, METRIC_FIELDS
 from ledger.reporting.segment_exports import CUSTOMER_MONTH_FIELDS
 from ledger.rules.entries import Category
-
-_MONEY = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
-_NULLABLE_DECIMAL = {"type": ["string", "null"], "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
-_MONTH = {"type": "string", "pattern": r"^[0-9]{4}-(0[1-9]|1[0-2])$"}
-_CURRENCY = {"type": "string", "pattern": "^[a-z]{3}$"}
 
 
 def _month_balance() -> dict[str, Any]:
@@ -55,52 +58,6 @@ _ENTRY_PROPERTIES: dict[str, Any] = {
     "recorded_at": {"type": "string", "format": "date-time"},
 }
 assert list(_ENTRY_PROPERTIES) == list(LEDGER_FIELDS)
-
-
-def _param(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema or {"type": "string"},
-    }
-
-
-def _error_responses() -> dict[str, Any]:
-    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    return {
-        "400": {"description": "bad input; `field` names the parameter", **error},
-        "401": {"description": "no or wrong bearer token", **error},
-        "503": {"description": "no MRR_API_TOKEN configured: the API is refused", **error},
-    }
-
-
-def _get(
-    summary: str, parameters: list[dict[str, Any]], schema: str, *, csv: bool = False
-) -> dict[str, Any]:
-    content: dict[str, Any] = {
-        "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}
-    }
-    if csv:
-        content["text/csv"] = {"schema": {"type": "string"}}
-    return {
-        "get": {
-            "summary": summary,
-            "parameters": parameters,
-            "responses": {"200": {"description": summary, "content": content},
-                          **_error_responses()},
-        }
-    }  # fmt: skip
-
-
-def _object(properties: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": list(properties),
-        "additionalProperties": False,
-        "properties": properties,
-    }
 
 
 _COUNT = {"type": "integer", "minimum": 0}
@@ -221,7 +178,7 @@ def document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
         "paths": {
-            **openapi_forecast.paths(_param, _error_responses()),
+            **openapi_forecast.paths(),
             "/api/mrr": {
                 "get": {
                     "summary": "Monthly MRR balances of one currency",

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from ingest.openapi_parts import CURRENCY, MONEY, MONTH, NULLABLE_DECIMAL, get_path, obj, param
 from ledger.reporting.forecast_models import MODELS, ProjectedMonth
 
-_MONEY = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
-_NULLABLE_MONEY = {"type": ["string", "null"], "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
+REPORTING_CURRENCY = (
+    "convert into this currency at the latest rates on or before the month's first day "
+    "(mrr fx load): one rate per currency for every month shown; refused when a rate is missing"
+)
+
 _SHARE = {"type": ["string", "null"], "pattern": r"^-?[0-9]+\.[0-9]{4}$"}
-_MONTH = {"type": "string", "pattern": r"^[0-9]{4}-(0[1-9]|1[0-2])$"}
-_CURRENCY = {"type": "string", "pattern": "^[a-z]{3}$"}
 _TIME = {"type": "string", "format": "date-time"}
 _TEXT = {"type": "string"}
-
-
-def _object(properties: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": list(properties),
-        "additionalProperties": False,
-        "properties": properties,
-    }
 
 
 def _list(schema: dict[str, Any]) -> dict[str, Any]:
@@ -29,12 +22,12 @@ def _list(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _held() -> dict[str, Any]:
-    return _object(
+    return obj(
         {
             "subscription_id": _TEXT,
             "customer_id": _TEXT,
             "kind": {"enum": ["delinquent", "scheduled_to_cancel", "trial"]},
-            "amount": _MONEY,
+            "amount": MONEY,
             "event_id": _TEXT,
             "detail": _TEXT,
         }
@@ -42,19 +35,17 @@ def _held() -> dict[str, Any]:
 
 
 def schemas() -> dict[str, Any]:
-    by_model = _object({m: _NULLABLE_MONEY for m in MODELS})
-    movements = _object({name: _MONEY for name in ProjectedMonth.__slots__})
+    by_model = obj({m: NULLABLE_DECIMAL for m in MODELS})
+    movements = obj({name: MONEY for name in ProjectedMonth.__slots__})
     return {
-        "CommittedMrr": _object(
+        "CommittedMrr": obj(
             {
-                "currency": _CURRENCY,
+                "currency": CURRENCY,
                 "today": _TIME,
-                "mrr_today": _MONEY,
-                "months": _list(
-                    _object({"month": _MONTH, "committed_mrr": _MONEY, "change": _MONEY})
-                ),
+                "mrr_today": MONEY,
+                "months": _list(obj({"month": MONTH, "committed_mrr": MONEY, "change": MONEY})),
                 "adjustments": _list(
-                    _object(
+                    obj(
                         {
                             "subscription_id": _TEXT,
                             "customer_id": _TEXT,
@@ -69,68 +60,69 @@ def schemas() -> dict[str, Any]:
                                 ]
                             },
                             "effective_at": _TIME,
-                            "amount": _MONEY,
+                            "amount": MONEY,
                             "event_id": _TEXT,
                             "detail": _TEXT,
                         }
                     )
                 ),
-                "at_risk_mrr": _MONEY,
+                "at_risk_mrr": MONEY,
                 "at_risk": _list(_held()),
-                "potential_mrr": _MONEY,
+                "potential_mrr": MONEY,
                 "potential": _list(_held()),
                 "notes": _list(_TEXT),
             }
         ),
-        "MrrForecast": _object(
+        "MrrForecast": obj(
             {
-                "currency": _CURRENCY,
-                "made_month": _MONTH,
+                "currency": CURRENCY,
+                "converted_from": {"oneOf": [{"type": "null"}, CURRENCY]},
+                "made_month": MONTH,
                 "made_at": _TIME,
                 "model": {"enum": list(MODELS)},
                 "interval": {"const": "80%"},
-                "backtest": _object(
+                "backtest": obj(
                     {
                         "cutoffs": {"type": "integer", "minimum": 0},
-                        "mape": _object(
-                            {m: _object({"1": _SHARE, "3": _SHARE, "6": _SHARE}) for m in MODELS}
+                        "mape": obj(
+                            {m: obj({"1": _SHARE, "3": _SHARE, "6": _SHARE}) for m in MODELS}
                         ),
                     }
                 ),
                 "months": _list(
-                    _object(
+                    obj(
                         {
-                            "month": _MONTH,
-                            "closing_mrr": _MONEY,
-                            "low": _NULLABLE_MONEY,
-                            "high": _NULLABLE_MONEY,
+                            "month": MONTH,
+                            "closing_mrr": MONEY,
+                            "low": NULLABLE_DECIMAL,
+                            "high": NULLABLE_DECIMAL,
                             "models": by_model,
                             "rate_model_movements": {"oneOf": [{"type": "null"}, movements]},
                         }
                     )
                 ),
                 "kept": _list(
-                    _object(
+                    obj(
                         {
-                            "month": _MONTH,
+                            "month": MONTH,
                             "model": {"enum": list(MODELS)},
-                            "forecast": _MONEY,
-                            "low": _NULLABLE_MONEY,
-                            "high": _NULLABLE_MONEY,
-                            "actual": _MONEY,
+                            "forecast": MONEY,
+                            "low": NULLABLE_DECIMAL,
+                            "high": NULLABLE_DECIMAL,
+                            "actual": MONEY,
                             "error": _SHARE,
                         }
                     )
                 ),
             }
         ),
-        "MrrBacktest": _object(
+        "MrrBacktest": obj(
             {
-                "currency": _CURRENCY,
-                "cutoffs": _list(_MONTH),
+                "currency": CURRENCY,
+                "cutoffs": _list(MONTH),
                 "chosen": {"enum": list(MODELS)},
                 "scores": _list(
-                    _object(
+                    obj(
                         {
                             "model": {"enum": list(MODELS)},
                             "horizon": {"type": "integer"},
@@ -139,56 +131,36 @@ def schemas() -> dict[str, Any]:
                         }
                     )
                 ),
-                "mean_mape": _object({m: _SHARE for m in MODELS}),
+                "mean_mape": obj({m: _SHARE for m in MODELS}),
             }
         ),
     }
 
 
-def _get(
-    summary: str, parameters: list[dict[str, Any]], schema: str, errors: dict[str, Any], csv: bool
-) -> dict[str, Any]:
-    content: dict[str, Any] = {
-        "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}
-    }
-    if csv:
-        content["text/csv"] = {"schema": {"type": "string"}}
-    return {
-        "get": {
-            "summary": summary,
-            "parameters": parameters,
-            "responses": {"200": {"description": summary, "content": content}, **errors},
-        }
-    }
-
-
-def paths(param: Any, errors: dict[str, Any]) -> dict[str, Any]:
+def paths() -> dict[str, Any]:
     currency = param("currency", "needed when the ledger holds several currencies")
+    reporting = param("reporting_currency", REPORTING_CURRENCY)
     months = param("months", "months ahead, this one first (default 12)", {"type": "integer"})
     fmt = param("format", "json or csv", {"enum": ["json", "csv"]})
     return {
-        "/api/mrr/committed": _get(
+        "/api/mrr/committed": get_path(
             "MRR committed for the coming months, the adjustments traced to their events; "
             "MRR at risk and potential MRR apart",
-            [months, currency, fmt],
+            [months, currency, reporting, fmt],
             "CommittedMrr",
-            errors,
-            True,
+            csv=True,
         ),
-        "/api/mrr/forecast": _get(
+        "/api/mrr/forecast": get_path(
             "Closing MRR forecast made at the start of this month, with an 80% interval, and "
             "past months' kept forecasts against what happened",
-            [months, currency, fmt],
+            [months, currency, reporting, fmt],
             "MrrForecast",
-            errors,
-            True,
+            csv=True,
         ),
-        "/api/mrr/forecast/backtest": _get(
+        "/api/mrr/forecast/backtest": get_path(
             "Each model forecast from each past month as if it were the last: MAPE at 1, 3, 6 "
             "months",
             [currency],
             "MrrBacktest",
-            errors,
-            False,
         ),
     }

@@ -14,7 +14,15 @@ from sqlalchemy import Engine
 from ledger.processing import replays
 from ledger.processing import segments as segment_rebuild
 from ledger.processing.apply import DATA_ERRORS, StoredReferences
-from ledger.reporting import customer_months, exports, fx, projector, queries, segment_exports
+from ledger.reporting import (
+    customer_months,
+    exports,
+    forecast_cells,
+    fx,
+    projector,
+    queries,
+    segment_exports,
+)
 from ledger.reporting.cohorts import METRICS, build_cohorts
 from ledger.reporting.reports import BadInput, build_report, parse_month, report_query
 from ledger.reporting.segments import SegmentQuery, build_segments, segment_query
@@ -257,6 +265,9 @@ def replay(customers: bool) -> None:
         with engine.begin() as conn:
             count = segment_rebuild.rebuild(conn)
         click.echo(f"replayed {count} customers' events into their segments")
+        with engine.begin() as conn:
+            read = forecast_cells.replay(conn)
+        click.echo(f"summed {read} ledger entries into the forecast's cells")
 
 
 def _rebuild_checkpoints() -> None:

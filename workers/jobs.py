@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 
 from rq import Queue, get_current_job
 
@@ -58,3 +59,12 @@ def reconcile() -> dict[str, int]:
         raise RuntimeError("STRIPE_API_KEY is not set: reconcile reads Stripe's API")
     outcome = run_reconcile(runtime.engine(), api, Options(trigger="schedule"))
     return {"subscriptions": outcome.subscriptions, "differences": len(outcome.differences)}
+
+
+def forecast() -> list[str]:
+    """The month's forecasts not made yet (workers/forecast_schedule.py); returns currencies."""
+    from ledger.reporting.forecast import make_due
+
+    made = make_due(runtime.engine(), datetime.now(UTC))
+    log.info("forecast: made this month's for %s", ", ".join(made) or "no currency")
+    return made

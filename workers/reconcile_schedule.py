@@ -1,12 +1,9 @@
 """The worker's reconcile schedule: with `MRR_RECONCILE_EVERY` set, a reconcile job is queued
-whenever the last run started longer ago than that.
+whenever the last run started longer ago than that (`workers.schedule`: a check once a minute).
 
-Not RQ's scheduler: it runs in a forked process, which would inherit the worker's database
-connections (see workers/worker.py). A daemon thread beside the sweeper checks once a minute;
-the database says when the last run started (whoever ran it, `mrr reconcile` included), and a
-Redis key set once per interval lets only one of several workers queue the job. The job runs in
-an RQ worker like any other (`workers.jobs.reconcile`) and records its result in
-`reconcile_runs`.
+The database says when the last run started (whoever ran it, `mrr reconcile` included), and a
+Redis key set once per interval lets only one of several workers queue the job. The job
+(`workers.jobs.reconcile`) records its result in `reconcile_runs`.
 """
 
 from __future__ import annotations
@@ -16,7 +13,7 @@ import os
 import re
 import threading
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
 from rq import Queue
 from rq.job import Job
@@ -24,11 +21,11 @@ from sqlalchemy import Engine
 
 from ledger.backfill.reconcile_store import last_started_at
 from ledger.settings import ConfigError
+from workers import schedule
 
 log = logging.getLogger(__name__)
 
 JOB = "workers.jobs.reconcile"
-CHECK_EVERY_SECONDS = 60.0
 JOB_TIMEOUT_SECONDS = 3600
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 _EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -61,28 +58,18 @@ def queue_if_due(engine: Engine, queue: Queue, every: float, now: datetime) -> J
     if last is not None and (now - last).total_seconds() < every:
         return None
     # The first worker to set the key this interval queues the job; the key expires with it.
-    if not queue.connection.set(claim_key(queue.name), b"1", nx=True, ex=max(1, int(every))):
-        return None
-    log.info("reconcile: due (last run %s); queued", last.isoformat() if last else "never")
-    return queue.enqueue(
-        JOB, job_timeout=JOB_TIMEOUT_SECONDS, result_ttl=7 * 86_400, failure_ttl=7 * 86_400
-    )
+    job = schedule.queue_once(queue, claim_key(queue.name), every, JOB, JOB_TIMEOUT_SECONDS)
+    if job is not None:
+        log.info("reconcile: due (last run %s); queued", last.isoformat() if last else "never")
+    return job
 
 
 def start_periodic(
-    engine: Engine, queue: Queue, every: float, check: float = CHECK_EVERY_SECONDS
+    engine: Engine, queue: Queue, every: float, check: float = schedule.CHECK_EVERY_SECONDS
 ) -> threading.Event:
     """Check in a daemon thread, at start and every `check` seconds, until the event is set."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        while True:
-            try:
-                queue_if_due(engine, queue, every, datetime.now(UTC))
-            except Exception:
-                log.exception("reconcile schedule: check failed; trying again in %ss", check)
-            if stop.wait(min(check, every)):
-                return
-
-    threading.Thread(target=loop, name="reconcile-schedule", daemon=True).start()
-    return stop
+    return schedule.start_periodic(
+        "reconcile-schedule",
+        lambda now: queue_if_due(engine, queue, every, now),
+        min(check, every),
+    )

@@ -20,7 +20,7 @@ from rq import Queue, SimpleWorker
 from sqlalchemy import Engine
 
 from ledger.settings import ConfigError, Settings
-from workers import reconcile_schedule, runtime
+from workers import forecast_schedule, reconcile_schedule, runtime
 from workers.queue import connect, make_queue
 from workers.sweeper import requeue_pending, start_periodic
 
@@ -81,10 +81,12 @@ def run(
         log.warning("worker: Redis unavailable at start (%s); the sweeper will queue", problem)
     stop = start_periodic(engine, queue, sweep.every, sweep.older_than)
     stop_reconcile = _schedule_reconcile(settings, engine, queue, reconcile_every)
+    stop_forecast = forecast_schedule.start_periodic(engine, queue)
     try:
         _work_through_redis_outages(queue)
     finally:
         stop.set()
+        stop_forecast.set()
         if stop_reconcile is not None:
             stop_reconcile.set()
 

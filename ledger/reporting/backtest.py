@@ -8,6 +8,8 @@ MRR of 1, 3 and 6 months later as the ledger knows it now. The error is the abso
 percentage error |forecast - actual| / |actual| (months whose actual is 0 are left out), and a
 model's score is its mean (MAPE) per horizon. The default model is the one with the lowest
 mean MAPE over the three horizons, on the cut-offs every model could forecast from.
+`project_from` makes one cut-off's forecasts and `scored` compares them with what happened, so
+the forecasts of closed cut-offs can be kept and read back (`backtest_store`).
 """
 
 from __future__ import annotations
@@ -29,11 +31,16 @@ __all__ = [
     "Backtest",
     "Cell",
     "Interval",
+    "Projections",
     "Score",
+    "actual_closing",
     "as_known",
     "backtest",
+    "cutoffs_of",
     "history_as_of",
     "interval",
+    "project_from",
+    "scored",
 ]
 
 HORIZONS = (1, 3, 6)
@@ -41,7 +48,13 @@ MIN_HISTORY = 3  # months of history before a cut-off is tried
 MIN_ERRORS = 5  # errors at a horizon before its interval is read from them
 INTERVAL = (0.1, 0.9)  # an 80% interval
 FALLBACK = "last"  # chosen when nothing could be scored: the simplest guess
+SCORED = 12  # months after a cut-off compared with what happened
+AHEAD = 24  # months each cut-off projects: the last one's are the month's forecast
 _SLOT = {c.value: i for i, c in enumerate(MOVEMENTS)}
+
+
+# Each model's closing MRR for the months after a cut-off; None where it cannot forecast.
+Projections = dict[str, "list[int] | None"]
 
 
 class Cell(NamedTuple):
@@ -113,6 +126,24 @@ def history_as_of(
     return balances(totals, currency, first, last)
 
 
+def cutoffs_of(first: Month, last: Month) -> list[Month]:
+    """The backtest's cut-offs: first + 2 .. last - 1, where `last` is the last complete month."""
+    return [Month(i) for i in range(first.index + MIN_HISTORY - 1, last.index)]
+
+
+def project_from(
+    cells: Iterable[Cell],
+    currency: str,
+    first: Month,
+    cutoff: Month,
+    models: Sequence[str] = tuple(MODELS),
+) -> Projections:
+    """Every model's closing MRR for the `AHEAD` months after `cutoff`, from months first..cutoff
+    as known at the end of `cutoff`: nothing recorded later changes it."""
+    history = history_as_of(cells, currency, cutoff, first, cutoff)
+    return {m: project(m, history, AHEAD) for m in models}
+
+
 def backtest(
     cells: Sequence[Cell],
     currency: str,
@@ -121,21 +152,37 @@ def backtest(
     models: Sequence[str] = tuple(MODELS),
 ) -> Backtest:
     """Every model from every cut-off first + 2 .. last - 1; `last` is the last complete month."""
-    actual = {
-        b.month.index: b.closing_mrr for b in history_as_of(cells, currency, None, first, last)
-    }
-    cutoffs = [Month(i) for i in range(first.index + MIN_HISTORY - 1, last.index)]
+    cutoffs = cutoffs_of(first, last)
+    projected = {c: project_from(cells, currency, first, c, models) for c in cutoffs}
+    return scored(actual_closing(cells, currency, first, last), projected, currency, last, models)
+
+
+def actual_closing(
+    cells: Iterable[Cell], currency: str, first: Month, last: Month
+) -> dict[int, int]:
+    """Closing MRR of months first..last as the ledger knows it now, by Month.index."""
+    return {b.month.index: b.closing_mrr for b in history_as_of(cells, currency, None, first, last)}
+
+
+def scored(
+    actual: dict[int, int],
+    projected: dict[Month, Projections],
+    currency: str,
+    last: Month,
+    models: Sequence[str] = tuple(MODELS),
+) -> Backtest:
+    """The forecasts from each cut-off (`projected`, in cut-off order) against `actual`."""
+    cutoffs = sorted(projected)
     ape: dict[tuple[str, int], list[float]] = {(m, h): [] for m in models for h in HORIZONS}
     errors: dict[str, dict[int, list[float]]] = {m: {} for m in models}
     for cutoff in cutoffs:
-        history = history_as_of(cells, currency, cutoff, first, cutoff)
-        ahead = min(12, last.index - cutoff.index)
-        found = {m: project(m, history, ahead) for m in models}
+        ahead = min(SCORED, last.index - cutoff.index)
+        found = {m: projected[cutoff][m] for m in models}
         if any(f is None for f in found.values()):
             continue  # compare the models on the same cut-offs only
         for model, forecast in found.items():
             assert forecast is not None
-            for step, predicted in enumerate(forecast, start=1):
+            for step, predicted in enumerate(forecast[:ahead], start=1):
                 truth = actual[cutoff.index + step]
                 if predicted:
                     errors[model].setdefault(step, []).append((truth - predicted) / predicted)

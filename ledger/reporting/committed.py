@@ -9,31 +9,101 @@ and the ledger's active and delinquent MRR per subscription today; the arithmeti
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, case, func, or_, select
 
 from ledger.reporting.balances import ACTIVE_WEIGHTS, DELINQUENT_WEIGHTS
+from ledger.reporting.constant_rates import converted, factors
 from ledger.reporting.reports import BadInput, choose_currency
-from ledger.rules.commitments import Base, Commitments, CommittedMrr, committed
+from ledger.rules.commitments import (
+    Base,
+    Commitments,
+    CommittedMonth,
+    CommittedMrr,
+    Held,
+    committed,
+)
 from ledger.storage.schema import InboxStatus, inbox, ledger_entries
 
-__all__ = ["MAX_MONTHS", "bases", "build_committed", "commitments"]
+__all__ = ["MAX_MONTHS", "bases", "build_committed", "commitments", "in_reporting_currency"]
 
 MAX_MONTHS = 60
 STREAM_BATCH = 2_000
 
 
 def build_committed(
-    engine: Engine, today: datetime, months: int, currency: str | None = None
+    engine: Engine,
+    today: datetime,
+    months: int,
+    currency: str | None = None,
+    *,
+    reporting_currency: str | None = None,
 ) -> CommittedMrr:
+    """Committed MRR of one currency; with `reporting_currency`, of `currency` or else of every
+    currency, converted at today's rates (`constant_rates`)."""
     if not 1 <= months <= MAX_MONTHS:
         raise BadInput("months", f"months must be within 1..{MAX_MONTHS}")
     with engine.connect() as conn:
         found = bases(conn)
-        chosen = choose_currency(currency, sorted({b.currency for b in found}))
-        return committed(commitments(conn), found, chosen, today, months)
+        held = sorted({b.currency for b in found})
+        if reporting_currency is None:
+            chosen = choose_currency(currency, held)
+            return committed(commitments(conn), found, chosen, today, months)
+        wanted = [currency] if currency is not None else held
+        if not wanted:
+            raise BadInput("currency", "the ledger has no entries yet: nothing is committed")
+        rates = factors(conn, wanted, reporting_currency, today.date())
+        folded = commitments(conn)
+    each = [committed(folded, found, c, today, months) for c in wanted]
+    return in_reporting_currency(each, rates, reporting_currency, today)
+
+
+def in_reporting_currency(
+    each: list[CommittedMrr], rates: dict[str, Fraction], reporting: str, today: datetime
+) -> CommittedMrr:
+    """Several currencies' committed MRR as one: every amount converted and rounded once, each
+    month's level the sum of the converted levels, its change the difference of two levels."""
+    mrr_today = sum(converted(c.mrr_today, rates[c.currency]) for c in each)
+    result: list[CommittedMonth] = []
+    level = mrr_today
+    for index, month in enumerate(m.month for m in each[0].months):
+        now = sum(converted(c.months[index].committed_mrr, rates[c.currency]) for c in each)
+        result.append(CommittedMonth(month, now, now - level))
+        level = now
+
+    def held(found: list[Held], c: CommittedMrr) -> list[Held]:
+        return [replace(h, amount=converted(h.amount, rates[c.currency])) for h in found]
+
+    notes = list(dict.fromkeys(note for c in each for note in c.notes))
+    notes.append(
+        f"converted into {reporting} from {', '.join(c.currency for c in each)} at the rates "
+        f"of {today.date().isoformat()}"
+    )
+    return CommittedMrr(
+        currency=reporting,
+        today=today,
+        mrr_today=mrr_today,
+        months=result,
+        adjustments=sorted(
+            (
+                replace(a, amount=converted(a.amount, rates[c.currency]))
+                for c in each
+                for a in c.adjustments
+            ),
+            key=lambda a: (a.effective_at, a.subscription_id, a.kind),
+        ),
+        at_risk=sorted(
+            (h for c in each for h in held(c.at_risk, c)), key=lambda h: (h.kind, h.subscription_id)
+        ),
+        potential=sorted(
+            (h for c in each for h in held(c.potential, c)), key=lambda h: h.subscription_id
+        ),
+        notes=notes,
+    )
 
 
 def bases(conn: Connection) -> list[Base]:

@@ -1,41 +1,52 @@
-"""The MRR forecast and its backtest, read from the ledger; the forecast kept each month.
+"""The MRR forecast and its backtest; the forecast kept each month.
 
-The ledger is read once per request as sums by (effective month, recorded month, category)
-for one currency, computed by the database: one row per cell reaches Python, whatever the size
-of the ledger. A forecast is made "at the start of the month": from the months before the
-current one, as recorded before it began (the `--as-of` cut-off of the backtest). So it is the
-same whenever it is computed during the month, and the first one asked for in a month is kept
-in `mrr_forecasts` (written lazily, by whichever report asks first: the CLI, the API or a
-page). Later requests in the month read the kept one; once a month has closed, its kept
-forecast is shown against what happened. The models are in `forecast_models`, the backtest
-and the interval in `backtest` (docs/forecast.md).
+A forecast reads the ledger summed by (effective month, recorded month, category) for one
+currency, kept up to date in `forecast_cells`: a few hundred rows, whatever the size of the
+ledger. It is made "at the start of the month": from the months before the current one, as
+recorded before it began (the `--as-of` cut-off of the backtest). So it is the same whenever it
+is computed during the month, and it is kept in `mrr_forecasts`, made by the worker's schedule
+(`make_due`) or else by the first report asking in the month. Later requests read the kept one,
+with the months so far from the stored monthly totals; once a month has closed, its kept
+forecast is shown against what happened. Each model's forecast from each closed cut-off is
+kept as well (`backtest_store`), so making a month's forecast fits the models from one new
+cut-off. The models are in `forecast_models`, the backtest and the interval in `backtest`
+(docs/forecast.md).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Connection, Engine, String, func, select
+from sqlalchemy import Connection, Engine, select
 
-from ledger.reporting import projector
+from ledger.reporting import backtest_store, forecast_cells, projector
 from ledger.reporting.backtest import (
+    AHEAD,
+    FALLBACK,
     HORIZONS,
     Backtest,
     Cell,
+    Projections,
+    actual_closing,
     as_known,
-    backtest,
+    cutoffs_of,
     history_as_of,
     interval,
+    project_from,
+    scored,
 )
-from ledger.reporting.balances import MonthBalance
-from ledger.reporting.forecast_models import MODELS, ProjectedMonth, project, rate_projection
+from ledger.reporting.balances import MonthBalance, balances
+from ledger.reporting.constant_rates import converted, factors
+from ledger.reporting.forecast_models import MODELS, MOVES, ProjectedMonth, rate_projection
 from ledger.reporting.reports import BadInput, choose_currency
 from ledger.rules.months import Month
 from ledger.storage.db import dialect_insert
-from ledger.storage.schema import ledger_entries, mrr_forecasts
+from ledger.storage.schema import mrr_forecasts, mrr_month_totals
 
 __all__ = [
     "KEPT_MONTHS",
@@ -45,11 +56,17 @@ __all__ = [
     "KeptAgainstActual",
     "build_backtest",
     "build_forecast",
-    "cells",
+    "in_reporting_currency",
+    "kept_forecast",
+    "make_due",
+    "make_forecast",
+    "unmade",
 ]
 
 MAX_MONTHS = 24
-KEPT_MONTHS = 24
+KEPT_MONTHS = AHEAD
+_COUNTS = {"month", "currency", "opening_customers", "customers", "churned_customers"}
+_BALANCE_AMOUNTS = tuple(f.name for f in fields(MonthBalance) if f.name not in _COUNTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,38 +105,31 @@ class Forecast:
     history: list[MonthBalance]  # as known now, up to the last complete month
     months: list[ForecastMonth]
     kept: list[KeptAgainstActual]
+    converted_from: str | None = None  # made in this currency, shown in `currency`
 
 
 # --- reading the ledger ----------------------------------------------------------------------
 
 
-def cells(conn: Connection, currency: str, before: Month) -> list[Cell]:
-    """The ledger's amounts for `currency` by (effective month, recorded month, category),
-    effective before `before`."""
-    e = ledger_entries.c
-    if conn.dialect.name == "postgresql":
-        effective = func.date_trunc("month", e.effective_at)
-        recorded = func.date_trunc("month", e.recorded_at)
-        total = func.ledger_bigint_sum(e.amount)
-    else:  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (ledger.db.UTCDateTime)
-        effective = func.substr(e.effective_at, 1, 7, type_=String)
-        recorded = func.substr(e.recorded_at, 1, 7, type_=String)
-        total = func.sum(e.amount)
-    query = (
-        select(effective, recorded, e.category, total)
-        .where(e.currency == currency, e.effective_at < before.start())
-        .group_by(effective, recorded, e.category)
-    )
-    return [
-        Cell(_month_of(eff), _month_of(rec), str(category), int(amount))
-        for eff, rec, category, amount in conn.execute(query)
-    ]
+def _cells(engine: Engine, currency: str, before: Month) -> tuple[list[Cell], Month]:
+    """The kept cells of `currency` effective before `before`, brought up to date first, as
+    known (`as_known`), and the first month they hold."""
+    with engine.begin() as conn:
+        forecast_cells.catch_up(conn)
+    with engine.connect() as conn:
+        found = as_known(forecast_cells.cells(conn, currency, before))
+    if not found:
+        raise BadInput("currency", f"no {currency} entries before {before}")
+    return found, Month(min(c.effective for c in found))
 
 
-def _month_of(value: datetime | str) -> int:
-    if isinstance(value, str):
-        return Month.parse(value[:7]).index
-    return value.year * 12 + value.month - 1
+def _actual(engine: Engine, currency: str, last: Month) -> list[MonthBalance]:
+    """Months up to `last` as the ledger knows them now, from the stored monthly totals."""
+    with engine.connect() as conn:
+        totals = projector.stored_totals(conn, currency, last)
+    if not totals:
+        raise BadInput("currency", f"no {currency} entries before {last.next()}")
+    return balances(totals, currency, totals[0].month, last)
 
 
 def _currency(engine: Engine, asked: str | None) -> str:
@@ -137,45 +147,61 @@ def _months_asked(months: int) -> None:
 # --- the backtest ----------------------------------------------------------------------------
 
 
-def build_backtest(engine: Engine, today: datetime, currency: str | None = None) -> Backtest:
-    """Every model from every past month, up to the last complete month before `today`."""
+def build_backtest(
+    engine: Engine, today: datetime, currency: str | None = None, *, now: datetime | None = None
+) -> Backtest:
+    """Every model from every past month, up to the last complete month before `today`.
+    `now` is the clock that says which cut-offs have closed (the real one by default)."""
     chosen = _currency(engine, currency)
     last = Month(Month.of(today).index - 1)
-    with engine.connect() as conn:
-        found = as_known(cells(conn, chosen, last.next()))
-    if not found:
-        raise BadInput("currency", f"no {chosen} entries before {last.next()}")
-    first = Month(min(c.effective for c in found))
-    return backtest(found, chosen, first, last)
+    found, first = _cells(engine, chosen, last.next())
+    with engine.begin() as conn:
+        projected = _projections(conn, found, chosen, first, cutoffs_of(first, last), now)
+    return scored(actual_closing(found, chosen, first, last), projected, chosen, last)
+
+
+def _projections(
+    conn: Connection,
+    found: list[Cell],
+    currency: str,
+    first: Month,
+    cutoffs: list[Month],
+    now: datetime | None,
+) -> dict[Month, Projections]:
+    """The forecasts from each cut-off: kept ones read back, the others made (and kept once
+    their month has closed, `backtest_store`)."""
+    have = backtest_store.kept(conn, currency, first)
+    made = {c: project_from(found, currency, first, c) for c in cutoffs if c not in have}
+    backtest_store.keep(conn, currency, first, made, now or datetime.now(UTC))
+    return {c: have[c] if c in have else made[c] for c in cutoffs}
 
 
 # --- the forecast ----------------------------------------------------------------------------
 
 
 def build_forecast(
-    engine: Engine, today: datetime, months: int = 12, currency: str | None = None
+    engine: Engine,
+    today: datetime,
+    months: int = 12,
+    currency: str | None = None,
+    *,
+    now: datetime | None = None,
+    reporting_currency: str | None = None,
 ) -> Forecast:
     """The forecast made at the start of `today`'s month (kept on first use), and the kept
-    forecasts of closed months against what happened."""
+    forecasts of closed months against what happened. `now`: as for `build_backtest`. With
+    `reporting_currency`, every amount is converted at the rate of the month's first day
+    (`constant_rates`)."""
     _months_asked(months)
     chosen = _currency(engine, currency)
     made = Month.of(today)
     last = Month(made.index - 1)
-    with engine.connect() as conn:
-        found = as_known(cells(conn, chosen, made))
-    if not found:
-        raise BadInput("currency", f"no {chosen} entries before {made}")
-    first = Month(min(c.effective for c in found))
-    with engine.begin() as conn:
-        rows = _kept(conn, chosen, made)
-        if not rows:
-            _keep(conn, _make(found, chosen, first, last), chosen, made, today)
-            rows = _kept(conn, chosen, made)
-    actual = history_as_of(found, chosen, None, first, last) if first <= last else []
+    actual = _actual(engine, chosen, last)
+    rows = make_forecast(engine, chosen, today, now=now)
     with engine.connect() as conn:
         kept = _kept_against_actual(conn, chosen, actual)
     detail = json.loads(rows[0]["detail"])
-    return Forecast(
+    found = Forecast(
         currency=chosen,
         made_month=made,
         made_at=rows[0]["made_at"],
@@ -186,6 +212,111 @@ def build_forecast(
         months=[_forecast_month(row) for row in rows[:months]],
         kept=kept,
     )
+    if reporting_currency is None or reporting_currency == chosen:
+        return found
+    with engine.connect() as conn:
+        rate = factors(conn, [chosen], reporting_currency, made.start().date())[chosen]
+    return in_reporting_currency(found, rate, reporting_currency)
+
+
+def _balance_in(b: MonthBalance, c: Callable[[int], int], reporting: str) -> MonthBalance:
+    amounts: dict[str, Any] = {n: c(getattr(b, n)) for n in _BALANCE_AMOUNTS}
+    return replace(b, currency=reporting, **amounts)
+
+
+def in_reporting_currency(f: Forecast, rate: Fraction, reporting: str) -> Forecast:
+    """`f` with every amount converted at `rate` and rounded once (movements: their closing
+    is the sum of the converted ones, so each month still adds up)."""
+
+    def c(amount: int) -> int:
+        return converted(amount, rate)
+
+    def maybe(amount: int | None) -> int | None:
+        return None if amount is None else c(amount)
+
+    def moved(p: ProjectedMonth) -> ProjectedMonth:
+        moves = {name: c(getattr(p, name)) for name in MOVES}
+        opening = c(p.opening_mrr)
+        return ProjectedMonth(
+            opening_mrr=opening,
+            **moves,
+            closing_mrr=opening + sum(moves.values()),
+            delinquent_mrr=c(p.delinquent_mrr),
+        )
+
+    return replace(
+        f,
+        currency=reporting,
+        converted_from=f.currency,
+        history=[_balance_in(b, c, reporting) for b in f.history],
+        months=[
+            replace(
+                m,
+                closing_mrr=c(m.closing_mrr),
+                low=maybe(m.low),
+                high=maybe(m.high),
+                models={name: maybe(v) for name, v in m.models.items()},
+                movements=None if m.movements is None else moved(m.movements),
+            )
+            for m in f.months
+        ],
+        kept=[
+            replace(
+                k,
+                forecast=c(k.forecast),
+                low=maybe(k.low),
+                high=maybe(k.high),
+                actual=c(k.actual),
+            )
+            for k in f.kept
+        ],
+    )
+
+
+def make_forecast(
+    engine: Engine, currency: str, today: datetime, *, now: datetime | None = None
+) -> list[Any]:
+    """The kept rows of the forecast made at the start of `today`'s month, made and kept first
+    if no one has (the worker's schedule, or the first report asked for in the month)."""
+    made = Month.of(today)
+    with engine.connect() as conn:
+        rows = _kept(conn, currency, made)
+    if rows:
+        return rows
+    found, first = _cells(engine, currency, made)
+    with engine.begin() as conn:
+        rows = _kept(conn, currency, made)
+        if not rows:
+            made_now = _make(conn, found, currency, first, Month(made.index - 1), now)
+            _keep(conn, made_now, currency, made, today)
+            rows = _kept(conn, currency, made)
+    return rows
+
+
+def unmade(conn: Connection, today: datetime) -> list[str]:
+    """Currencies with months before `today`'s in the stored totals and no forecast kept for
+    `today`'s month (what the worker's schedule makes)."""
+    made = str(Month.of(today))
+    t, f = mrr_month_totals.c, mrr_forecasts.c
+    held = conn.execute(select(t.currency).where(t.month < made).distinct()).scalars()
+    kept = conn.execute(select(f.currency).where(f.made_month == made).distinct()).scalars()
+    return sorted(set(map(str, held)) - set(map(str, kept)))
+
+
+def make_due(engine: Engine, today: datetime) -> list[str]:
+    """Make the month's forecast of every currency that has none yet; returns those made."""
+    with engine.begin() as conn:
+        projector.catch_up(conn)
+    with engine.connect() as conn:
+        due = unmade(conn, today)
+    made = []
+    for currency in due:
+        try:
+            make_forecast(engine, currency, today)
+        except BadInput:
+            continue  # nothing before this month to forecast from
+        made.append(currency)
+    return made
 
 
 def kept_forecast(engine: Engine, today: datetime, currency: str) -> list[ForecastMonth]:
@@ -202,19 +333,27 @@ class _Made:
     months: list[ForecastMonth]
 
 
-def _make(found: list[Cell], currency: str, first: Month, last: Month) -> _Made:
-    """The forecast from the months up to `last`, as recorded by its end."""
-    test = backtest(found, currency, first, last) if first < last else None
-    model = test.chosen if test is not None else "last"
-    history = history_as_of(found, currency, last, first, last) if first <= last else []
-    projections = {m: project(m, history, KEPT_MONTHS) for m in MODELS}
-    if projections[model] is None:  # a model that cannot forecast this history is never chosen
-        model = "last"
+def _make(
+    conn: Connection,
+    found: list[Cell],
+    currency: str,
+    first: Month,
+    last: Month,
+    now: datetime | None,
+) -> _Made:
+    """The forecast from the months up to `last`, as recorded by its end: the projections from
+    cut-off `last`, the model chosen and the interval read from the earlier cut-offs'."""
+    cutoffs = cutoffs_of(first, last)
+    projected = _projections(conn, found, currency, first, [*cutoffs, last], now)
+    final = projected.pop(last)
+    test = scored(actual_closing(found, currency, first, last), projected, currency, last)
+    model = test.chosen if final[test.chosen] is not None else FALLBACK
+    history = history_as_of(found, currency, last, first, last)
     rates = rate_projection(history, KEPT_MONTHS)
-    errors = test.errors.get(model, {}) if test is not None else {}
+    errors = test.errors.get(model, {})
     result = []
     for step in range(1, KEPT_MONTHS + 1):
-        closing = (projections[model] or [0] * KEPT_MONTHS)[step - 1]
+        closing = (final[model] or [0] * KEPT_MONTHS)[step - 1]
         band = interval(errors, step, closing)
         result.append(
             ForecastMonth(
@@ -222,11 +361,11 @@ def _make(found: list[Cell], currency: str, first: Month, last: Month) -> _Made:
                 closing,
                 band.low if band else None,
                 band.high if band else None,
-                {m: (p[step - 1] if p is not None else None) for m, p in projections.items()},
+                {m: (p[step - 1] if p is not None else None) for m, p in final.items()},
                 rates[step - 1] if rates else None,
             )
         )
-    return _Made(model, test or Backtest(currency, [], [], model), result)
+    return _Made(model, test, result)
 
 
 def _keep(conn: Connection, made: _Made, currency: str, month: Month, now: datetime) -> None:

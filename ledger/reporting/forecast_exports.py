@@ -168,6 +168,7 @@ def forecast_json(f: Forecast) -> dict[str, Any]:
     cur = f.currency
     return {
         "currency": cur,
+        "converted_from": f.converted_from,
         "made_month": str(f.made_month),
         "made_at": _iso(f.made_at),
         "model": f.model,

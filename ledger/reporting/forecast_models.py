@@ -28,6 +28,8 @@ from ledger.reporting.balances import MonthBalance
 
 __all__ = [
     "MODELS",
+    "MODELS_VERSION",
+    "MOVES",
     "RATE_WINDOW",
     "SEASON_MONTHS",
     "ProjectedMonth",
@@ -37,6 +39,9 @@ __all__ = [
     "rates_of",
 ]
 
+# Kept backtest forecasts (`forecast_backtests`) are read only under this version: change it
+# whenever a model would project differently from the same history.
+MODELS_VERSION = "1"
 RATE_WINDOW = 6
 SEASON_MONTHS = 24  # two years of history before a seasonal term
 ETS_MINIMUM = 4

@@ -35,6 +35,7 @@ REBUILT_TABLES = (
     "customer_months",
     "segment_month_totals",
     "cohort_month_changes",
+    "forecast_cells",
 )
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

@@ -364,3 +364,32 @@ mrr_forecasts = Table(
     Column("detail", Text, nullable=False, default="{}"),
     Column("made_at", UTCDateTime(), nullable=False),
 )
+
+# The ledger summed by (currency, effective month, recorded month, category), kept from the
+# hash chain (migration 0016) for the forecast's backtest (ledger/reporting/forecast_cells.py):
+# a few hundred rows, whatever the size of the ledger.
+forecast_cells = Table(
+    "forecast_cells",
+    metadata,
+    Column("currency", String(3), primary_key=True),
+    Column("effective_month", String(7), primary_key=True),
+    Column("recorded_month", String(7), primary_key=True),
+    Column("category", String(32), primary_key=True),
+    Column("amount", BigInteger, nullable=False),
+)
+
+# Each model's forecast from each closed backtest cut-off (migration 0016): made from the
+# entries recorded by the cut-off's end only, so it never changes once the month has closed
+# (ledger/reporting/backtest_store.py). `since` is the history's first month and `version` the
+# models' version: either changing makes other rows, never rewrites these.
+forecast_backtests = Table(
+    "forecast_backtests",
+    metadata,
+    Column("currency", String(3), primary_key=True),
+    Column("version", String(16), primary_key=True),
+    Column("since", String(7), primary_key=True),
+    Column("cutoff", String(7), primary_key=True),
+    Column("model", String(16), primary_key=True),
+    Column("forecast", Text),  # closing MRR of the months after the cut-off, JSON; null: none
+    Column("made_at", UTCDateTime(), nullable=False),
+)

@@ -164,9 +164,10 @@ def test_forecast_benchmark_runs() -> None:
     )
     assert found["benchmark"] == "forecast"
     for size in ("2000", "4000"):
-        assert found[size]["first"] > 0 and found[size]["kept"] > 0
+        assert found[size]["cold"] > 0 and found[size]["first"] > 0 and found[size]["kept"] > 0
+        assert found[size]["cold_over_first"] > 0
         assert found[size]["chosen"] in {"last", "drift3", "rates", "ets"}
-    assert found["first_ratio"] > 0
+    assert found["first_large_over_small"] > 0
 
 
 def test_segments_benchmark_runs() -> None:
@@ -180,3 +181,12 @@ def test_segments_benchmark_runs() -> None:
     assert set(found["api"]["pages"]) == {"plain_report", "by_plan", "cohorts"}
     assert found["api"]["ratio_by_plan_p99_to_plain_p99"] > 0
     assert found["ratio_python_peak_large_to_small"] > 0
+
+
+def test_committed_benchmark_runs() -> None:
+    found = run("committed.py", "--subscriptions", "50", "--events", "3", "--runs", "1")
+    assert found["benchmark"] == "committed"
+    for size in ("5", "50"):
+        assert found[size]["events"] == int(size) * 3 and found[size]["seconds"] > 0
+        assert found[size]["at_risk"] == int(size) // 10 + (1 if int(size) % 10 else 0)
+    assert found["large_over_small"] > 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
 from ingest.app import create_app
+from ledger.reporting import fx
 from ledger.rules.entries import Category, DesiredEntry
 from ledger.rules.months import Month
 from ledger.settings import Settings
@@ -71,3 +73,36 @@ def test_bad_input_names_the_field(
         assert answer.status_code == 400 and answer.json["field"] == field, path
         validate(answer, "Error")
     assert client.get("/api/mrr/forecast").status_code == 401
+
+
+def test_a_reporting_currency_converts_at_one_rate_or_is_refused_naming_the_rate(
+    client: FlaskClient, auth: dict[str, str], engine: Engine
+) -> None:
+    seed(engine)
+    for path in ("/api/mrr/forecast", "/api/mrr/committed"):
+        refused = client.get(f"{path}?reporting_currency=eur", headers=auth)
+        assert refused.status_code == 400 and refused.json["field"] == "reporting_currency"
+        assert "usd" in refused.json["reason"] and "mrr fx load" in refused.json["reason"]
+    month_start = Month.of(datetime.now(UTC)).start().date()
+    with engine.begin() as conn:  # one usd is worth 0.80 eur, the base (no eur rows)
+        fx.store_rates(conn, [fx.Rate(month_start - timedelta(days=40), "usd", Decimal("0.8"))])
+    usd = client.get("/api/mrr/forecast?months=3", headers=auth).json
+    eur = client.get("/api/mrr/forecast?months=3&reporting_currency=eur", headers=auth)
+    assert eur.status_code == 200, eur.json
+    validate(eur, "MrrForecast")
+    assert (eur.json["currency"], eur.json["converted_from"]) == ("eur", "usd")
+    assert usd["converted_from"] is None and eur.json["model"] == usd["model"]
+    for mine, theirs in zip(eur.json["months"], usd["months"], strict=True):
+        for name in ("closing_mrr", "low", "high"):
+            if theirs[name] is None:
+                assert mine[name] is None
+            else:
+                assert Decimal(mine[name]) == (Decimal(theirs[name]) * Decimal("0.8")).quantize(
+                    Decimal("0.01"), rounding=ROUND_HALF_EVEN
+                )
+    committed = client.get("/api/mrr/committed?reporting_currency=eur", headers=auth)
+    assert committed.status_code == 200
+    validate(committed, "CommittedMrr")
+    assert committed.json["currency"] == "eur" and committed.json["mrr_today"] == "64.00"
+    assert committed.json["months"][0]["committed_mrr"] == "64.00"
+    assert any("converted into eur from usd" in note for note in committed.json["notes"])

@@ -3,15 +3,20 @@ month's start is kept and later shown against what happened: on SQLite and Postg
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
-from ledger.reporting.backtest import as_known, backtest, history_as_of
-from ledger.reporting.forecast import build_backtest, build_forecast, cells
+from ledger.reporting import backtest_store, forecast_cells
+from ledger.reporting.backtest import as_known, backtest, cutoffs_of, history_as_of, project_from
+from ledger.reporting.forecast import build_backtest, build_forecast
+from ledger.reporting.forecast_cells import from_ledger as cells
+from ledger.reporting.forecast_models import MODELS
 from ledger.reporting.reports import ReportQuery, build_report
 from ledger.rules.months import Month
-from ledger.storage.schema import ledger_entries, mrr_forecasts
+from ledger.storage.schema import forecast_backtests, ledger_entries, mrr_forecasts
+from ledger.storage.schema import forecast_cells as cells_table
 
 FIRST = Month.parse("2025-01")
 LAST = Month.parse("2025-12")  # the last complete month
@@ -106,3 +111,96 @@ def test_the_forecast_made_at_a_months_start_is_kept_then_shown_against_the_actu
     assert january.month == Month.parse("2026-01")
     assert january.forecast == made.months[0].closing_mrr
     assert january.actual == 12 * 10_000 + 100_000
+
+
+def kept_rows(engine: Engine) -> list[tuple[str, str, str | None]]:
+    b = forecast_backtests.c
+    query = select(b.cutoff, b.model, b.forecast).order_by(b.cutoff, b.model)
+    with engine.connect() as conn:
+        return [(str(c), str(m), f) for c, m, f in conn.execute(query)]
+
+
+def test_the_kept_cells_are_the_ledger_summed_as_it_grows(engine: Engine) -> None:
+    grow(engine)
+    with engine.begin() as conn:
+        assert forecast_cells.catch_up(conn) == 13  # the first call sums the whole ledger
+    more = row(99, "new", 5_000, LATE.start(), TODAY)
+    with engine.begin() as conn:
+        conn.execute(ledger_entries.insert(), [more, {**more, "source_event_id": "evt_again"}])
+    with engine.begin() as conn:
+        assert forecast_cells.catch_up(conn) == 2  # then only what was appended
+        assert forecast_cells.catch_up(conn) == 0
+    with engine.connect() as conn:
+        kept = sorted(forecast_cells.cells(conn, "usd", Month.parse("2026-02")))
+        direct = sorted(cells(conn, "usd", Month.parse("2026-02")))
+        stored = conn.execute(select(func.count()).select_from(cells_table)).scalar_one()
+    assert kept == direct and stored == 14
+    assert (LATE.index, Month.of(TODAY).index, "new", 10_000) in kept
+    # A row in a cell kept already is added to it.
+    with engine.begin() as conn:
+        conn.execute(ledger_entries.insert(), [{**more, "source_event_id": "evt_third"}])
+    with engine.begin() as conn:
+        assert forecast_cells.catch_up(conn) == 1
+    with engine.connect() as conn:
+        kept = sorted(forecast_cells.cells(conn, "usd", Month.parse("2026-02")))
+        assert kept == sorted(cells(conn, "usd", Month.parse("2026-02")))
+    assert (LATE.index, Month.of(TODAY).index, "new", 15_000) in kept
+
+
+def test_a_kept_cutoff_is_read_back_not_made_again(engine: Engine) -> None:
+    grow(engine)
+    first = build_backtest(engine, TODAY, "usd")
+    rows = kept_rows(engine)
+    assert {c for c, _, _ in rows} == {str(c) for c in first.cutoffs}
+    assert len(rows) == len(first.cutoffs) * len(MODELS)
+    # Plant a different "last value" forecast from August: the next backtest scores it.
+    planted = [123_456] * 24
+    b = forecast_backtests.c
+    with engine.begin() as conn:
+        conn.execute(
+            update(forecast_backtests)
+            .where(b.cutoff == "2025-08", b.model == "last")
+            .values(forecast=json.dumps(planted))
+        )
+    again = build_backtest(engine, TODAY, "usd")
+    september_actual = 9 * 10_000 + 100_000
+    planted_error = (september_actual - 123_456) / 123_456
+    made_error = (september_actual - 80_000) / 80_000
+    assert planted_error in again.errors["last"][1] and made_error not in again.errors["last"][1]
+    assert made_error in first.errors["last"][1]
+    assert again.errors["drift3"] == first.errors["drift3"]
+    assert len(kept_rows(engine)) == len(rows)  # nothing made again, nothing added
+
+
+def test_only_closed_cutoffs_are_kept_and_a_late_entry_cannot_change_one(engine: Engine) -> None:
+    grow(engine)
+    # The clock in mid-October 2025: March..September have closed, October has not.
+    october = datetime(2025, 10, 15, tzinfo=UTC)
+    build_backtest(engine, TODAY, "usd", now=october)
+    kept = {c for c, _, _ in kept_rows(engine)}
+    assert kept == {str(Month(i)) for i in range(Month.parse("2025-03").index, LATE.index + 1)}
+    # On 20 October a late correction takes effect in May, recorded that day.
+    may = Month.parse("2025-05").start() + timedelta(days=5)
+    late = row(77, "new", 30_000, may, datetime(2025, 10, 20, tzinfo=UTC))
+    with engine.begin() as conn:
+        conn.execute(ledger_entries.insert(), [late])
+    before = kept_rows(engine)
+    build_backtest(engine, TODAY, "usd", now=datetime(2025, 11, 15, tzinfo=UTC))
+    after = kept_rows(engine)
+    assert [r for r in after if r[0] <= str(LATE)] == before  # the closed ones, untouched
+    # Kept or made now, every cut-off's forecasts are what the cells as known then give.
+    with engine.connect() as conn:
+        found = as_known(cells(conn, "usd", LAST.next()))
+    for cutoff in cutoffs_of(FIRST, LAST):
+        made = project_from(found, "usd", FIRST, cutoff)
+        with engine.connect() as conn:
+            stored = backtest_store.kept(conn, "usd", FIRST).get(cutoff)
+        if stored is not None:
+            assert stored == made, cutoff
+    # October was open at the first run: made again, it sees the late entry; September cannot.
+    with engine.connect() as conn:
+        by_cutoff = backtest_store.kept(conn, "usd", FIRST)
+    october_last = by_cutoff[Month.parse("2025-10")]["last"]
+    september_last = by_cutoff[LATE]["last"]
+    assert october_last is not None and october_last[0] == 10 * 10_000 + 100_000 + 30_000
+    assert september_last is not None and september_last[0] == 9 * 10_000 + 100_000
