@@ -1,4 +1,4 @@
-"""The storm, small: 1,000 events with 20% duplicates, shuffled, posted through gunicorn while a
+"""The storm, small: 2,000 events with 20% duplicates, shuffled, posted through gunicorn while a
 worker is SIGKILLed mid-batch and Redis restarts with its data lost. The ledger must equal the
 one in-order delivery gives. The workers leave a replay checkpoint every other event of a
 customer, so most replays resume from one. The 20,000-event version is `python bench/storm.py`.
@@ -33,11 +33,11 @@ def test_a_storm_of_duplicates_kills_and_restarts_leaves_the_in_order_ledger(
     db_url: str, reference_url: str, tmp_path: Path
 ) -> None:
     report = run_storm(
-        db_url, reference_url, tmp_path, events=1000, customers=100, checkpoint_every=2
+        db_url, reference_url, tmp_path, events=2000, customers=200, checkpoint_every=2
     )
     assert report.problems == [], report.as_json()
-    assert report.statuses == {"processed": 1000}
-    assert report.deliveries == 1200 and report.posted_while_redis_down > 0
+    assert report.statuses == {"processed": 2000}
+    assert report.deliveries == 2400 and report.posted_while_redis_down > 0
     assert report.worker_restarts == 0  # `mrr worker` rides out the Redis restart itself
     if report.backend == "postgresql":
         assert report.killed_in_transaction
