@@ -21,7 +21,7 @@ WEBHOOK_SECRET = "whsec_test_primary"
 
 @pytest.fixture(scope="session")
 def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
-    found = Templates(tmp_path_factory.mktemp("databases"))
+    found = Templates(tmp_path_factory.mktemp("databases"), background=True)
     yield found
     found.close()
 

@@ -15,6 +15,10 @@ import pytest
 from tests.support.databases import Templates
 from tests.support.storm import run_storm
 
+# Under pytest-xdist both storms (each a web server, workers and posting threads) run on one
+# worker, one after the other, rather than at once on two cores.
+pytestmark = pytest.mark.xdist_group("storm")
+
 
 @pytest.fixture
 def reference_url(db_url: str, templates: Templates) -> Iterator[str]:

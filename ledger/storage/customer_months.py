@@ -9,10 +9,13 @@ concurrent writers take their row locks in one order.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+import psycopg
+from psycopg import sql
 from sqlalchemy import Connection, and_, bindparam, delete, select
 
 from ledger.rules.month_rows import MonthRow, month_rows
@@ -59,15 +62,20 @@ CHUNK = 500
 _T = TypeVar("_T")
 
 
+@functools.cache
+def _month_text(month: int) -> str:
+    return str(Month(month))
+
+
 def _text(month: int | None) -> str | None:
-    return None if month is None else str(Month(month))
+    return None if month is None else _month_text(month)
 
 
 def rows_of(
     dimension: str, segment: str, customer_id: str, currency: str, rows: Iterable[MonthRow]
 ) -> dict[Key, Values]:
     return {
-        (dimension, segment, customer_id, currency, str(Month(r.month))): (
+        (dimension, segment, customer_id, currency, _month_text(r.month)): (
             _text(r.next_month),
             *r.movements,
             r.active,
@@ -128,20 +136,29 @@ def replace(
                 [{f"k_{n}": v for n, v in zip(_KEY_COLUMNS, k, strict=True)} for k in batch],
             )
     if new:
-        rows = [
-            {
-                **dict(zip(_KEY_COLUMNS, k, strict=True)),
-                **dict(zip(_VALUE_COLUMNS, wanted[k], strict=True)),
-            }
-            for k in new
-        ]
-        for inserted in _chunks(rows, 1_000):
-            conn.execute(customer_months.insert(), inserted)
+        _insert(conn, [(*k, *wanted[k]) for k in new])
     changes = [(k, have[k], -1) for k in gone] + [(k, wanted[k], 1) for k in new]
     if segments:
         _move_totals(conn, changes)
     _move_cohorts(conn, changes)
     return len(new)
+
+
+def _insert(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert rows (key then values): on PostgreSQL by COPY, a tenth of the time of a
+    statement per row for the tens of thousands of rows a batch of new customers writes."""
+    columns = _KEY_COLUMNS + _VALUE_COLUMNS
+    if conn.dialect.name == "postgresql":
+        command = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(customer_months.name), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        driver = cast(psycopg.Connection[Any], conn.connection.driver_connection)
+        with driver.cursor() as cursor, cursor.copy(command) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    for batch in _chunks(rows, 1_000):
+        conn.execute(customer_months.insert(), [dict(zip(columns, r, strict=True)) for r in batch])
 
 
 _FIRST_PAID = _VALUE_COLUMNS.index("first_paid")

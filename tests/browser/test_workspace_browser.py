@@ -27,11 +27,14 @@ from tests.support.workspace import PASSWORD, add_user, load_ledger
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or DRIVER is None,
-    reason="Chromium or chromedriver not installed (apt-get install chromium chromium-driver): "
-    "browser tests skipped",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None or DRIVER is None,
+        reason="Chromium or chromedriver not installed (apt-get install chromium chromium-driver): "
+        "browser tests skipped",
+    ),
+    pytest.mark.xdist_group("browser"),  # under pytest-xdist, one worker: one server
+]
 SHOTS = Path(__file__).resolve().parent.parent / "artefacts" / "screenshots"
 FLAGS = (
     "--headless",

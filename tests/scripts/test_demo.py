@@ -28,6 +28,9 @@ from tests.conftest import REDIS_URL
 from tests.support.databases import Templates
 from tests.support.pipeline import subscription_event
 
+# Under pytest-xdist the module's tests share one worker, so the demo is loaded once.
+pytestmark = pytest.mark.xdist_group("demo")
+
 JUNE_2026 = Month.parse("2026-06")
 
 

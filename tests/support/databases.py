@@ -6,6 +6,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,13 +33,23 @@ def pg_url(database: str) -> str:
 
 
 class Templates:
-    """One migrated template of each database per test session."""
+    """One migrated template of each database per test session.
 
-    def __init__(self, workdir: Path) -> None:
+    With `background`, PostgreSQL copies are made one ahead and dropped afterwards, off the
+    tests' path, each on a thread of its own: on a busy server a CREATE DATABASE takes about
+    0.4 s and a DROP DATABASE 0.5 s (it forces a checkpoint), for each of some 270 tests.
+    """
+
+    def __init__(self, workdir: Path, *, background: bool = False) -> None:
         self.workdir = workdir
         self.sqlite_template = workdir / "template.sqlite3"
         self.pg_template = f"mrr_tpl_{uuid.uuid4().hex[:12]}"
         self._pg_ready = False
+        # Each on its own thread: a drop, waiting for its checkpoint, holds up no create.
+        self._creator = ThreadPoolExecutor(max_workers=1) if background else None
+        self._dropper = ThreadPoolExecutor(max_workers=1) if background else None
+        self._ahead: Future[str] | None = None
+        self._drops: list[Future[None]] = []
 
     def sqlite_copy(self) -> str:
         if not self.sqlite_template.exists():
@@ -47,19 +58,39 @@ class Templates:
         shutil.copy(self.sqlite_template, target)
         return f"sqlite:///{target}"
 
+    def _create(self) -> str:
+        name = f"mrr_t_{uuid.uuid4().hex[:12]}"
+        _admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.pg_template}"')
+        return name
+
+    @staticmethod
+    def _drop(name: str) -> None:
+        _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     @contextmanager
     def pg_copy(self) -> Iterator[str]:
         if not self._pg_ready:
             _admin_execute(f'CREATE DATABASE "{self.pg_template}"')
             migrate.upgrade(pg_url(self.pg_template))
             self._pg_ready = True
-        name = f"mrr_t_{uuid.uuid4().hex[:12]}"
-        _admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.pg_template}"')
+        name = self._ahead.result() if self._ahead is not None else self._create()
+        if self._creator is not None:
+            self._ahead = self._creator.submit(self._create)
         try:
             yield pg_url(name)
         finally:
-            _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if self._dropper is not None:
+                self._drops.append(self._dropper.submit(self._drop, name))
+            else:
+                self._drop(name)
 
     def close(self) -> None:
+        if self._creator is not None and self._dropper is not None:
+            if self._ahead is not None:
+                self._drops.append(self._dropper.submit(self._drop, self._ahead.result()))
+            self._creator.shutdown(wait=True)
+            self._dropper.shutdown(wait=True)
+            for dropped in self._drops:
+                dropped.result()
         if self._pg_ready:
             _admin_execute(f'DROP DATABASE IF EXISTS "{self.pg_template}" WITH (FORCE)')

@@ -190,8 +190,9 @@ def _in_batch(engine: Engine, name: str) -> bool:
     """Whether the worker's connection is inside a batch transaction right now (PostgreSQL)."""
     query = text(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name "
-        "AND xact_start IS NOT NULL AND (query ILIKE '%FOR UPDATE%' "
-        "OR query ILIKE '%ledger_entries%' OR query ILIKE '%customers%')"
+        "AND datname = current_database() AND xact_start IS NOT NULL "
+        "AND (query ILIKE '%FOR UPDATE%' OR query ILIKE '%ledger_entries%' "
+        "OR query ILIKE '%customers%')"
     )
     with engine.connect() as conn:
         return bool(conn.execute(query, {"name": name}).scalar_one())
