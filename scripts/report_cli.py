@@ -275,19 +275,19 @@ def _rebuild_checkpoints() -> None:
     made, waiting, problems = 0, 0, []
     with _engine() as engine:
         with engine.connect() as conn:
-            customer_ids = checkpoints.customers(conn)
-        for customer_id in customer_ids:
+            units = checkpoints.units(conn)
+        for unit in units:
             try:
                 with engine.begin() as conn:
                     refs = StoredReferences(conn)
-                    count, in_line = replays.rebuild(conn, customer_id, refs, every=every)
+                    count, in_line = replays.rebuild(conn, unit, refs, every=every)
             except (MissingReference, *DATA_ERRORS) as problem:
                 reason = f"{type(problem).__name__}: {problem}"
-                problems.append(f"{customer_id}: not replayed ({reason})")
+                problems.append(f"{unit.customer_id}: not replayed ({reason})")
                 continue
             made += count
             waiting += not in_line
-    click.echo(f"rebuilt {made} replay checkpoints for {len(customer_ids)} customers")
+    click.echo(f"rebuilt {made} replay checkpoints for {len(units)} customers")
     if waiting:
         click.echo(
             f"{waiting} customers' ledgers differ from what the rules want (events not "

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine
 
 from ledger.reporting import projector
 from ledger.reporting.fx import load_table
+from ledger.reporting.modes import choose_mode
 from ledger.reporting.queries import MAX_ID_LENGTH, BadFilter, parse_category, parse_id
 from ledger.reporting.reports import BadInput, parse_currency, parse_month
 from ledger.rules.entries import Category
@@ -68,7 +69,7 @@ def currencies(engine: Engine) -> list[str]:
     with engine.begin() as conn:
         projector.catch_up(conn)
     with engine.connect() as conn:
-        return projector.stored_currencies(conn)
+        return projector.stored_currencies(conn, choose_mode(conn, None).livemode)
 
 
 def currency_arg(known: list[str], name: str = "currency") -> str | None:

@@ -16,6 +16,7 @@ from sqlalchemy import delete, insert, select, text
 from ledger.reporting import projector
 from ledger.reporting.profiles import profiles
 from ledger.rules.entries import Category, DesiredEntry
+from ledger.rules.sources import Unit
 from ledger.storage import inbox, migrate, store
 from ledger.storage.db import make_engine
 from ledger.storage.schema import projector_checkpoints
@@ -83,7 +84,7 @@ def test_the_totals_are_rebuilt_with_their_entry_counts(old_url: str) -> None:
         DesiredEntry("cus_a", "sub_1", Category.EXPANSION, "usd", 1000, at, "evt_2", {}),
     ]
     with engine.begin() as conn:
-        store.apply(conn, [store.DesiredLedger("cus_a", desired, "evt_2")])
+        store.apply(conn, [store.DesiredLedger(Unit("cus_a", "", False), desired, "evt_2")])
         # The projection as the code before 0010 left it: totals without counts, checkpoint 2.
         conn.execute(
             text("INSERT INTO mrr_month_totals VALUES ('usd', '2026-01', 5000, 0, 1000, "

@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine
 
 from ledger.rules.entries import Category, DesiredEntry
+from ledger.rules.sources import Unit
 from ledger.storage import store
 from scripts.cli import main
 
@@ -53,7 +54,7 @@ def seed(engine: Engine, currency: str = "usd", customers: int = 3) -> None:
             cid = f"cus_{currency}_{i}"
             amount = 5000 * (i + 1)
             entry = DesiredEntry(cid, "sub", Category.NEW, currency, amount, JAN, f"evt_{cid}")
-            store.apply(conn, [store.DesiredLedger(cid, [entry], f"evt_{cid}")])
+            store.apply(conn, [store.DesiredLedger(Unit(cid, "", False), [entry], f"evt_{cid}")])
 
 
 def test_report_json_has_exactly_the_documented_shape(db_url: str, engine: Engine) -> None:

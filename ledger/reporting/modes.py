@@ -1,0 +1,38 @@
+"""Which mode a figure is of: live by default, test only when asked or when there is no live
+data at all (then said so). Figures never mix the two (ledger/rules/sources.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from ledger.reporting import projector
+from ledger.rules.sources import mode_name
+
+NO_LIVE_DATA = "Test-mode data: no live data yet"
+
+
+@dataclass(frozen=True, slots=True)
+class ModeChoice:
+    livemode: bool
+    fell_back: bool = False  # not asked for, and the ledger holds no live data
+
+    @property
+    def name(self) -> str:
+        return mode_name(self.livemode)
+
+    @property
+    def note(self) -> str | None:
+        """What a page, the CLI and the API say when test data is shown unasked."""
+        return NO_LIVE_DATA if self.fell_back else None
+
+
+def choose_mode(conn: Connection, asked: bool | None) -> ModeChoice:
+    """`asked` if given; else live, unless the stored totals hold test figures only."""
+    if asked is not None:
+        return ModeChoice(asked)
+    held = projector.stored_modes(conn)
+    if held and True not in held:
+        return ModeChoice(False, fell_back=True)
+    return ModeChoice(True)
