@@ -29,24 +29,16 @@ def entry(customer: str, amount: int, event: str = "evt_1") -> DesiredEntry:
 
 
 def fill(engine: Engine) -> None:
-    """Entries, a reversal and a replacement, with non-ASCII and '|' in the content."""
+    """Entries, a reversal and a replacement, with non-ASCII and '|' in the content. Compared
+    by source event (`sources`), which reads no inbox column: it runs on the first revision."""
+    first, both = ["evt_1"], ["evt_1", "evt_2"]
+    cus_1, cus_2 = Unit("cus_ü|1", "", False), Unit("cus_2", "", False)
     with engine.begin() as conn:
-        store.apply(
-            conn,
-            [store.DesiredLedger(Unit("cus_ü|1", "", False), [entry("cus_ü|1", 5000)], "evt_1")],
-        )
-        store.apply(
-            conn, [store.DesiredLedger(Unit("cus_2", "", False), [entry("cus_2", 700)], "evt_1")]
-        )
+        store.apply(conn, [store.DesiredLedger(cus_1, [entry("cus_ü|1", 5000)], "evt_1", first)])
+        store.apply(conn, [store.DesiredLedger(cus_2, [entry("cus_2", 700)], "evt_1", first)])
     with engine.begin() as conn:
-        store.apply(
-            conn,
-            [
-                store.DesiredLedger(
-                    Unit("cus_ü|1", "", False), [entry("cus_ü|1", 7000, "evt_2")], "evt_2"
-                )
-            ],
-        )
+        replaced = [entry("cus_ü|1", 7000, "evt_2")]
+        store.apply(conn, [store.DesiredLedger(cus_1, replaced, "evt_2", both)])
 
 
 def verdict(engine: Engine) -> chain.Verdict:

@@ -7,7 +7,7 @@ hash chain stays as it was. `inbox.account` is filled from each stored payload's
 checkpoint reset, so the projector rebuilds them, by mode, on its next run; replay checkpoints
 are a cache, emptied. The migration prints, per currency, the net ledger amount before (every
 entry, as reports summed it until now), after (live entries only) and the difference: what test
-mode took out of the live figures.
+mode took out of the live figures (on stderr: stdout may be a tool's JSON).
 
 Revision ID: 0015
 Revises: 0011
@@ -16,6 +16,7 @@ Revises: 0011
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
 from typing import Any
 
@@ -132,12 +133,13 @@ def _print_difference(before: dict[str, int], after: dict[str, int]) -> None:
     for currency in sorted(before.keys() | after.keys()):
         differences[currency] = before.get(currency, 0) - after.get(currency, 0)
     if not any(differences.values()):
-        print("0015 sources: no test-mode entries; live figures unchanged")
+        print("0015 sources: no test-mode entries; live figures unchanged", file=sys.stderr)
         return
     for currency, taken in differences.items():
         print(
             f"0015 sources: {currency}: net ledger amount {before.get(currency, 0)} before, "
-            f"{after.get(currency, 0)} live only; test mode took out {taken} (minor units)"
+            f"{after.get(currency, 0)} live only; test mode took out {taken} (minor units)",
+            file=sys.stderr,
         )
 
 
