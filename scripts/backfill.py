@@ -601,7 +601,7 @@ class Backfill:
             result.warnings.extend(f"{customer_id}: {w}" for w in made.warnings)
             result.unknown_discounts = result.unknown_discounts or bool(made.unknown_discounts)
         with self.engine.connect() as conn:
-            real = backfill_store.real_events(conn, customer_id)
+            real = backfill_store.real_events(conn, Unit(customer_id, self.account, self.livemode))
         real += self.events_by_customer.get(customer_id, [])
         synthetic = history.drop_overlapping(synthetic, history.cutoffs_from_real_events(real))
         if self.options.since is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, false, select, true
 
 from ledger import processing
 from ledger.backfill.history import is_synthetic
@@ -36,11 +36,15 @@ class Processed:
     failed: list[str] = field(default_factory=list)
 
 
-def real_events(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
-    """The customer's stored events that Stripe sent (webhook or events API), as dicts."""
+def real_events(conn: Connection, unit: Unit) -> list[dict[str, Any]]:
+    """The customer's stored events in its source that Stripe sent (webhook or events API),
+    as dicts."""
+    t = inbox_table.c
     payloads = conn.execute(
-        select(inbox_table.c.event_id, inbox_table.c.payload).where(
-            inbox_table.c.customer_id == customer_id
+        select(t.event_id, t.payload).where(
+            t.customer_id == unit.customer_id,
+            t.account == unit.account,
+            t.livemode.is_(true() if unit.livemode else false()),
         )
     ).all()
     return [json.loads(p) for event_id, p in payloads if not is_synthetic(str(event_id))]
