@@ -165,7 +165,7 @@ def _starts(
         except UnusableCheckpoint as problem:
             log.warning(
                 "replay checkpoint of %s after %d events ignored (%s); replaying from the start",
-                unit,
+                unit.customer_id,
                 expected.events,
                 problem,
             )
@@ -189,7 +189,7 @@ def _resumed(
         if replay is None:
             log.info(
                 "reference terms used before %s's checkpoint changed; replaying from the start",
-                unit,
+                unit.customer_id,
             )
             continue
         replays[unit] = (replay, resumed_after)

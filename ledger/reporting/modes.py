@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select, true
 
 from ledger.reporting import projector
 from ledger.rules.sources import mode_name
+from ledger.storage.schema import inbox
 
 NO_LIVE_DATA = "Test-mode data: no live data yet"
 
@@ -32,7 +33,16 @@ def choose_mode(conn: Connection, asked: bool | None) -> ModeChoice:
     """`asked` if given; else live, unless the stored totals hold test figures only."""
     if asked is not None:
         return ModeChoice(asked)
-    held = projector.stored_modes(conn)
+    held = projector.stored_modes(conn) or _stored_event_modes(conn)
     if held and True not in held:
         return ModeChoice(False, fell_back=True)
     return ModeChoice(True)
+
+
+def _stored_event_modes(conn: Connection) -> list[bool]:
+    """The modes of the stored events, for when the totals are not built yet (a listing that
+    does not bring them up to date)."""
+    live = conn.execute(select(inbox.c.id).where(inbox.c.livemode.is_(true())).limit(1)).first()
+    if live is not None:
+        return [True]
+    return [False] if conn.execute(select(inbox.c.id).limit(1)).first() is not None else []

@@ -259,7 +259,7 @@ def test_stored_totals_read_back(engine: Engine) -> None:
     put(engine, "cus_1", [entry("cus_1", Category.NEW, 10000, JAN)], "evt_1")
     catch_up(engine)
     with engine.connect() as conn:
-        (found,) = projector.stored_totals(conn, "usd", Month.parse("2026-12"))
+        (found,) = projector.stored_totals(conn, "usd", Month.parse("2026-12"), False)
         assert projector.checkpoint(conn) > 0
     assert found == MonthTotals("usd", Month.parse("2026-01"), (10000,) + (0,) * 8, 1, 0)
     assert Decimal(months(engine, "2026-01", "2026-01")[0]["arpu"]) == Decimal("100.00")

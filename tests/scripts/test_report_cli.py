@@ -61,8 +61,11 @@ def test_report_json_has_exactly_the_documented_shape(db_url: str, engine: Engin
     seed(engine)
     result = run(db_url, "report", "--from", "2025-12", "--to", "2026-02", "--format", "json")
     assert result.exit_code == 0, result.output
-    document = json.loads(result.output)
-    assert list(document) == ["currency", "from", "to", "months"]
+    document = json.loads(result.stdout)
+    # Every entry here is test mode (no inbox row says otherwise): shown, and said so.
+    assert list(document) == ["currency", "from", "to", "months", "mode", "source", "note"]
+    assert (document["mode"], document["source"]) == ("test", None)
+    assert "note: Test-mode data: no live data yet" in result.stderr
     assert (document["currency"], document["from"], document["to"]) == (
         "usd",
         "2025-12",
@@ -84,7 +87,7 @@ def test_report_csv_and_table(db_url: str, engine: Engine) -> None:
     seed(engine)
     result = run(db_url, "report", "--from", "2026-01", "--to", "2026-01", "--format", "csv")
     assert result.exit_code == 0, result.output
-    rows = list(csv.reader(io.StringIO(result.output)))
+    rows = list(csv.reader(io.StringIO(result.stdout)))
     assert rows[0] == ["currency", *MONTH_KEYS]
     assert rows[1][:3] == ["usd", "2026-01", "0.00"]
     table = run(db_url, "report", "--from", "2026-01", "--to", "2026-02")
@@ -150,7 +153,7 @@ def test_replay_and_fx_load(db_url: str, engine: Engine, tmp_path: Path) -> None
         "json",
     )
     assert result.exit_code == 0, result.output
-    (jan,) = json.loads(result.output)["months"]
+    (jan,) = json.loads(result.stdout)["months"]
     assert jan["closing_mrr"] == "355.00" and jan["customers"] == 4
     rates.write_text("date,currency,rate\n2026-01-01,eur,-1\n")
     bad = run(db_url, "fx", "load", str(rates))
