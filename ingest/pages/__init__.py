@@ -20,6 +20,7 @@ from ingest.pages.quality import banner, quality
 from ingest.pages.rules import rules
 from ingest.pages.segments import segments
 from ingest.services import services
+from ledger.reporting.modes import choose_mode
 
 PAGES = (overview, bridge, entries, customers, segments, forecast, quality, rules)
 _GUARDED = frozenset(blueprint.name for blueprint in PAGES)
@@ -52,7 +53,10 @@ def _sources() -> dict[str, Any]:
     """The header's mode and account selector: what is shown, and whether test data is shown
     because there is no live data."""
     with services().engine.connect() as conn:
-        mode = page_mode(conn)
+        try:
+            mode = page_mode(conn)
+        except HTTPException:  # a bad ?mode= is the page's 404; its header shows the default
+            mode = choose_mode(conn, None)
     return {"mode": mode, "source": request.args.get("source", "")}
 
 
