@@ -9,7 +9,7 @@ from sqlalchemy import Connection, select, true
 
 from ledger.reporting import projector
 from ledger.rules.sources import mode_name
-from ledger.storage.schema import inbox
+from ledger.storage.schema import inbox, ledger_entries
 
 NO_LIVE_DATA = "Test-mode data: no live data yet"
 
@@ -40,9 +40,15 @@ def choose_mode(conn: Connection, asked: bool | None) -> ModeChoice:
 
 
 def _stored_event_modes(conn: Connection) -> list[bool]:
-    """The modes of the stored events, for when the totals are not built yet (a listing that
-    does not bring them up to date)."""
-    live = conn.execute(select(inbox.c.id).where(inbox.c.livemode.is_(true())).limit(1)).first()
+    """The modes of the ledger's entries, for when the totals are not built yet (a listing
+    that does not bring them up to date): an entry is live when its source event is."""
+    e = ledger_entries.c
+    live = conn.execute(
+        select(e.id)
+        .join_from(ledger_entries, inbox, inbox.c.event_id == e.source_event_id)
+        .where(inbox.c.livemode.is_(true()))
+        .limit(1)
+    ).first()
     if live is not None:
         return [True]
-    return [False] if conn.execute(select(inbox.c.id).limit(1)).first() is not None else []
+    return [False] if conn.execute(select(e.id).limit(1)).first() is not None else []
