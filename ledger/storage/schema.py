@@ -383,6 +383,8 @@ mrr_forecasts = Table(
 forecast_cells = Table(
     "forecast_cells",
     metadata,
+    # Keyed by mode (migration 0015), as mrr_month_totals.
+    Column("livemode", Boolean, primary_key=True),
     Column("currency", String(3), primary_key=True),
     Column("effective_month", String(7), primary_key=True),
     Column("recorded_month", String(7), primary_key=True),

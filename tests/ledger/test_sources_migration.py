@@ -22,7 +22,7 @@ from ledger.storage.schema import inbox, ledger_entries
 from tests.rules.builders import subscription_event
 from tests.support.databases import _admin_execute, pg_url, store_before_sources
 
-BEFORE = "0011"
+BEFORE = "0016"
 AT = datetime(2023, 11, 14, tzinfo=UTC)
 
 

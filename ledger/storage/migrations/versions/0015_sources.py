@@ -10,7 +10,7 @@ entry, as reports summed it until now), after (live entries only) and the differ
 mode took out of the live figures (on stderr: stdout may be a tool's JSON).
 
 Revision ID: 0015
-Revises: 0011
+Revises: 0016
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from alembic import op
 from ledger.storage.db import UTCDateTime
 
 revision = "0015"
-down_revision = "0011"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
@@ -62,6 +62,8 @@ _entries = sa.table(
     sa.column("amount", sa.BigInteger),
     sa.column("source_event_id", sa.String),
 )
+# The projections emptied here, rebuilt by their next catch-up from checkpoint 0.
+_REBUILT = ("mrr_balances", "forecast_cells")
 _checkpoints = sa.table(
     "projector_checkpoints", sa.column("name", sa.String), sa.column("last_entry_id", sa.BigInteger)
 )
@@ -76,11 +78,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("livemode", sa.Boolean))
     op.drop_table("mrr_month_totals")
     _month_totals(keyed_by_mode=True)
-    op.execute(_checkpoints.update().where(_checkpoints.c.name == "mrr_balances").values(
+    op.execute(_checkpoints.update().where(_checkpoints.c.name.in_(_REBUILT)).values(
         last_entry_id=0
     ))  # fmt: skip
     op.drop_table("replay_checkpoints")
     _replay_checkpoints(with_source=True)
+    op.drop_table("forecast_cells")
+    _forecast_cells(keyed_by_mode=True)
     _print_difference(before, _net_by_currency(live_only=True))
 
 
@@ -170,12 +174,26 @@ def _replay_checkpoints(*, with_source: bool) -> None:
     )
 
 
+def _forecast_cells(*, keyed_by_mode: bool) -> None:
+    op.create_table(
+        "forecast_cells",
+        *([sa.Column("livemode", sa.Boolean, primary_key=True)] if keyed_by_mode else []),
+        sa.Column("currency", sa.String(3), primary_key=True),
+        sa.Column("effective_month", sa.String(7), primary_key=True),
+        sa.Column("recorded_month", sa.String(7), primary_key=True),
+        sa.Column("category", sa.String(32), primary_key=True),
+        sa.Column("amount", sa.BigInteger, nullable=False),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("forecast_cells")
+    _forecast_cells(keyed_by_mode=False)
     op.drop_table("replay_checkpoints")
     _replay_checkpoints(with_source=False)
     op.drop_table("mrr_month_totals")
     _month_totals(keyed_by_mode=False)
-    op.execute(_checkpoints.update().where(_checkpoints.c.name == "mrr_balances").values(
+    op.execute(_checkpoints.update().where(_checkpoints.c.name.in_(_REBUILT)).values(
         last_entry_id=0
     ))  # fmt: skip
     with op.batch_alter_table("reconcile_runs") as batch:
