@@ -122,13 +122,15 @@ def run(
     """
     now = options.now or int(time.time())
     checked_at = datetime.fromtimestamp(now, UTC)
-    source = _source(engine, api)
     with engine.begin() as conn:
-        run_id = reconcile_store.start_run(conn, options.trigger, datetime.now(UTC), source)
+        run_id = reconcile_store.start_run(conn, options.trigger, datetime.now(UTC))
     outcome = Outcome(
         run_id, checked_at, datetime.fromtimestamp(now - options.ended_within_days * DAY, UTC)
     )
     try:
+        source = _source(engine, api)
+        with engine.begin() as conn:
+            reconcile_store.record_source(conn, run_id, source)
         discounts = _compare(engine, LiveAccount(api), outcome, now, progress, source)
         if options.fix:
             outcome.stored = _fix(engine, outcome.differences, discounts, now, source.account)

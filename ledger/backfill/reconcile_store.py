@@ -34,6 +34,7 @@ __all__ = [
     "last_finished",
     "last_started_at",
     "ledger_subscriptions",
+    "record_source",
     "start_run",
     "store_events",
 ]
@@ -186,13 +187,22 @@ class Run:
         }
 
 
-def start_run(conn: Connection, trigger: str, now: datetime, source: Source) -> int:
+def start_run(conn: Connection, trigger: str, now: datetime) -> int:
     inserted = conn.execute(
         reconcile_runs.insert()
-        .values(trigger=trigger, started_at=now, account=source.account, livemode=source.livemode)
+        .values(trigger=trigger, started_at=now)
         .returning(reconcile_runs.c.id)
     )
     return int(inserted.scalar_one())
+
+
+def record_source(conn: Connection, run_id: int, source: Source) -> None:
+    """The source the run compares, once the key's account is known."""
+    conn.execute(
+        reconcile_runs.update()
+        .where(reconcile_runs.c.id == run_id)
+        .values(account=source.account, livemode=source.livemode)
+    )
 
 
 def finish_run(
