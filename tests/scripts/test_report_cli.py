@@ -124,12 +124,15 @@ def test_ledger_csv_opens_in_a_spreadsheet(db_url: str, engine: Engine) -> None:
     seed(engine)
     result = run(db_url, "ledger", "--format", "csv", "--customer", "cus_usd_1")
     assert result.exit_code == 0, result.output
-    rows = list(csv.DictReader(io.StringIO(result.output)))
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(rows) == 1
+    assert "note: Test-mode data: no live data yet" in result.stderr
     assert rows[0]["effective_date"] == "2026-01-05" and rows[0]["amount"] == "100.00"
     assert rows[0]["source_event_id"] == "evt_cus_usd_1" and rows[0]["category"] == "new"
-    as_json = json.loads(run(db_url, "ledger", "--format", "json", "--month", "2026-01").output)
+    as_json = json.loads(run(db_url, "ledger", "--format", "json", "--month", "2026-01").stdout)
     assert len(as_json["entries"]) == 3
+    live = run(db_url, "ledger", "--format", "json", "--mode", "live").stdout
+    assert json.loads(live)["entries"] == []  # every entry here is test mode
 
 
 def test_replay_and_fx_load(db_url: str, engine: Engine, tmp_path: Path) -> None:
