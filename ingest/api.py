@@ -31,12 +31,15 @@ from ledger.reporting import (
 from ledger.reporting.cohorts import build_cohorts
 from ledger.reporting.committed import build_committed
 from ledger.reporting.forecast import build_backtest, build_forecast
+from ledger.reporting.modes import choose_mode
 from ledger.reporting.reports import (
     BadInput,
     Report,
     ReportQuery,
     build_report,
+    parse_account,
     parse_currency,
+    parse_mode_arg,
     parse_month,
     report_query,
 )
@@ -139,6 +142,8 @@ def _report_from(args: dict[str, str | None]) -> Report:
             currency=args.get("currency") or None,
             reporting_currency=args.get("reporting_currency") or None,
             as_of=args.get("as_of") or None,
+            mode=args.get("mode") or None,
+            account=args.get("source") or None,
         )
         return build_report(services().engine, query)
     except BadInput as problem:
@@ -154,7 +159,7 @@ def openapi() -> Response:
 @authorized
 def mrr() -> Response:
     fmt = _format(("json", "csv"))
-    names = ("from", "to", "currency", "reporting_currency", "as_of")
+    names = ("from", "to", "currency", "reporting_currency", "as_of", "mode", "source")
     by, where = _text_arg("by"), request.args.getlist("where")
     if by is not None or where:
         return _segments({name: _text_arg(name) for name in names}, by, where, fmt)
@@ -338,8 +343,14 @@ def top_customers() -> Response:
 def _ledger_filter() -> queries.LedgerFilter:
     month, category = _text_arg("month"), _text_arg("category")
     customer, subscription = _text_arg("customer"), _text_arg("subscription")
+    mode, source = _text_arg("mode"), _text_arg("source")
     try:
+        asked = None if mode is None else parse_mode_arg(mode)
+        with services().engine.connect() as conn:
+            livemode = choose_mode(conn, asked).livemode
         return queries.LedgerFilter(
+            livemode=livemode,
+            account=None if source is None else parse_account(source),
             month=None if month is None else parse_month(month, "month"),
             customer_id=None if customer is None else queries.parse_id(customer, "customer"),
             subscription_id=(

@@ -189,6 +189,17 @@ def document() -> dict[str, Any]:
                         _param("reporting_currency", "convert every entry into this currency"),
                         _param("as_of", "ISO 8601: what the ledger said at that time"),
                         _param(
+                            "mode",
+                            "live or test; default live, or test when the ledger holds no "
+                            "live data (the answer's `mode` and `note` say so)",
+                            {"enum": ["live", "test"]},
+                        ),
+                        _param(
+                            "source",
+                            "one Stripe account (acct_..., or default for the endpoint's own); "
+                            "default every account together",
+                        ),
+                        _param(
                             "by",
                             "one bridge per segment: plan, product, interval, country or "
                             "metadata.KEY (not with as_of or reporting_currency); the answer "
@@ -264,6 +275,12 @@ def document() -> dict[str, Any]:
                     "summary": "Ledger entries, oldest first, a page at a time",
                     "parameters": [
                         *filters,
+                        _param(
+                            "mode",
+                            "live or test; default live, or test when there is no live data",
+                            {"enum": ["live", "test"]},
+                        ),
+                        _param("source", "one Stripe account (acct_..., or default)"),
                         _param("limit", "page size, 1-1000 (default 100)", {"type": "integer"}),
                         _param("cursor", "`next_cursor` of the previous page"),
                         _param("format", "json (paged) or csv (every match, streamed)"),
@@ -336,7 +353,7 @@ def document() -> dict[str, Any]:
                 },
                 "MrrReport": {
                     "type": "object",
-                    "required": ["currency", "from", "to", "months"],
+                    "required": ["currency", "from", "to", "months", "mode", "source"],
                     "properties": {
                         **_range(),
                         "reporting_currency": {"type": "boolean"},
@@ -345,6 +362,16 @@ def document() -> dict[str, Any]:
                             "items": {"$ref": "#/components/schemas/CurrencyRange"},
                         },
                         "warnings": {"type": "array", "items": {"type": "string"}},
+                        "mode": {"type": "string", "enum": ["live", "test"]},
+                        "source": {
+                            "type": ["string", "null"],
+                            "description": 'the account asked for ("" the endpoint\'s own); '
+                            "null: every account together",
+                        },
+                        "note": {
+                            "type": "string",
+                            "description": "set when test-mode data is shown unasked",
+                        },
                     },
                     "additionalProperties": False,
                 },

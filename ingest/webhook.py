@@ -12,6 +12,7 @@ from stripe import SignatureVerificationError, WebhookSignature
 
 from ingest.metrics import count_webhook, timed
 from ingest.services import services
+from ledger.rules.sources import SecretBinding, account_of, parse_secret
 from ledger.settings import SIGNATURE_TOLERANCE_SECONDS
 from ledger.storage import inbox
 from ledger.storage.schema import InboxStatus
@@ -35,8 +36,9 @@ def _reject(problem: Rejected) -> tuple[Response, int]:
     return jsonify(error=problem.code, reason=problem.reason), problem.status
 
 
-def verify(payload: str, header: str | None, secrets: tuple[str, ...]) -> None:
-    """Accept if any configured secret (several during a rotation) signed the payload."""
+def verify(payload: str, header: str | None, secrets: tuple[str, ...]) -> SecretBinding:
+    """Accept if any configured secret (several during a rotation, or one per source) signed
+    the payload; the one that did, with the source it is bound to."""
     if not header:
         raise Rejected(400, "missing_signature", "the Stripe-Signature header is missing")
     if not header.isascii():  # the stripe library cannot compare non-ASCII signatures
@@ -44,12 +46,13 @@ def verify(payload: str, header: str | None, secrets: tuple[str, ...]) -> None:
     if not secrets:
         raise Rejected(503, "not_configured", "no STRIPE_WEBHOOK_SECRET is configured")
     stale = False
-    for secret in secrets:
+    for entry in secrets:
+        binding = parse_secret(entry)
         try:
             WebhookSignature.verify_header(
-                payload, header, secret, tolerance=SIGNATURE_TOLERANCE_SECONDS
+                payload, header, binding.secret, tolerance=SIGNATURE_TOLERANCE_SECONDS
             )
-            return
+            return binding
         except SignatureVerificationError as problem:
             stale = stale or "tolerance" in str(problem)
     if stale:
@@ -77,6 +80,15 @@ def read_event_body(payload: str) -> dict[str, Any]:
     return body
 
 
+def source_account(binding: SecretBinding, body: dict[str, Any]) -> str:
+    """The event's account: refused if it claims a source other than its secret's."""
+    account, livemode = account_of(body), body.get("livemode") is True
+    reason = binding.mismatch(account, livemode)
+    if reason is not None:
+        raise Rejected(400, "source_mismatch", reason)
+    return binding.account_for(account)
+
+
 @webhook.post("/webhooks/stripe")
 @timed
 def receive() -> tuple[Response, int]:
@@ -92,13 +104,16 @@ def receive() -> tuple[Response, int]:
             payload = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise Rejected(400, "body_not_utf8", "the body is not UTF-8 text") from None
-        verify(payload, request.headers.get("Stripe-Signature"), found.settings.webhook_secrets)
+        binding = verify(
+            payload, request.headers.get("Stripe-Signature"), found.settings.webhook_secrets
+        )
         body = read_event_body(payload)
+        account = source_account(binding, body)
     except Rejected as problem:
         return _reject(problem)
 
     try:
-        stored = inbox.store_durably(found.engine, payload, body, found.threads)
+        stored = inbox.store_durably(found.engine, payload, body, found.threads, account=account)
     except SQLAlchemyError as problem:
         log.error(
             "webhook: database unavailable, asking Stripe to retry: %s",

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ledger.rules.sources import parse_secret
+
 DEFAULT_SQLITE_PATH = Path("var") / "mrr.sqlite3"
 DEFAULT_QUEUE = "stripe-events"
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -42,6 +44,11 @@ class Settings:
         secrets = tuple(
             s.strip() for s in env.get("STRIPE_WEBHOOK_SECRET", "").split(",") if s.strip()
         )
+        for entry in secrets:
+            try:
+                parse_secret(entry)
+            except ValueError as problem:
+                raise ConfigError(f"STRIPE_WEBHOOK_SECRET: {problem}") from None
         return cls(
             database_url=env.get("DATABASE_URL") or default_database_url(),
             redis_url=env.get("REDIS_URL") or None,

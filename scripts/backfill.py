@@ -34,6 +34,7 @@ from ledger.rules.payloads import (
     subscription_of,
 )
 from ledger.rules.profiles import ProfileVersion, read_profile
+from ledger.rules.sources import Unit, key_mode, mode_name
 from ledger.rules.timeline import RELEVANT_TYPES
 from ledger.settings import Settings
 from ledger.storage import profiles as profile_store
@@ -115,6 +116,10 @@ class StripeSource:
         self.api.get("/v1/invoices", limit=1)
         self.api.get("/v1/prices", limit=1)
         self.api.get("/v1/events", limit=1)
+
+    def account_id(self) -> str:
+        """The key's Stripe account (`GET /v1/account`)."""
+        return str(self.api.get("/v1/account").get("id") or "")
 
     def prices(self) -> dict[str, dict[str, Any]]:
         return {str(p["id"]): p for p in self.api.paginate("/v1/prices", expand=["data.tiers"])}
@@ -254,6 +259,7 @@ class Options:
     rps: float = DEFAULT_RPS
     via_queue: bool = False
     now: int | None = None
+    mode: str | None = None  # "live" or "test" when said explicitly (--mode)
 
     @property
     def scope(self) -> str:
@@ -400,6 +406,9 @@ class Backfill:
         self._lock = threading.Lock()
         self._processed: set[str] = set()
         self._profiles: list[ProfileVersion] = []
+        # The source the events are stored in: the key's mode, and its account (see _source).
+        self.account = ""
+        self.livemode = False
 
     # Reads only, until every Stripe resource answered: a bad key writes nothing.
     def run(self) -> Summary:
@@ -407,6 +416,7 @@ class Backfill:
         checkpoint = self._checkpoint()
         try:
             self.source.preflight()
+            self._source(self.source.account_id())
             if self.options.customer and not self.source.customer_exists(self.options.customer):
                 raise BackfillError(
                     f"no customer {self.options.customer} in this Stripe account "
@@ -429,6 +439,26 @@ class Backfill:
         self.summary.requests = self.source.requests
         self.summary.seconds = time.monotonic() - started
         return self.summary
+
+    def _source(self, key_account: str) -> None:
+        """The key's mode, checked against --mode and the ledger; its account id is kept only
+        where the ledger already names it (a bound webhook secret, an earlier backfill):
+        otherwise the events are the endpoint's own account's (""), as unbound webhooks'."""
+        try:
+            self.livemode = key_mode(self.settings.stripe_api_key or "")
+        except ValueError as problem:
+            raise BackfillError(str(problem)) from None
+        mode = mode_name(self.livemode)
+        if self.options.mode is not None and self.options.mode != mode:
+            raise BackfillError(f"--mode {self.options.mode} but STRIPE_API_KEY is a {mode} key")
+        with self.engine.connect() as conn:
+            held = backfill_store.source_held(conn, key_account)
+        if not self.livemode and self.options.mode is None and held.live:
+            raise BackfillError(
+                "STRIPE_API_KEY is a test-mode key and the ledger holds live data: test "
+                "events never count in live figures, but say so with --mode test to go on"
+            )
+        self.account = key_account if held.named else ""
 
     def _checkpoint(self) -> backfill_store.Checkpoint | None:
         try:
@@ -471,7 +501,7 @@ class Backfill:
             self.summary.stored += len(events) - len(known)
             return
         with self.engine.begin() as conn:
-            inserted, present = backfill_store.store_bodies(conn, events)
+            inserted, present = backfill_store.store_bodies(conn, events, self.account)
         self.summary.stored += inserted
         self.summary.present += present
 
@@ -571,7 +601,7 @@ class Backfill:
             result.warnings.extend(f"{customer_id}: {w}" for w in made.warnings)
             result.unknown_discounts = result.unknown_discounts or bool(made.unknown_discounts)
         with self.engine.connect() as conn:
-            real = backfill_store.real_events(conn, customer_id)
+            real = backfill_store.real_events(conn, Unit(customer_id, self.account, self.livemode))
         real += self.events_by_customer.get(customer_id, [])
         synthetic = history.drop_overlapping(synthetic, history.cutoffs_from_real_events(real))
         if self.options.since is not None:
@@ -618,7 +648,9 @@ class Backfill:
             new = [e for e in synthetic if e["id"] not in present]
             unstored = backfill_store.present_ids(conn, [str(e["id"]) for e in recent])
             entries = backfill_store.would_append(
-                conn, customer_id, new + [e for e in recent if e["id"] not in unstored]
+                conn,
+                Unit(customer_id, self.account, self.livemode),
+                new + [e for e in recent if e["id"] not in unstored],
             )
         result.stored, result.present = len(new), len(present)
         result.appended = len(entries)
@@ -639,7 +671,9 @@ class Backfill:
         self, customer_id: str, synthetic: list[dict[str, Any]], result: _CustomerResult
     ) -> None:
         with self.engine.begin() as conn:
-            result.stored, result.present = backfill_store.store_bodies(conn, synthetic)
+            result.stored, result.present = backfill_store.store_bodies(
+                conn, synthetic, self.account
+            )
         if self.options.via_queue:
             self._enqueue(customer_id, synthetic)
             return

@@ -44,6 +44,12 @@ def _date(value: datetime | None) -> int | None:
     is_flag=True,
     help="Queue the stored events for the workers instead of processing them here.",
 )
+@click.option(
+    "--mode",
+    type=click.Choice(["live", "test"]),
+    help="The key's mode, said explicitly: a test key against a ledger holding live data "
+    "needs --mode test.",
+)
 def backfill(
     since: datetime | None,
     customer: str | None,
@@ -52,6 +58,7 @@ def backfill(
     concurrency: int,
     rps: float,
     via_queue: bool,
+    mode: str | None,
 ) -> None:
     """Load Stripe history (customers, subscriptions, invoices, recent events) into the ledger.
 
@@ -80,6 +87,7 @@ def backfill(
         concurrency=concurrency,
         rps=rps,
         via_queue=via_queue,
+        mode=mode,
     )
     try:
         source = make_source(settings, rps=rps)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TextIO
 
 import click
@@ -24,7 +25,14 @@ from ledger.reporting import (
     segment_exports,
 )
 from ledger.reporting.cohorts import METRICS, build_cohorts
-from ledger.reporting.reports import BadInput, build_report, parse_month, report_query
+from ledger.reporting.modes import choose_mode
+from ledger.reporting.reports import (
+    BadInput,
+    build_report,
+    parse_account,
+    parse_month,
+    report_query,
+)
 from ledger.reporting.segments import SegmentQuery, build_segments, segment_query
 from ledger.rules.entries import Category
 from ledger.rules.timeline import MissingReference
@@ -38,6 +46,8 @@ FLAGS = {
     "currency": "--currency",
     "reporting_currency": "--reporting-currency",
     "as_of": "--as-of",
+    "mode": "--mode",
+    "source": "--source",
     "month": "--month",
     "customer": "--customer",
     "subscription": "--subscription",
@@ -86,6 +96,17 @@ def _bad(field: str, message: str) -> click.BadParameter:
     metavar="DIMENSION=VALUE",
     help="Only this segment (repeatable), e.g. plan=price_123.",
 )
+@click.option(
+    "--mode",
+    type=click.Choice(["live", "test"]),
+    help="Live (the default) or test-mode data; never both in one figure.",
+)
+@click.option(
+    "--source",
+    metavar="ACCOUNT",
+    help="Only this Stripe account (acct_..., or 'default' for the endpoint's own); "
+    "default: every account together.",
+)
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def report(
     first: str,
@@ -95,12 +116,20 @@ def report(
     as_of: str | None,
     by: str | None,
     where: tuple[str, ...],
+    mode: str | None,
+    source: str | None,
     fmt: str,
 ) -> None:
-    """Monthly MRR balances (the MRR bridge), one currency, months FROM..TO."""
+    """Monthly MRR balances (the MRR bridge), one currency, one mode, months FROM..TO."""
     try:
         query = report_query(
-            first, last, currency=currency, reporting_currency=reporting_currency, as_of=as_of
+            first,
+            last,
+            currency=currency,
+            reporting_currency=reporting_currency,
+            as_of=as_of,
+            mode=mode,
+            account=source,
         )
         if by is not None or where:
             if as_of is not None or reporting_currency is not None:
@@ -112,6 +141,8 @@ def report(
             found = build_report(engine, query)
     except BadInput as problem:
         raise _bad(problem.field, problem.message) from None
+    if found.mode.note is not None:
+        click.echo(f"note: {found.mode.note} (--mode live to insist)", err=True)
     for warning in found.warnings:
         click.echo(f"warning: {warning}", err=True)
     if fmt == "json":
@@ -207,16 +238,25 @@ def customers_cmd(first: str, last: str, currency: str | None, top: int | None, 
 @click.option("--customer", help="A Stripe customer id.")
 @click.option("--subscription", help="A Stripe subscription id.")
 @click.option("--category", type=click.Choice([c.value for c in Category]))
+@click.option(
+    "--mode",
+    type=click.Choice(["live", "test"]),
+    help="Live (the default, or test when there is no live data) or test-mode entries.",
+)
+@click.option("--source", metavar="ACCOUNT", help="Only this Stripe account's entries.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def ledger_cmd(
     month: str | None,
     customer: str | None,
     subscription: str | None,
     category: str | None,
+    mode: str | None,
+    source: str | None,
     fmt: str,
 ) -> None:
     """Ledger entries with the Stripe events they came from (reversals included)."""
     try:
+        account = None if source is None else parse_account(source)
         filters = queries.LedgerFilter(
             month=None if month is None else parse_month(month, "month"),
             customer_id=None if customer is None else queries.parse_id(customer, "customer"),
@@ -224,11 +264,15 @@ def ledger_cmd(
                 None if subscription is None else queries.parse_id(subscription, "subscription")
             ),
             category=None if category is None else Category(category),
+            account=account,
         )
     except (BadInput, queries.BadFilter) as problem:
         raise _bad(problem.field, problem.message) from None
     with _engine() as engine, engine.connect() as conn:
-        rows = queries.stream(conn, filters)
+        chosen = choose_mode(conn, None if mode is None else mode == "live")
+        if chosen.note is not None:
+            click.echo(f"note: {chosen.note} (--mode live to insist)", err=True)
+        rows = queries.stream(conn, replace(filters, livemode=chosen.livemode))
         if fmt == "csv":
             for line in exports.ledger_csv(rows):
                 click.echo(line, nl=False)
@@ -275,19 +319,19 @@ def _rebuild_checkpoints() -> None:
     made, waiting, problems = 0, 0, []
     with _engine() as engine:
         with engine.connect() as conn:
-            customer_ids = checkpoints.customers(conn)
-        for customer_id in customer_ids:
+            units = checkpoints.units(conn)
+        for unit in units:
             try:
                 with engine.begin() as conn:
                     refs = StoredReferences(conn)
-                    count, in_line = replays.rebuild(conn, customer_id, refs, every=every)
+                    count, in_line = replays.rebuild(conn, unit, refs, every=every)
             except (MissingReference, *DATA_ERRORS) as problem:
                 reason = f"{type(problem).__name__}: {problem}"
-                problems.append(f"{customer_id}: not replayed ({reason})")
+                problems.append(f"{unit.customer_id}: not replayed ({reason})")
                 continue
             made += count
             waiting += not in_line
-    click.echo(f"rebuilt {made} replay checkpoints for {len(customer_ids)} customers")
+    click.echo(f"rebuilt {made} replay checkpoints for {len(units)} customers")
     if waiting:
         click.echo(
             f"{waiting} customers' ledgers differ from what the rules want (events not "

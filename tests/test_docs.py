@@ -266,7 +266,7 @@ def test_bridge_example_through_the_webhook_the_worker_and_mrr_report(
         env={"DATABASE_URL": settings.database_url},
     )
     assert printed.exit_code == 0, printed.output
-    assert printed.output == example_block("bridge")
+    assert printed.stdout == example_block("bridge")
 
 
 # --- links -------------------------------------------------------------------------------------

@@ -128,9 +128,12 @@ def run(
         run_id, checked_at, datetime.fromtimestamp(now - options.ended_within_days * DAY, UTC)
     )
     try:
-        discounts = _compare(engine, LiveAccount(api), outcome, now, progress)
+        source = _source(engine, api)
+        with engine.begin() as conn:
+            reconcile_store.record_source(conn, run_id, source)
+        discounts = _compare(engine, LiveAccount(api), outcome, now, progress, source)
         if options.fix:
-            outcome.stored = _fix(engine, outcome.differences, discounts, now)
+            outcome.stored = _fix(engine, outcome.differences, discounts, now, source.account)
             if enqueue is not None and outcome.stored:
                 enqueue(outcome.stored)
         outcome.requests = api.requests
@@ -157,8 +160,22 @@ def run(
     return outcome
 
 
+def _source(engine: Engine, api: StripeApi) -> reconcile_store.Source:
+    """The key's source: its mode, and its account id where the ledger names it (else "",
+    the endpoint's own account, as the backfill stores it)."""
+    account = api.account_id()
+    with engine.connect() as conn:
+        named = reconcile_store.account_named(conn, account)
+    return reconcile_store.Source(account if named else "", api.livemode)
+
+
 def _compare(
-    engine: Engine, account: LiveAccount, outcome: Outcome, now: int, progress: Progress | None
+    engine: Engine,
+    account: LiveAccount,
+    outcome: Outcome,
+    now: int,
+    progress: Progress | None,
+    source: reconcile_store.Source,
 ) -> dict[str, Obj]:
     ended_since = int(outcome.ended_since.timestamp())
     objects: list[Obj] = []
@@ -169,7 +186,7 @@ def _compare(
     discounts = account.customer_discounts() if objects else {}
     live = [_live(sub, discounts, account, now) for sub in objects]
     with engine.connect() as conn:
-        ledger = reconcile_store.ledger_subscriptions(conn)
+        ledger = reconcile_store.ledger_subscriptions(conn, source)
     listed = {one.subscription_id for one in live}
     for sub_id, mine in ledger.items():
         if sub_id in listed or not (mine.active or mine.delinquent):
@@ -203,7 +220,11 @@ def _sub_id(one: Live | None, mine: Any) -> str:
 
 
 def _fix(
-    engine: Engine, differences: list[Difference], discounts: dict[str, Obj], now: int
+    engine: Engine,
+    differences: list[Difference],
+    discounts: dict[str, Obj],
+    now: int,
+    account: str,
 ) -> list[int]:
     """Store each differing live object (and its customer's discount) as an event dated now."""
     bodies: dict[str, Obj] = {}
@@ -218,4 +239,4 @@ def _fix(
     if not bodies:
         return []
     with engine.begin() as conn:
-        return reconcile_store.store_events(conn, list(bodies.values()))
+        return reconcile_store.store_events(conn, list(bodies.values()), account)

@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 
 import stripe
 
+from ledger.rules.sources import key_mode
 from ledger.settings import ConfigError, Settings
 from workers.metrics import STRIPE_REQUESTS, STRIPE_RETRIES
 
@@ -212,9 +213,16 @@ class StripeApi:
     are what the stored references and the payload readers take.
     """
 
-    def __init__(self, client: stripe.StripeClient, http: LimitedHttpClient) -> None:
+    def __init__(
+        self, client: stripe.StripeClient, http: LimitedHttpClient, livemode: bool = False
+    ) -> None:
         self.client = client
         self.http = http
+        self.livemode = livemode  # the key's mode (sk_live_/rk_live_): what it reads
+
+    def account_id(self) -> str:
+        """The key's Stripe account (`GET /v1/account`)."""
+        return str(self.get("/v1/account").get("id") or "")
 
     @property
     def counts(self) -> RequestCounts:
@@ -275,4 +283,12 @@ def connect(
         max_network_retries=network_retries,
         http_client=http,
     )
-    return StripeApi(client, http)
+    return StripeApi(client, http, _livemode(settings.stripe_api_key))
+
+
+def _livemode(api_key: str) -> bool:
+    """A live key's mode; any key not named live (sk_test_, or a stand-in server's) is test."""
+    try:
+        return key_mode(api_key)
+    except ValueError:
+        return False

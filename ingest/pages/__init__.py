@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from ingest import formatting
 from ingest.auth import auth, current_user, require_user
 from ingest.pages.bridge import bridge
+from ingest.pages.common import page_mode
 from ingest.pages.customers import customers
 from ingest.pages.entries import entries
 from ingest.pages.forecast import forecast
@@ -18,6 +19,8 @@ from ingest.pages.overview import overview
 from ingest.pages.quality import banner, quality
 from ingest.pages.rules import rules
 from ingest.pages.segments import segments
+from ingest.services import services
+from ledger.reporting.modes import choose_mode
 
 PAGES = (overview, bridge, entries, customers, segments, forecast, quality, rules)
 _GUARDED = frozenset(blueprint.name for blueprint in PAGES)
@@ -30,6 +33,7 @@ def register(app: Flask) -> None:
     app.before_request(_guard)
     app.jinja_env.filters.update(formatting.FILTERS)
     app.context_processor(_context)
+    app.url_defaults(_carry_source)
     for status in (400, 403, 404, 405):
         app.register_error_handler(status, _problem)
 
@@ -41,7 +45,32 @@ def _guard() -> BaseResponse | None:
 
 def _context() -> dict[str, Any]:
     user = current_user()
-    return {"user": user, "quality": banner() if user is not None else None}
+    shown = _sources() if user is not None and request.blueprint in _GUARDED else None
+    return {"user": user, "quality": banner() if user is not None else None, "sources": shown}
+
+
+def _sources() -> dict[str, Any]:
+    """The header's mode and account selector: what is shown, and whether test data is shown
+    because there is no live data."""
+    with services().engine.connect() as conn:
+        try:
+            mode = page_mode(conn)
+        except HTTPException:  # a bad ?mode= is the page's 404; its header shows the default
+            mode = choose_mode(conn, None)
+    return {"mode": mode, "source": request.args.get("source", "")}
+
+
+_CARRIED = ("mode", "source")
+
+
+def _carry_source(endpoint: str, values: dict[str, Any]) -> None:
+    """Links within the workspace keep the page's mode and account."""
+    if endpoint.split(".")[0] not in _GUARDED:
+        return
+    for name in _CARRIED:
+        chosen = request.args.get(name)
+        if chosen and name not in values:
+            values[name] = chosen
 
 
 def _problem(error: HTTPException) -> tuple[str | Response, int]:

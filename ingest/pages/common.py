@@ -10,10 +10,12 @@ from sqlalchemy import Connection, Engine
 
 from ledger.reporting import projector
 from ledger.reporting.fx import load_table
+from ledger.reporting.modes import ModeChoice, choose_mode
 from ledger.reporting.queries import MAX_ID_LENGTH, BadFilter, parse_category, parse_id
-from ledger.reporting.reports import BadInput, parse_currency, parse_month
+from ledger.reporting.reports import BadInput, parse_account, parse_currency, parse_month
 from ledger.rules.entries import Category
 from ledger.rules.months import Month
+from ledger.rules.sources import parse_mode
 
 
 def now() -> datetime:
@@ -64,11 +66,39 @@ def id_arg(name: str) -> str | None:
 
 
 def currencies(engine: Engine) -> list[str]:
-    """The currencies the ledger holds: the stored month totals', brought up to date first."""
+    """The currencies the ledger holds in the page's mode: the stored month totals', brought up
+    to date first."""
     with engine.begin() as conn:
         projector.catch_up(conn)
     with engine.connect() as conn:
-        return projector.stored_currencies(conn)
+        return projector.stored_currencies(conn, choose_mode(conn, mode_arg()).livemode)
+
+
+def mode_arg() -> bool | None:
+    """`?mode=live|test` as a livemode flag; None when not asked (live, or test without live
+    data: `page_mode`)."""
+    value = text_arg("mode")
+    if value is None:
+        return None
+    try:
+        return parse_mode(value)
+    except ValueError as problem:
+        abort(404, str(problem))
+
+
+def source_arg() -> str | None:
+    """`?source=acct_…` (or `default`): one account; None for every account together."""
+    value = text_arg("source")
+    if value is None:
+        return None
+    try:
+        return parse_account(value)
+    except BadInput as problem:
+        abort(404, problem.message)
+
+
+def page_mode(conn: Connection) -> ModeChoice:
+    return choose_mode(conn, mode_arg())
 
 
 def currency_arg(known: list[str], name: str = "currency") -> str | None:

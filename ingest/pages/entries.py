@@ -15,6 +15,8 @@ from ingest.pages.common import (
     currency_arg,
     id_arg,
     month_arg,
+    page_mode,
+    source_arg,
     text_arg,
 )
 from ingest.services import services
@@ -34,7 +36,10 @@ def filters_from_args(held: list[str]) -> queries.LedgerFilter:
         customer = id_arg("customer")
         if customer is not None and not customer_queries.known(conn, customer):
             abort(404, f"no customer {customer} in the ledger or the inbox")
+        livemode = page_mode(conn).livemode
     return queries.LedgerFilter(
+        livemode=livemode,
+        account=source_arg(),
         month=month_arg("month"),
         category=category_arg(),
         currency=currency_arg(held) if text_arg("currency") else None,
@@ -67,9 +72,13 @@ def totals(conn: Connection, filters: queries.LedgerFilter) -> tuple[int, dict[s
     stored monthly totals, as the bridge's cells are (the page brought them up to date by
     `currencies`): counting a whole currency's rows of a large ledger takes too long for a
     page. A customer or subscription filter counts its own rows."""
-    if filters.customer_id is None and filters.subscription_id is None:
+    if filters.customer_id is None and filters.subscription_id is None and filters.account is None:
         return projector.entry_totals(
-            conn, month=filters.month, category=filters.category, currency=filters.currency
+            conn,
+            month=filters.month,
+            category=filters.category,
+            currency=filters.currency,
+            livemode=filters.livemode,
         )
     return queries.totals(conn, filters)
 

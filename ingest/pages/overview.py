@@ -12,9 +12,11 @@ from ingest.formatting import money_short, money_text
 from ingest.pages.common import (
     currencies,
     currency_arg,
+    mode_arg,
     month_arg,
     reporting_arg,
     reporting_currencies,
+    source_arg,
     this_month,
 )
 from ingest.pages.forecast import Kept, extended, kept
@@ -40,7 +42,14 @@ MOVEMENT_SERIES = (
 def report_for(first: Month, last: Month, currency: str, reporting: str | None) -> Report:
     if last.index - first.index >= MAX_MONTHS or first > last:
         abort(404, f"no such range: {first} to {last}")
-    query = ReportQuery(first, last, currency=currency, reporting_currency=reporting)
+    query = ReportQuery(
+        first,
+        last,
+        currency=currency,
+        reporting_currency=reporting,
+        livemode=mode_arg(),
+        account=source_arg(),
+    )
     return build_report(services().engine, query)
 
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, false, func, select, true
 
 from ledger.backfill.reconcile import SOURCE, Clues, Difference, InLedger
+from ledger.reporting import projector
 from ledger.rules.entries import Category, active_effect, delinquent_effect
 from ledger.rules.events import MalformedEvent, parse_event
 from ledger.rules.payloads import PayloadError, subscription_of
@@ -25,12 +26,15 @@ from ledger.storage.schema import inbox as inbox_table
 
 __all__ = [
     "Run",
+    "Source",
+    "account_named",
     "clues",
     "fail_run",
     "finish_run",
     "last_finished",
     "last_started_at",
     "ledger_subscriptions",
+    "record_source",
     "start_run",
     "store_events",
 ]
@@ -38,12 +42,35 @@ __all__ = [
 _CHUNK = 250  # customers per statement: SQLite caps the parameters of one
 
 
-def ledger_subscriptions(conn: Connection) -> dict[str, InLedger]:
-    """Every subscription the ledger has entries for, with its MRR in effect."""
+@dataclass(frozen=True, slots=True)
+class Source:
+    """What a reconcile compares: the ledger's entries of this account and mode only."""
+
+    account: str
+    livemode: bool
+
+
+def account_named(conn: Connection, account: str) -> bool:
+    """Whether some stored event is of this account id (so the ledger knows it by its id)."""
+    if not account:
+        return False
+    query = select(inbox_table.c.id).where(inbox_table.c.account == account).limit(1)
+    return conn.execute(query).first() is not None
+
+
+def ledger_subscriptions(conn: Connection, source: Source) -> dict[str, InLedger]:
+    """Every subscription the ledger has entries for in the source, with its MRR in effect."""
     e = ledger_entries.c
-    query = select(
-        e.subscription_id, e.customer_id, e.currency, e.category, func.sum(e.amount)
-    ).group_by(e.subscription_id, e.customer_id, e.currency, e.category)
+    query = (
+        projector.with_source(
+            select(e.subscription_id, e.customer_id, e.currency, e.category, func.sum(e.amount))
+        )
+        .where(
+            projector.SOURCE_LIVEMODE.is_(true() if source.livemode else false()),
+            projector.SOURCE_ACCOUNT.in_([source.account]),
+        )
+        .group_by(e.subscription_id, e.customer_id, e.currency, e.category)
+    )
     sums: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
     for sub_id, customer_id, currency, category, total in conn.execute(query):
         kind, amount = Category(category), int(total)
@@ -105,10 +132,14 @@ def clues(conn: Connection, wanted: Collection[tuple[str, str]]) -> dict[str, Cl
     }
 
 
-def store_events(conn: Connection, bodies: Sequence[dict[str, Any]]) -> list[int]:
-    """Store reconciliation events as Stripe's own are stored; the ids of the inbox rows now
-    pending (new ones, and earlier ones not processed yet)."""
-    stored = inbox.store_events(conn, [(inbox.dumps(b), b) for b in bodies], source=SOURCE)
+def store_events(
+    conn: Connection, bodies: Sequence[dict[str, Any]], account: str = ""
+) -> list[int]:
+    """Store reconciliation events as Stripe's own are stored, in the reconcile's account;
+    the ids of the inbox rows now pending (new ones, and earlier ones not processed yet)."""
+    stored = inbox.store_events(
+        conn, [(inbox.dumps(b), b) for b in bodies], source=SOURCE, account=account
+    )
     return sorted({s.inbox_id for s in stored if s.status == InboxStatus.PENDING})
 
 
@@ -163,6 +194,15 @@ def start_run(conn: Connection, trigger: str, now: datetime) -> int:
         .returning(reconcile_runs.c.id)
     )
     return int(inserted.scalar_one())
+
+
+def record_source(conn: Connection, run_id: int, source: Source) -> None:
+    """The source the run compares, once the key's account is known."""
+    conn.execute(
+        reconcile_runs.update()
+        .where(reconcile_runs.c.id == run_id)
+        .values(account=source.account, livemode=source.livemode)
+    )
 
 
 def finish_run(

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, false, select, true
 
 from ledger import processing
 from ledger.backfill.history import is_synthetic
 from ledger.rules.events import customer_of, parse_event
+from ledger.rules.sources import Unit
 from ledger.rules.timeline import replay_customer
 from ledger.storage import inbox, store
 from ledger.storage.schema import InboxStatus, backfill_checkpoints
@@ -35,14 +36,37 @@ class Processed:
     failed: list[str] = field(default_factory=list)
 
 
-def real_events(conn: Connection, customer_id: str) -> list[dict[str, Any]]:
-    """The customer's stored events that Stripe sent (webhook or events API), as dicts."""
+def real_events(conn: Connection, unit: Unit) -> list[dict[str, Any]]:
+    """The customer's stored events in its source that Stripe sent (webhook or events API),
+    as dicts."""
+    t = inbox_table.c
     payloads = conn.execute(
-        select(inbox_table.c.event_id, inbox_table.c.payload).where(
-            inbox_table.c.customer_id == customer_id
+        select(t.event_id, t.payload).where(
+            t.customer_id == unit.customer_id,
+            t.account == unit.account,
+            t.livemode.is_(true() if unit.livemode else false()),
         )
     ).all()
     return [json.loads(p) for event_id, p in payloads if not is_synthetic(str(event_id))]
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    live: bool  # the ledger holds live-mode events
+    named: bool  # some stored event is of the account the backfill's key is for
+
+
+def source_held(conn: Connection, account: str) -> Held:
+    """What the inbox already holds that the backfill's source must agree with."""
+    live = conn.execute(select(inbox_table.c.id).where(inbox_table.c.livemode).limit(1)).first()
+    named = (
+        account != ""
+        and conn.execute(
+            select(inbox_table.c.id).where(inbox_table.c.account == account).limit(1)
+        ).first()
+        is not None
+    )
+    return Held(live is not None, named)
 
 
 def present_ids(conn: Connection, event_ids: Sequence[str]) -> set[str]:
@@ -55,16 +79,17 @@ def present_ids(conn: Connection, event_ids: Sequence[str]) -> set[str]:
     return found
 
 
-def store_bodies(conn: Connection, bodies: Iterable[dict[str, Any]]) -> tuple[int, int]:
-    """Store events once per id, exactly as the webhook stores them; returns (inserted, already
-    present). Stripe's own events come from its events API, the others are synthesized."""
+def store_bodies(
+    conn: Connection, bodies: Iterable[dict[str, Any]], account: str = ""
+) -> tuple[int, int]:
+    """Store events once per id, exactly as the webhook stores them, in the key's `account`
+    where they name none; returns (inserted, already present). Stripe's own events come from
+    its events API, the others are synthesized."""
     listed = list(bodies)
-    real = [b for b in listed if not is_synthetic(str(b["id"]))]
-    synthetic = [b for b in listed if is_synthetic(str(b["id"]))]
-    stored = inbox.store_events(conn, [(inbox.dumps(b), b) for b in real], source=EVENTS_API_SOURCE)
-    stored += inbox.store_events(
-        conn, [(inbox.dumps(b), b) for b in synthetic], source=SYNTHETIC_SOURCE
-    )
+    real = [(inbox.dumps(b), b) for b in listed if not is_synthetic(str(b["id"]))]
+    synthetic = [(inbox.dumps(b), b) for b in listed if is_synthetic(str(b["id"]))]
+    stored = inbox.store_events(conn, real, source=EVENTS_API_SOURCE, account=account)
+    stored += inbox.store_events(conn, synthetic, source=SYNTHETIC_SOURCE, account=account)
     inserted = sum(s.inserted for s in stored)
     return inserted, len(stored) - inserted
 
@@ -134,16 +159,18 @@ def pending_ids_of(conn: Connection, event_ids: Sequence[str]) -> list[int]:
 
 
 def would_append(
-    conn: Connection, customer_id: str, new_bodies: Sequence[dict[str, Any]]
+    conn: Connection, unit: Unit, new_bodies: Sequence[dict[str, Any]]
 ) -> list[tuple[str, int, str, str, str]]:
-    """Dry run: entries (category, amount, currency, effective_at, source) the rules would add.
+    """Dry run: entries (category, amount, currency, effective_at, source) the rules would add
+    to the customer's ledger in the backfill's source.
 
     Reversals are not listed; reference objects the rules would fetch count as missing.
     """
-    events = inbox.customer_events(conn, [customer_id]).get(customer_id, [])
+    customer_id = unit.customer_id
+    events = inbox.customer_events(conn, [unit]).get(unit, [])
     events += [parse_event(b) for b in new_bodies if customer_of(parse_event(b)) == customer_id]
     replay = replay_customer(customer_id, events, processing.StoredReferences(conn))
-    have = {e.key() for e in store.in_effect(conn, [customer_id])}
+    have = {e.key() for e in store.in_effect_of(conn, [unit]).get(unit, [])}
     return [
         (e.category.value, e.amount, e.currency, e.effective_at.isoformat(), e.source_event_id)
         for e in replay.entries

@@ -14,11 +14,12 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import StatementError
 
 from ledger.processing import replays
-from ledger.rules.events import EventRecord, MalformedEvent, customer_of
+from ledger.rules.events import EventRecord, MalformedEvent, customer_of, unit_of
 from ledger.rules.invariants import BrokenInvariant
 from ledger.rules.payloads import RefusedInput
 from ledger.rules.profiles import EVENT_TYPES as PROFILE_EVENTS
 from ledger.rules.profiles import ProfileVersion, read_profile
+from ledger.rules.sources import Unit
 from ledger.rules.timeline import MissingReference, is_relevant, references_in, replay_customer
 from ledger.storage import customer_months, inbox, profiles, store
 from ledger.storage.schema import InboxStatus
@@ -134,7 +135,7 @@ def _first_unreadable(
 
 def recompute_customer(
     conn: Connection,
-    customer_id: str,
+    unit: Unit,
     cause_event_id: str,
     fetch: Fetcher | None = None,
     *,
@@ -146,39 +147,39 @@ def recompute_customer(
     An event the rules cannot read is marked failed and left out, so one bad payload does not
     stop every later event of the customer; if it is the event being processed, it fails.
     """
-    store.lock_customers(conn, [customer_id])
+    store.lock_customers(conn, [unit.customer_id])
     refs = StoredReferences(conn, fetch)
     processing = {cause_event_id}
     try:
-        found = replays.recompute(
-            conn, [customer_id], refs, processing=processing, every=checkpoint_every
-        )
+        found = replays.recompute(conn, [unit], refs, processing=processing, every=checkpoint_every)
     except DATA_ERRORS:
-        _fail_unreadable(conn, customer_id, cause_event_id, refs)
+        _fail_unreadable(conn, unit, cause_event_id, refs)
         found = replays.recompute(
-            conn, [customer_id], refs, processing=processing, every=checkpoint_every,
-            from_start=True,
-        )  # fmt: skip
-    recomputed = found[customer_id]
-    store.record_dependencies(conn, customer_id, recomputed.replay.depends_on)
+            conn, [unit], refs, processing=processing, every=checkpoint_every, from_start=True
+        )
+    recomputed = found[unit]
+    store.record_dependencies(conn, unit.customer_id, recomputed.replay.depends_on)
     keep_segments(conn, found)
     return store.apply(conn, [recomputed.desired(cause_event_id)])
 
 
-def keep_segments(conn: Connection, found: Mapping[str, replays.Recomputed]) -> None:
+def keep_segments(conn: Connection, found: Mapping[Unit, replays.Recomputed]) -> None:
     """The customers' segment rows (and the segments' totals) as their replays say."""
     wanted: dict[customer_months.Key, customer_months.Values] = {}
-    for customer_id, recomputed in found.items():
-        wanted.update(customer_months.segment_rows(customer_id, recomputed.replay.segment_months))
-    customer_months.replace(conn, sorted(found), wanted, segments=True)
+    for unit, recomputed in found.items():
+        wanted.update(
+            customer_months.segment_rows(unit.customer_id, recomputed.replay.segment_months)
+        )
+    customer_months.replace(conn, sorted({u.customer_id for u in found}), wanted, segments=True)
 
 
 def _fail_unreadable(
-    conn: Connection, customer_id: str, cause_event_id: str, refs: StoredReferences
+    conn: Connection, unit: Unit, cause_event_id: str, refs: StoredReferences
 ) -> None:
     """Mark failed, one by one, the stored events of the customer that make its whole replay
     fail; raises if the event being processed is one, or if no single event is to blame."""
-    events = inbox.customer_events(conn, [customer_id]).get(customer_id, [])
+    customer_id = unit.customer_id
+    events = inbox.customer_events(conn, [unit]).get(unit, [])
     while True:
         try:
             replay_customer(customer_id, events, refs)
@@ -229,8 +230,9 @@ def apply_event(
     for customer_id in outcome.customers:
         try:
             applied = recompute_customer(
-                conn, customer_id, event.id, fetch, checkpoint_every=checkpoint_every
-            )
+                conn, unit_of(event, customer_id), event.id, fetch,
+                checkpoint_every=checkpoint_every,
+            )  # fmt: skip
         except MissingReference as missing:
             raise Unprocessable(str(missing)) from missing
         outcome.appended += applied.appended
@@ -425,18 +427,19 @@ def _run_batch(
         else:
             ignored.append((row.id, event))
 
-    # Each affected customer is recomputed once; its entries name the batch's latest event
-    # that touched it as their cause.
-    cause: dict[str, str] = {}
+    # Each affected customer is recomputed once in each source; its entries name the batch's
+    # latest event that touched it as their cause.
+    cause: dict[Unit, str] = {}
     for _, event in sorted(relevant, key=lambda item: item[1].sort_key):
         for kind, object_id, obj in references_in(event):
             if store.put_reference(conn, kind, object_id, obj, event.created, event.id):
-                cause.update(dict.fromkeys(store.dependents(conn, kind, object_id), event.id))
+                dependents = store.dependents(conn, kind, object_id)
+                cause.update(dict.fromkeys((unit_of(event, c) for c in dependents), event.id))
         own = customer_of(event)
         if own is not None:
-            cause[own] = event.id
+            cause[unit_of(event, own)] = event.id
     affected = sorted(cause)
-    store.lock_customers(conn, affected)
+    store.lock_customers(conn, [u.customer_id for u in affected])
     parsed = {e.id: e for _, e in relevant}
     found = replays.recompute(
         conn,
@@ -447,10 +450,10 @@ def _run_batch(
         every=checkpoint_every,
     )
     desired: list[store.DesiredLedger] = []
-    for customer_id in affected:
-        recomputed = found[customer_id]
-        store.record_dependencies(conn, customer_id, recomputed.replay.depends_on)
-        desired.append(recomputed.desired(cause[customer_id]))
+    for unit in affected:
+        recomputed = found[unit]
+        store.record_dependencies(conn, unit.customer_id, recomputed.replay.depends_on)
+        desired.append(recomputed.desired(cause[unit]))
     keep_segments(conn, found)
     applied = store.apply(conn, desired)
     outcome.appended += applied.appended

@@ -90,6 +90,11 @@ def _range(report: Report, part: CurrencyReport) -> dict[str, Any]:
 
 def report_json(report: Report) -> dict[str, Any]:
     document = _range(report, report.main)
+    # Which figures these are: one mode, every account or one (ledger/rules/sources.py).
+    document["mode"] = report.mode.name
+    document["source"] = report.query.account
+    if report.mode.note is not None:
+        document["note"] = report.mode.note
     if report.query.reporting_currency is not None:
         document["reporting_currency"] = True
         document["unconverted"] = [_range(report, part) for part in report.unconverted]

@@ -43,6 +43,7 @@ from ledger.reporting.backtest import (
 from ledger.reporting.balances import MonthBalance, balances
 from ledger.reporting.constant_rates import converted, factors
 from ledger.reporting.forecast_models import MODELS, MOVES, ProjectedMonth, rate_projection
+from ledger.reporting.modes import choose_mode
 from ledger.reporting.reports import BadInput, choose_currency
 from ledger.rules.months import Month
 from ledger.storage.db import dialect_insert
@@ -126,7 +127,7 @@ def _cells(engine: Engine, currency: str, before: Month) -> tuple[list[Cell], Mo
 def _actual(engine: Engine, currency: str, last: Month) -> list[MonthBalance]:
     """Months up to `last` as the ledger knows them now, from the stored monthly totals."""
     with engine.connect() as conn:
-        totals = projector.stored_totals(conn, currency, last)
+        totals = projector.stored_totals(conn, currency, last, choose_mode(conn, None).livemode)
     if not totals:
         raise BadInput("currency", f"no {currency} entries before {last.next()}")
     return balances(totals, currency, totals[0].month, last)
@@ -136,7 +137,8 @@ def _currency(engine: Engine, asked: str | None) -> str:
     with engine.begin() as conn:
         projector.catch_up(conn)
     with engine.connect() as conn:
-        return choose_currency(asked, projector.stored_currencies(conn))
+        livemode = choose_mode(conn, None).livemode
+        return choose_currency(asked, projector.stored_currencies(conn, livemode))
 
 
 def _months_asked(months: int) -> None:

@@ -15,10 +15,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, String, delete, func, select
+from sqlalchemy import ColumnElement, Connection, String, delete, false, func, select, true
 
 from ledger.reporting import projector
 from ledger.reporting.backtest import Cell
+from ledger.reporting.modes import choose_mode
 from ledger.rules.months import Month, month_index
 from ledger.storage.db import dialect_insert
 from ledger.storage.schema import forecast_cells, ledger_entries
@@ -27,7 +28,7 @@ __all__ = ["CHECKPOINT", "catch_up", "cells", "from_ledger", "replay"]
 
 CHECKPOINT = "forecast_cells"
 STREAM_BATCH = 5_000
-_Key = tuple[str, int, int, str]
+_Key = tuple[bool, str, int, int, str]  # livemode, currency, effective, recorded, category
 
 
 def catch_up(conn: Connection) -> int:
@@ -40,14 +41,22 @@ def catch_up(conn: Connection) -> int:
         return _rebuild(conn, horizon)
     e = ledger_entries.c
     query = projector.in_chain(
-        select(e.currency, e.category, e.amount, e.effective_at, e.recorded_at)
-    ).where(done < projector.SEQ, horizon >= projector.SEQ)
+        projector.with_source(
+            select(
+                projector.SOURCE_LIVEMODE, e.currency, e.category, e.amount, e.effective_at,
+                e.recorded_at,
+            )
+        )
+    ).where(done < projector.SEQ, horizon >= projector.SEQ)  # fmt: skip
     sums: dict[_Key, int] = {}
     read = 0
-    for currency, category, amount, effective, recorded in conn.execute(
+    for livemode, currency, category, amount, effective, recorded in conn.execute(
         query, execution_options={"yield_per": STREAM_BATCH}
     ):
-        key = (str(currency), month_index(effective), month_index(recorded), str(category))
+        key = (
+            bool(livemode), str(currency), month_index(effective), month_index(recorded),
+            str(category),
+        )  # fmt: skip
         sums[key] = sums.get(key, 0) + int(amount)
         read += 1
     _add(conn, sums)
@@ -61,11 +70,17 @@ def replay(conn: Connection) -> int:
     return _rebuild(conn, projector.safe_horizon(conn))
 
 
-def cells(conn: Connection, currency: str, before: Month) -> list[Cell]:
-    """The kept cells of `currency` that took effect before `before` (call `catch_up` first)."""
+def cells(
+    conn: Connection, currency: str, before: Month, livemode: bool | None = None
+) -> list[Cell]:
+    """The kept cells of `currency` that took effect before `before` (call `catch_up` first),
+    of one mode (None: the default one, `modes.choose_mode`)."""
     c = forecast_cells.c
+    chosen = choose_mode(conn, None).livemode if livemode is None else livemode
     query = select(c.effective_month, c.recorded_month, c.category, c.amount).where(
-        c.currency == currency, c.effective_month < str(before)
+        c.livemode.is_(true() if chosen else false()),
+        c.currency == currency,
+        c.effective_month < str(before),
     )
     return [
         Cell(Month.parse(eff).index, Month.parse(rec).index, str(category), int(amount))
@@ -73,14 +88,21 @@ def cells(conn: Connection, currency: str, before: Month) -> list[Cell]:
     ]
 
 
-def from_ledger(conn: Connection, currency: str, before: Month) -> list[Cell]:
+def from_ledger(
+    conn: Connection, currency: str, before: Month, livemode: bool | None = None
+) -> list[Cell]:
     """The same cells summed from the ledger itself, by the database (what the kept ones
     must equal)."""
     e = ledger_entries.c
+    chosen = choose_mode(conn, None).livemode if livemode is None else livemode
     effective, recorded, total = _summed(conn)
     query = (
-        select(effective, recorded, e.category, total)
-        .where(e.currency == currency, e.effective_at < before.start())
+        projector.with_source(select(effective, recorded, e.category, total))
+        .where(
+            e.currency == currency,
+            e.effective_at < before.start(),
+            projector.SOURCE_LIVEMODE.is_(true() if chosen else false()),
+        )
         .group_by(effective, recorded, e.category)
     )
     return [
@@ -110,15 +132,21 @@ def _rebuild(conn: Connection, horizon: int) -> int:
     conn.execute(delete(forecast_cells))
     e = ledger_entries.c
     effective, recorded, total = _summed(conn)
+    livemode = projector.SOURCE_LIVEMODE
     query = (
-        projector.in_chain(select(e.currency, effective, recorded, e.category, total, func.count()))
+        projector.in_chain(
+            projector.with_source(
+                select(livemode, e.currency, effective, recorded, e.category, total, func.count())
+            )
+        )
         .where(horizon >= projector.SEQ)
-        .group_by(e.currency, effective, recorded, e.category)
+        .group_by(livemode, e.currency, effective, recorded, e.category)
     )
     sums: dict[_Key, int] = {}
     read = 0
-    for currency, eff, rec, category, amount, count in conn.execute(query):
-        sums[(str(currency), _index(eff), _index(rec), str(category))] = int(amount or 0)
+    for live, currency, eff, rec, category, amount, count in conn.execute(query):
+        key = (bool(live), str(currency), _index(eff), _index(rec), str(category))
+        sums[key] = int(amount or 0)
         read += int(count)
     _add(conn, sums)
     projector.save_checkpoint(conn, horizon, CHECKPOINT)
@@ -135,18 +163,25 @@ def _add(conn: Connection, sums: dict[_Key, int]) -> None:
     """Add `sums` to the stored cells (inserting the missing ones), in key order."""
     rows = [
         {
+            "livemode": livemode,
             "currency": currency,
             "effective_month": str(Month(effective)),
             "recorded_month": str(Month(recorded)),
             "category": category,
             "amount": amount,
         }
-        for (currency, effective, recorded, category), amount in sorted(sums.items())
+        for (livemode, currency, effective, recorded, category), amount in sorted(sums.items())
     ]
     for batch in _batches(rows, 1_000):
         statement = dialect_insert(conn, forecast_cells)
         statement = statement.on_conflict_do_update(
-            index_elements=["currency", "effective_month", "recorded_month", "category"],
+            index_elements=[
+                "livemode",
+                "currency",
+                "effective_month",
+                "recorded_month",
+                "category",
+            ],
             set_={"amount": forecast_cells.c.amount + statement.excluded.amount},
         )
         conn.execute(statement, batch)

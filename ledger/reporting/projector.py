@@ -61,6 +61,7 @@ from ledger.storage.db import dialect_insert
 from ledger.storage.schema import (
     ENTRY_COUNT_COLUMNS,
     MONTH_TOTAL_COLUMNS,
+    inbox,
     ledger_chain,
     ledger_entries,
     mrr_month_totals,
@@ -69,6 +70,9 @@ from ledger.storage.schema import projector_checkpoints as checkpoints
 
 __all__ = [
     "CHECKPOINT",
+    "SOURCE_ACCOUNT",
+    "SOURCE_LIVEMODE",
+    "STREAM_BATCH",
     "catch_up",
     "checkpoint",
     "entry_columns",
@@ -81,7 +85,9 @@ __all__ = [
     "safe_horizon",
     "save_checkpoint",
     "stored_currencies",
+    "stored_modes",
     "stored_totals",
+    "with_source",
 ]
 
 CHECKPOINT = "mrr_balances"
@@ -107,6 +113,7 @@ _COUNTED = len(MOVEMENTS) + 2  # the slot of the first entry count (MONTH_TOTAL_
 _COUNT_COLUMN = dict(zip(MOVEMENTS, ENTRY_COUNT_COLUMNS, strict=True))
 _T = TypeVar("_T")
 EntryRow = tuple[str, str, str, int, datetime]
+_Cell = tuple[bool, str, int]  # (livemode, currency, month index): a row of mrr_month_totals
 
 
 def catch_up(conn: Connection) -> int:
@@ -117,13 +124,19 @@ def catch_up(conn: Connection) -> int:
         return 0
     if done == 0:
         return _rebuild(conn)
-    sums: dict[tuple[str, int], list[int]] = {}
+    sums: dict[_Cell, list[int]] = {}
     touched: set[str] = set()
     read = 0
-    rows = _stream(conn, _in_chain(entry_columns()).where(done < _SEQ, horizon >= _SEQ))
-    for customer_id, currency, category, amount, effective_at in rows:
-        month_sums = _row(sums, currency, month_index(effective_at))
-        month_sums[_SLOT[category]] += amount
+    e = ledger_entries.c
+    query = _in_chain(
+        with_source(
+            select(e.customer_id, _LIVEMODE, e.currency, e.category, e.amount, e.effective_at)
+        )
+    ).where(done < _SEQ, horizon >= _SEQ)
+    result = conn.execute(query, execution_options={"yield_per": STREAM_BATCH})
+    for customer_id, livemode, currency, category, amount, effective_at in result:
+        month_sums = _row(sums, (bool(livemode), currency), month_index(effective_at))
+        month_sums[_SLOT[category]] += int(amount)
         month_sums[_COUNTED + _SLOT[category]] += 1
         touched.add(customer_id)
         read += 1
@@ -150,15 +163,28 @@ def lag(conn: Connection) -> int:
     return max(0, _safe_horizon(conn) - checkpoint(conn))
 
 
-def stored_currencies(conn: Connection) -> list[str]:
-    query = select(mrr_month_totals.c.currency).distinct().order_by(mrr_month_totals.c.currency)
+def stored_currencies(conn: Connection, livemode: bool) -> list[str]:
+    t = mrr_month_totals.c
+    query = select(t.currency).where(t.livemode == livemode).distinct().order_by(t.currency)
     return [str(c) for c in conn.execute(query).scalars()]
 
 
-def stored_totals(conn: Connection, currency: str, last: Month) -> list[MonthTotals]:
+def stored_modes(conn: Connection) -> list[bool]:
+    """The modes the stored totals hold figures of (live first)."""
+    query = select(mrr_month_totals.c.livemode).distinct()
+    return sorted((bool(m) for m in conn.execute(query).scalars()), reverse=True)
+
+
+def stored_totals(
+    conn: Connection, currency: str, last: Month, livemode: bool
+) -> list[MonthTotals]:
     query = (
         select(mrr_month_totals)
-        .where(mrr_month_totals.c.currency == currency, mrr_month_totals.c.month <= str(last))
+        .where(
+            mrr_month_totals.c.livemode == livemode,
+            mrr_month_totals.c.currency == currency,
+            mrr_month_totals.c.month <= str(last),
+        )
         .order_by(mrr_month_totals.c.month)
     )
     return [
@@ -179,6 +205,7 @@ def entry_totals(
     month: Month | None = None,
     category: Category | None = None,
     currency: str | None = None,
+    livemode: bool | None = None,
 ) -> tuple[int, dict[str, int]]:
     """How many ledger entries a month, category and currency filter (each optional) holds,
     and their amounts summed per currency (minor units), from the stored totals: what counting
@@ -192,6 +219,8 @@ def entry_totals(
         query = query.where(t.month == str(month))
     if currency is not None:
         query = query.where(t.currency == currency)
+    if livemode is not None:
+        query = query.where(t.livemode == livemode)
     found = {
         str(code): (int(n), int(total))
         for code, n, total in conn.execute(query.order_by(t.currency))
@@ -207,6 +236,20 @@ def entry_columns() -> Select[EntryRow]:
     """The columns a projection reads; callers add their own conditions."""
     e = ledger_entries.c
     return select(e.customer_id, e.currency, e.category, e.amount, e.effective_at)
+
+
+# An entry's mode is its source event's inbox row's (migration 0015).
+_LIVEMODE: ColumnElement[Any] = func.coalesce(inbox.c.livemode, False).label("livemode")
+_ACCOUNT: ColumnElement[Any] = func.coalesce(inbox.c.account, "").label("account")
+SOURCE_LIVEMODE, SOURCE_ACCOUNT = _LIVEMODE, _ACCOUNT
+
+
+def with_source(query: Select[Any]) -> Select[Any]:
+    """`query` over ledger_entries, joined to each row's source event in the inbox (whose
+    `livemode` and `account` are the entry's source)."""
+    return query.join_from(
+        ledger_entries, inbox, inbox.c.event_id == ledger_entries.c.source_event_id, isouter=True
+    )
 
 
 def _stream(conn: Connection, query: Select[EntryRow]) -> Iterator[EntryRow]:
@@ -273,10 +316,10 @@ def _rebuild(conn: Connection) -> int:
     else:
         found = [tuple(row) for row in conn.execute(_rebuild_sql("sqlite", None, None))]
         horizon = _safe_horizon(conn)
-    sums: dict[tuple[str, int], list[int]] = {}
+    sums: dict[_Cell, list[int]] = {}
     read = 0
-    for currency, month, count, *values in found:
-        row = _row(sums, currency, _month_of(month))
+    for livemode, currency, month, count, *values in found:
+        row = _row(sums, (bool(livemode), currency), _month_of(month))
         for slot, value in enumerate(values):
             row[slot] += int(value or 0)
         read += int(count)
@@ -352,10 +395,11 @@ def _rebuild_sql(dialect: str, low: str | None, high: str | None) -> TextClause:
     """The `Projection` fold (ledger/reporting/balances.py) as one SQL statement over the
     ledger's rows for customers from `low` (included) to `high` (excluded), each bound optional.
 
-    Rows: currency, month, rows read, the sum of each category (in `MOVEMENTS` order, NULL for
-    none), the change in customers counted, the customers lost, and the entries of each
-    category (the columns of `mrr_month_totals` in order). Per customer (and currency)
-    and month, read in that order from the index of migration 0005: the count and sum of each
+    Rows: livemode, currency, month, rows read, the sum of each category (in `MOVEMENTS`
+    order, NULL for none), the change in customers counted, the customers lost, and the entries
+    of each category (the columns of `mrr_month_totals` in order). An entry's source (account
+    and mode) is its source event's inbox row's. Per customer (and source, and currency) and
+    month, read in that order from the index of migration 0005: the count and sum of each
     category, and the net active and delinquent changes; running sums over the customer's
     months give its month-end standing, and the running sum minus the month's change its
     standing a month earlier. It counts at a month end when its active balance is positive,
@@ -370,8 +414,10 @@ def _rebuild_sql(dialect: str, low: str | None, high: str | None) -> TextClause:
     """
     if dialect == "postgresql":
         month, total = "date_trunc('month', e.effective_at)", "ledger_bigint_sum"
+        false = "false"
     else:  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (ledger.db.UTCDateTime)
         month, total = "substr(e.effective_at, 1, 7)", "sum"
+        false = "0"
     limits = [
         f"e.customer_id {op} :{name}"
         for op, name, v in ((">=", "low", low), ("<", "high", high))
@@ -401,24 +447,28 @@ def _rebuild_sql(dialect: str, low: str | None, high: str | None) -> TextClause:
     return text(
         f"""
 WITH customer_months AS (
-  SELECT e.customer_id, e.currency, {month} AS month, count(*) AS n,
+  SELECT e.customer_id, coalesce(i.account, '') AS account,
+    coalesce(i.livemode, {false}) AS livemode, e.currency, {month} AS month, count(*) AS n,
     {per_category}
-  FROM ledger_entries e {where}
-  GROUP BY 1, 2, 3
+  FROM ledger_entries e LEFT JOIN inbox i ON i.event_id = e.source_event_id {where}
+  GROUP BY 1, 2, 3, 4, 5
 ), standings AS (
   SELECT *, {weighted(ACTIVE_WEIGHTS)} AS active_change,
     {total}({weighted(ACTIVE_WEIGHTS)}) OVER w AS active,
     {total}({weighted(DELINQUENT_WEIGHTS)}) OVER w AS owing
   FROM customer_months
-  WINDOW w AS (PARTITION BY customer_id, currency ORDER BY month ROWS UNBOUNDED PRECEDING)
+  WINDOW w AS (
+    PARTITION BY customer_id, account, livemode, currency ORDER BY month
+    ROWS UNBOUNDED PRECEDING
+  )
 )
-SELECT currency, month, sum(n), {", ".join(f"{total}({name})" for name in names)},
+SELECT livemode, currency, month, sum(n), {", ".join(f"{total}({name})" for name in names)},
   sum(CASE WHEN (active > 0) = (active - active_change > 0) THEN 0
            WHEN active > 0 THEN 1 ELSE -1 END),
   sum(CASE WHEN active - active_change > 0 AND active <= 0 AND owing <= 0 THEN 1 ELSE 0 END),
   {", ".join(f"{total}({name})" for name in counted)}
 FROM standings
-GROUP BY currency, month
+GROUP BY livemode, currency, month
 """
     ).bindparams(
         **{name: value for name, value in (("low", low), ("high", high)) if value is not None}
@@ -430,18 +480,24 @@ def _count_changes(
     customer_ids: list[str],
     done: int,
     horizon: int,
-    sums: dict[tuple[str, int], list[int]],
+    sums: dict[_Cell, list[int]],
 ) -> None:
     """Correct month-end customer counts for customers with new rows: their counts computed
-    from their whole history up to the horizon, minus the same up to the old checkpoint."""
+    from their whole history up to the horizon, minus the same up to the old checkpoint (a
+    customer is one per source)."""
     e = ledger_entries.c
     query = _in_chain(
-        select(e.customer_id, e.currency, e.category, e.amount, e.effective_at, _SEQ)
-    ).where(e.customer_id.in_(customer_ids), horizon >= _SEQ)
-    before: dict[tuple[str, str], dict[int, tuple[int, int]]] = {}
-    after: dict[tuple[str, str], dict[int, tuple[int, int]]] = {}
+        with_source(
+            select(
+                e.customer_id, _ACCOUNT, _LIVEMODE, e.currency, e.category, e.amount,
+                e.effective_at, _SEQ,
+            )
+        )
+    ).where(e.customer_id.in_(customer_ids), horizon >= _SEQ)  # fmt: skip
+    before: dict[tuple[str, str, bool, str], dict[int, tuple[int, int]]] = {}
+    after: dict[tuple[str, str, bool, str], dict[int, tuple[int, int]]] = {}
     for row in conn.execute(query):
-        key = (row.customer_id, row.currency)
+        key = (row.customer_id, row.account, bool(row.livemode), row.currency)
         month = month_index(row.effective_at)
         active, delinquent = effects(row.category, int(row.amount))
         histories = (after, before) if row.seq <= done else (after,)
@@ -450,47 +506,47 @@ def _count_changes(
             old_active, old_delinquent = per_month.get(month, (0, 0))
             per_month[month] = (old_active + active, old_delinquent + delinquent)
     for key, history in after.items():
-        currency = key[1]
+        livemode, currency = key[2], key[3]
         new = customer_changes(history, currency)
         old = customer_changes(before.get(key, {}), currency)
         for month in new.keys() | old.keys():
             change_new, lost_new = new.get(month, (0, 0))
             change_old, lost_old = old.get(month, (0, 0))
             if (change_new, lost_new) != (change_old, lost_old):
-                row_sums = _row(sums, currency, month)
+                row_sums = _row(sums, (livemode, currency), month)
                 row_sums[_CHANGE] += change_new - change_old
                 row_sums[_LOST] += lost_new - lost_old
 
 
-def _row(sums: dict[tuple[str, int], list[int]], currency: str, month: int) -> list[int]:
-    found = sums.get((currency, month))
+def _row(sums: dict[_Cell, list[int]], cell: tuple[bool, str], month: int) -> list[int]:
+    key = (*cell, month)
+    found = sums.get(key)
     if found is None:
-        found = sums[(currency, month)] = [0] * len(MONTH_TOTAL_COLUMNS)
+        found = sums[key] = [0] * len(MONTH_TOTAL_COLUMNS)
     return found
 
 
-def _stored_rows(
-    sums: dict[tuple[str, int], list[int]], *, keep_empty: bool
-) -> list[dict[str, object]]:
-    """`mrr_month_totals` rows for `sums`, in currency and month order."""
+def _stored_rows(sums: dict[_Cell, list[int]], *, keep_empty: bool) -> list[dict[str, object]]:
+    """`mrr_month_totals` rows for `sums`, in mode, currency and month order."""
     return [
         {
+            "livemode": livemode,
             "currency": currency,
             "month": str(Month(month)),
             **dict(zip(MONTH_TOTAL_COLUMNS, values, strict=True)),
         }
-        for (currency, month), values in sorted(sums.items())
+        for (livemode, currency, month), values in sorted(sums.items())
         if keep_empty or any(values)
     ]
 
 
-def _add_totals(conn: Connection, sums: dict[tuple[str, int], list[int]]) -> None:
+def _add_totals(conn: Connection, sums: dict[_Cell, list[int]]) -> None:
     rows = _stored_rows(sums, keep_empty=False)
     if not rows:
         return
     statement = dialect_insert(conn, mrr_month_totals)
     statement = statement.on_conflict_do_update(
-        index_elements=["currency", "month"],
+        index_elements=["livemode", "currency", "month"],
         set_={
             name: mrr_month_totals.c[name] + statement.excluded[name]
             for name in MONTH_TOTAL_COLUMNS

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import Connection, Select, func, select, true
 from sqlalchemy.orm import aliased
 
 from ledger.rules.entries import Category
 from ledger.rules.months import Month
-from ledger.storage.schema import ledger_entries, text_limit
+from ledger.storage.schema import inbox, ledger_entries, text_limit
 from ledger.storage.store import StoredEntry, entry_from_row
 
 MAX_ID_LENGTH = min(
@@ -38,6 +38,9 @@ class LedgerFilter:
     subscription_id: str | None = None
     category: Category | None = None
     currency: str | None = None
+    # The source (its source event's inbox row's): None for any mode, or any account.
+    livemode: bool | None = None
+    account: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +97,29 @@ def _filtered(filters: LedgerFilter) -> Select[Any]:
         query = query.where(e.category == filters.category.value)
     if filters.currency is not None:
         query = query.where(e.currency == filters.currency)
+    query = _in_source(query, filters)
     if filters.month is not None:
         # A month holds a bounded share of the ledger: read it by time and sort it. Ordered by
         # the bare id, PostgreSQL walks the primary key from the start and filters, expecting
         # the month's rows to be spread over all ids; they follow time (bench/pages.py).
         return query.order_by(e.id + 0)
     return query.order_by(e.id)
+
+
+def _in_source(query: Select[Any], filters: LedgerFilter) -> Select[Any]:
+    """Entries of the mode and account asked. An entry whose source event is not stored is
+    the default source's (test mode, the endpoint's own account), as the projector counts it."""
+    source = ledger_entries.c.source_event_id
+    events = select(inbox.c.event_id)
+    if filters.livemode is True:
+        query = query.where(source.in_(events.where(inbox.c.livemode.is_(true()))))
+    elif filters.livemode is False:
+        query = query.where(source.not_in(events.where(inbox.c.livemode.is_(true()))))
+    if filters.account:
+        query = query.where(source.in_(events.where(inbox.c.account == filters.account)))
+    elif filters.account == "":
+        query = query.where(source.not_in(events.where(inbox.c.account != "")))
+    return query
 
 
 def _with_reversals(chosen: Select[Any]) -> Select[Any]:

@@ -11,15 +11,18 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, false, true
 
 from ledger.reporting import fx, projector
 from ledger.reporting.balances import MonthBalance, MonthTotals, Posting, Projection, balances
+from ledger.reporting.modes import ModeChoice, choose_mode
 from ledger.rules.months import BadMonth, Month, month_index
+from ledger.rules.sources import parse_mode
 from ledger.storage.schema import ledger_entries
 
 MAX_MONTHS = 1200
 _CURRENCY = re.compile(r"[a-z]{3}")
+_ACCOUNT = re.compile(r"acct_[A-Za-z0-9]{1,250}")
 
 
 class BadInput(ValueError):
@@ -38,6 +41,8 @@ class ReportQuery:
     currency: str | None = None
     reporting_currency: str | None = None
     as_of: datetime | None = None
+    livemode: bool | None = None  # None: live, or test if there is no live data (modes.py)
+    account: str | None = None  # None: every account together
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,7 @@ class Report:
     main: CurrencyReport
     unconverted: list[CurrencyReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    mode: ModeChoice = field(default_factory=lambda: ModeChoice(True))
 
 
 # --- validating what was asked -----------------------------------------------------------
@@ -87,6 +93,8 @@ def report_query(
     currency: str | None = None,
     reporting_currency: str | None = None,
     as_of: str | None = None,
+    mode: str | None = None,
+    account: str | None = None,
 ) -> ReportQuery:
     start, end = parse_month(first, "from"), parse_month(last, "to")
     if start > end:
@@ -103,17 +111,39 @@ def report_query(
             else parse_currency(reporting_currency, "reporting_currency")
         ),
         as_of=None if as_of is None else parse_as_of(as_of),
+        livemode=None if mode is None else parse_mode_arg(mode),
+        account=None if account is None else parse_account(account),
     )
+
+
+def parse_mode_arg(text: str, name: str = "mode") -> bool:
+    try:
+        return parse_mode(text)
+    except ValueError as problem:
+        raise BadInput(name, str(problem)) from None
+
+
+def parse_account(text: str, name: str = "source") -> str:
+    """A Stripe account id (`acct_…`), or "" (written `default`) for the endpoint's own."""
+    cleaned = text.strip()
+    if cleaned == "default":
+        return ""
+    if not _ACCOUNT.fullmatch(cleaned):
+        raise BadInput(name, f"{text!r} is not a Stripe account id (acct_…) or 'default'")
+    return cleaned
 
 
 # --- computing -------------------------------------------------------------------------------
 
 
 def build_report(engine: Engine, query: ReportQuery) -> Report:
-    if query.as_of is None and query.reporting_currency is None:
-        return _from_stored_totals(engine, query)
+    with engine.begin() as conn:
+        projector.catch_up(conn)
+        mode = choose_mode(conn, query.livemode)
+    if query.as_of is None and query.reporting_currency is None and query.account is None:
+        return _from_stored_totals(engine, query, mode)
     with engine.connect() as conn:
-        totals, missing = _from_ledger(conn, query)
+        totals, missing = _from_ledger(conn, query, mode.livemode)
     currencies = sorted({t.currency for t in totals})
     if query.reporting_currency is not None:
         chosen = query.reporting_currency
@@ -130,23 +160,29 @@ def build_report(engine: Engine, query: ReportQuery) -> Report:
         f"are reported in {c}, not converted"
         for c, day in sorted(missing.items())
     ]
-    return Report(query, main, others if query.reporting_currency else [], warnings)
+    return Report(query, main, others if query.reporting_currency else [], warnings, mode)
 
 
-def _from_stored_totals(engine: Engine, query: ReportQuery) -> Report:
-    with engine.begin() as conn:
-        projector.catch_up(conn)
+def _from_stored_totals(engine: Engine, query: ReportQuery, mode: ModeChoice) -> Report:
     with engine.connect() as conn:
-        chosen = choose_currency(query.currency, projector.stored_currencies(conn))
-        totals = projector.stored_totals(conn, chosen, query.last)
-    return Report(query, CurrencyReport(chosen, balances(totals, chosen, query.first, query.last)))
+        chosen = choose_currency(query.currency, projector.stored_currencies(conn, mode.livemode))
+        totals = projector.stored_totals(conn, chosen, query.last, mode.livemode)
+    main = CurrencyReport(chosen, balances(totals, chosen, query.first, query.last))
+    return Report(query, main, mode=mode)
 
 
-def _from_ledger(conn: Connection, query: ReportQuery) -> tuple[list[MonthTotals], dict[str, date]]:
-    """Totals straight from the ledger (streamed); with a reporting currency, also the first
-    day each currency lacked a rate."""
+def _from_ledger(
+    conn: Connection, query: ReportQuery, livemode: bool
+) -> tuple[list[MonthTotals], dict[str, date]]:
+    """Totals straight from the ledger (streamed) of one mode (and account, if asked); with a
+    reporting currency, also the first day each currency lacked a rate."""
     e = ledger_entries.c
-    select_rows = projector.entry_columns().where(e.effective_at < query.last.next().start())
+    select_rows = projector.with_source(projector.entry_columns()).where(
+        e.effective_at < query.last.next().start(),
+        projector.SOURCE_LIVEMODE.is_(true() if livemode else false()),
+    )
+    if query.account is not None:
+        select_rows = select_rows.where(projector.SOURCE_ACCOUNT.in_([query.account]))
     if query.as_of is not None:
         select_rows = select_rows.where(e.recorded_at <= query.as_of)
     if query.currency is not None:
@@ -158,9 +194,9 @@ def _from_ledger(conn: Connection, query: ReportQuery) -> tuple[list[MonthTotals
     )
     projection = Projection()
     missing: dict[str, date] = {}
-    for customer_id, currency, category, amount, at in projector.in_effective_order(
-        conn, select_rows
-    ):
+    ordered = select_rows.add_columns(projector.SOURCE_ACCOUNT).order_by(e.effective_at, e.id)
+    streamed = conn.execute(ordered, execution_options={"yield_per": projector.STREAM_BATCH})
+    for customer_id, currency, category, amount, at, account in streamed:
         bucket, reported = currency, amount
         if converter is not None:
             converted = converter.convert(amount, currency, at)
@@ -168,9 +204,9 @@ def _from_ledger(conn: Connection, query: ReportQuery) -> tuple[list[MonthTotals
                 missing.setdefault(currency, at.astimezone(UTC).date())
             else:
                 bucket, reported = converter.reporting, converted
-        projection.add(
-            Posting(customer_id, currency, category, amount, month_index(at), bucket, reported)
-        )
+        # A customer id means one customer only within its account.
+        who = customer_id if query.account is not None else f"{customer_id}\0{account}"
+        projection.add(Posting(who, currency, category, amount, month_index(at), bucket, reported))
     return projection.totals(), missing
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from ledger.reporting import customer_months, projector
 from ledger.reporting.balances import MOVEMENTS, MonthBalance, MonthTotals, balances
+from ledger.reporting.modes import choose_mode
 from ledger.reporting.reports import BadInput, CurrencyReport, ReportQuery, choose_currency
 from ledger.rules.months import Month
 from ledger.storage.schema import (
@@ -113,8 +114,9 @@ def build_segments(engine: Engine, query: SegmentQuery) -> SegmentReport:
         if not query.by_item:
             customer_months.catch_up(conn)
     with engine.connect() as conn:
-        currency = choose_currency(asked, projector.stored_currencies(conn))
-        whole = projector.stored_totals(conn, currency, last)
+        livemode = choose_mode(conn, query.report.livemode).livemode
+        currency = choose_currency(asked, projector.stored_currencies(conn, livemode))
+        whole = projector.stored_totals(conn, currency, last, livemode)
         if query.by_item:
             totals = _item_totals(conn, query.by, currency, last)
         else:

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.rules.sources import Unit, account_of
+
 
 class MalformedEvent(ValueError):
     """The body is JSON but not a Stripe event we can read."""
@@ -20,6 +22,8 @@ class EventRecord:
     livemode: bool
     object: dict[str, Any]
     previous_attributes: dict[str, Any] | None
+    # The Connect account the event names, "" for the endpoint's own (ledger/rules/sources.py).
+    account: str = ""
 
     @property
     def sort_key(self) -> tuple[int, str]:
@@ -53,6 +57,7 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> EventRecord:
         livemode=bool(body.get("livemode", False)),
         object=data["object"],
         previous_attributes=previous if isinstance(previous, dict) else None,
+        account=account_of(body),
     )
 
 
@@ -66,3 +71,8 @@ def customer_of(event: EventRecord) -> str | None:
     if isinstance(value, dict):
         value = value.get("id")
     return value if isinstance(value, str) else None
+
+
+def unit_of(event: EventRecord, customer_id: str) -> Unit:
+    """The replay unit of a customer the event touches: that customer in the event's source."""
+    return Unit(customer_id, event.account, event.livemode)

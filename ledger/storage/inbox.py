@@ -7,7 +7,7 @@ import re
 import threading
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.rules.events import EventRecord, MalformedEvent, customer_of, parse_event
+from ledger.rules.sources import Unit, account_of
 from ledger.storage.pg_prepared import PreparedInsert
 from ledger.storage.schema import InboxStatus, inbox, text_limit
 
@@ -27,6 +28,8 @@ class InboxRow:
     created: int
     customer_id: str | None
     source: str
+    livemode: bool
+    account: str
     status: InboxStatus
     attempts: int
     error: str | None
@@ -34,7 +37,14 @@ class InboxRow:
     payload: str
 
     def event(self) -> EventRecord:
-        return parse_event(self.payload)
+        return stored_event(self.payload, self.account)
+
+
+def stored_event(payload: str, account: str) -> EventRecord:
+    """A stored event as the rules read it, in the account its row holds (which a bound
+    webhook secret may give an event that names none)."""
+    event = parse_event(payload)
+    return event if event.account == account else replace(event, account=account)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +61,7 @@ TEXT_LIMITS = {
     for name in ("event_id", "event_type", "customer_id", "api_version")
 }
 BIGINT = range(-(2**63), 2**63)
+_ACCOUNT_CHARS = text_limit(inbox.c.account)
 # Errors are kept short: a reason, not a dump.
 ERROR_CHARS = 4000
 # Stripe's API versions: a date, then from 2024-09-30 a release name ("2025-03-31.basil").
@@ -104,11 +115,17 @@ def _unreadable(event: EventRecord, api_version: object) -> str | None:
     return None
 
 
-def _row_values(raw: str, body: dict[str, Any], *, source: str = "webhook") -> dict[str, Any]:
-    """The inbox row for an event (see `store_events`): pending, or failed with the reason."""
+def _row_values(
+    raw: str, body: dict[str, Any], *, source: str = "webhook", account: str | None = None
+) -> dict[str, Any]:
+    """The inbox row for an event (see `store_events`): pending, or failed with the reason.
+    `account`: the source's account when the event names none (a bound secret, the backfill's
+    key); an account the event names always wins."""
+    named = account_of(body)
     values: dict[str, Any] = {
         "event_id": body["id"],
         "source": source,
+        "account": named if named and storable_text(named, _ACCOUNT_CHARS) else account or "",
         "received_at": datetime.now(UTC),
         "attempts": 0,
         "payload": raw,
@@ -128,7 +145,7 @@ def _row_values(raw: str, body: dict[str, Any], *, source: str = "webhook") -> d
             if isinstance(created, int) and not isinstance(created, bool) and created in BIGINT
             else 0,
             "api_version": None,
-            "livemode": False,
+            "livemode": body.get("livemode") is True,
             "customer_id": None,
             "status": InboxStatus.FAILED,
             "error": f"malformed event: {problem}",
@@ -145,7 +162,11 @@ def _row_values(raw: str, body: dict[str, Any], *, source: str = "webhook") -> d
 
 
 def store_events(
-    conn: Connection, events: Sequence[tuple[str, dict[str, Any]]], *, source: str = "webhook"
+    conn: Connection,
+    events: Sequence[tuple[str, dict[str, Any]]],
+    *,
+    source: str = "webhook",
+    account: str | None = None,
 ) -> list[Stored]:
     """Insert events, each given as its raw text and its parsed body, in one statement.
 
@@ -155,7 +176,8 @@ def store_events(
     (see `storable_text`); an event that cannot be read further is still kept, marked failed
     with the reason, so nothing Stripe signed is ever dropped.
     """
-    return _insert(conn, [_row_values(raw, body, source=source) for raw, body in events])
+    rows = [_row_values(raw, body, source=source, account=account) for raw, body in events]
+    return _insert(conn, rows)
 
 
 def _insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Stored]:
@@ -191,7 +213,12 @@ def _insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Stored]:
 
 
 def store_durably(
-    engine: Engine, raw: str, body: dict[str, Any], threads: threading.local
+    engine: Engine,
+    raw: str,
+    body: dict[str, Any],
+    threads: threading.local,
+    *,
+    account: str | None = None,
 ) -> Stored:
     """One event stored as `store_events` does, committed before returning, in as few round
     trips as the database allows.
@@ -200,7 +227,7 @@ def store_durably(
     in autocommit: no BEGIN and COMMIT round trips; each calling thread keeps its connection
     in `threads` (one per process). SQLite's writers need their BEGIN IMMEDIATE.
     """
-    row = _row_values(raw, body)
+    row = _row_values(raw, body, account=account)
     if engine.dialect.name != "postgresql":
         with engine.begin() as conn:
             return _insert(conn, [row])[0]
@@ -293,26 +320,34 @@ def claim_customers_pending(
 
 def customer_events(
     conn: Connection,
-    customer_ids: Collection[str],
+    units: Collection[Unit],
     parsed: Mapping[str, EventRecord] | None = None,
-) -> dict[str, list[EventRecord]]:
-    """Every readable event stored for each customer, whatever its processing status, in the
-    order the rules replay them; a customer with none is absent.
+) -> dict[Unit, list[EventRecord]]:
+    """Every readable event stored for each customer in its source, whatever its processing
+    status, in the order the rules replay them; a unit with none is absent.
 
     `parsed`: events already read, by event id (a batch's own rows), not parsed again.
     """
-    if not customer_ids:
+    if not units:
         return {}
     known = parsed or {}
-    found: dict[str, list[EventRecord]] = defaultdict(list)
+    found: dict[Unit, list[EventRecord]] = defaultdict(list)
+    wanted = set(units)
     rows = conn.execute(
-        select(inbox.c.customer_id, inbox.c.event_id, inbox.c.payload)
-        .where(inbox.c.customer_id.in_(list(customer_ids)), inbox.c.status != InboxStatus.FAILED)
+        select(inbox.c.customer_id, inbox.c.account, inbox.c.livemode, inbox.c.event_id,
+               inbox.c.payload)
+        .where(
+            inbox.c.customer_id.in_(sorted({u.customer_id for u in wanted})),
+            inbox.c.status != InboxStatus.FAILED,
+        )
         .order_by(inbox.c.customer_id, inbox.c.created, inbox.c.event_id)
-    )
-    for customer_id, event_id, payload in rows:
+    )  # fmt: skip
+    for customer_id, account, livemode, event_id, payload in rows:
+        unit = Unit(customer_id, account, bool(livemode))
+        if unit not in wanted:
+            continue
         event = known.get(event_id)
-        found[customer_id].append(parse_event(payload) if event is None else event)
+        found[unit].append(stored_event(payload, account) if event is None else event)
     return dict(found)
 
 

@@ -28,8 +28,10 @@ from sqlalchemy import (
 )
 from sqlalchemy import tuple_ as row
 
-from ledger.rules.events import EventRecord, parse_event
+from ledger.rules.events import EventRecord
+from ledger.rules.sources import Unit
 from ledger.rules.timeline import Checkpoint, is_relevant
+from ledger.storage.inbox import stored_event
 from ledger.storage.schema import InboxStatus, inbox, replay_checkpoints
 
 Position = tuple[int, str]  # (created, event id): the customer's replay order
@@ -63,65 +65,88 @@ class After:
     sources: list[str]  # every row's event id, whatever its status: entries may name any
 
 
-def pending_positions(conn: Connection, customer_ids: Sequence[str]) -> dict[str, list[Position]]:
-    """Where each customer's relevant events still pending sort."""
-    found: dict[str, list[Position]] = defaultdict(list)
-    for chunk in _chunks(sorted(set(customer_ids))):
+def _inbox_unit(customer_id: Any, account: Any, livemode: Any) -> Unit:
+    return Unit(str(customer_id), str(account), bool(livemode))
+
+
+_UNIT_OF_INBOX = (inbox.c.customer_id, inbox.c.account, inbox.c.livemode)
+_UNIT_OF_CHECKPOINT = (
+    replay_checkpoints.c.customer_id,
+    replay_checkpoints.c.account,
+    replay_checkpoints.c.livemode,
+)
+
+
+def pending_positions(conn: Connection, units: Sequence[Unit]) -> dict[Unit, list[Position]]:
+    """Where each unit's relevant events still pending sort."""
+    found: dict[Unit, list[Position]] = defaultdict(list)
+    wanted = set(units)
+    for chunk in _chunks(sorted({u.customer_id for u in wanted})):
         rows = conn.execute(
-            select(
-                inbox.c.customer_id, inbox.c.created, inbox.c.event_id, inbox.c.event_type
-            ).where(inbox.c.customer_id.in_(chunk), inbox.c.status == _PENDING)
-        )
-        for customer_id, created, event_id, event_type in rows:
-            if is_relevant(event_type):
-                found[customer_id].append((int(created), str(event_id)))
-    return found
-
-
-def stored(conn: Connection, customer_ids: Sequence[str]) -> dict[str, list[Stored]]:
-    """Each customer's checkpoints, fewest events first."""
-    table = replay_checkpoints
-    found: dict[str, list[Stored]] = defaultdict(list)
-    for chunk in _chunks(sorted(set(customer_ids))):
-        rows = conn.execute(
-            select(table.c.customer_id, table.c.events, table.c.created, table.c.event_id)
-            .where(table.c.customer_id.in_(chunk))
-            .order_by(table.c.customer_id, table.c.events)
-        )
-        for customer_id, events, created, event_id in rows:
-            found[customer_id].append(Stored(int(events), (int(created), str(event_id))))
-    return found
-
-
-def states(conn: Connection, chosen: Mapping[str, int]) -> dict[str, str]:
-    """The sealed state of the checkpoint after `chosen[customer]` events, per customer."""
-    table = replay_checkpoints
-    found: dict[str, str] = {}
-    for chunk in _chunks(sorted(chosen.items())):
-        rows = conn.execute(
-            select(table.c.customer_id, table.c.state).where(
-                row(table.c.customer_id, table.c.events).in_(list(chunk))
+            select(*_UNIT_OF_INBOX, inbox.c.created, inbox.c.event_id, inbox.c.event_type).where(
+                inbox.c.customer_id.in_(chunk), inbox.c.status == _PENDING
             )
         )
-        found.update((str(customer_id), str(state)) for customer_id, state in rows)
+        for customer_id, account, livemode, created, event_id, event_type in rows:
+            unit = _inbox_unit(customer_id, account, livemode)
+            if unit in wanted and is_relevant(event_type):
+                found[unit].append((int(created), str(event_id)))
+    return found
+
+
+def stored(conn: Connection, units: Sequence[Unit]) -> dict[Unit, list[Stored]]:
+    """Each unit's checkpoints, fewest events first."""
+    table = replay_checkpoints
+    found: dict[Unit, list[Stored]] = defaultdict(list)
+    for chunk in _chunks(sorted(set(units))):
+        rows = conn.execute(
+            select(*_UNIT_OF_CHECKPOINT, table.c.events, table.c.created, table.c.event_id)
+            .where(row(*_UNIT_OF_CHECKPOINT).in_(list(chunk)))
+            .order_by(*_UNIT_OF_CHECKPOINT, table.c.events)
+        )
+        for customer_id, account, livemode, events, created, event_id in rows:
+            unit = _inbox_unit(customer_id, account, livemode)
+            found[unit].append(Stored(int(events), (int(created), str(event_id))))
+    return found
+
+
+def states(conn: Connection, chosen: Mapping[Unit, int]) -> dict[Unit, str]:
+    """The sealed state of the checkpoint after `chosen[unit]` events, per unit."""
+    table = replay_checkpoints
+    found: dict[Unit, str] = {}
+    for chunk in _chunks(sorted(chosen.items())):
+        rows = conn.execute(
+            select(*_UNIT_OF_CHECKPOINT, table.c.state).where(
+                row(*_UNIT_OF_CHECKPOINT, table.c.events).in_([(*u, n) for u, n in chunk])
+            )
+        )
+        found.update((_inbox_unit(c, a, m), str(state)) for c, a, m, state in rows)
     return found
 
 
 def events_after(
     conn: Connection,
-    starts: Mapping[str, Position],
+    starts: Mapping[Unit, Position],
     parsed: Mapping[str, EventRecord] | None = None,
-) -> dict[str, After]:
+) -> dict[Unit, After]:
     """Each customer's inbox rows sorting after its start: only those rows are read, and only
     the readable relevant ones parsed (`parsed`: events already read, by id)."""
     known = parsed or {}
-    events: dict[str, list[EventRecord]] = defaultdict(list)
-    sources: dict[str, list[str]] = defaultdict(list)
+    events: dict[Unit, list[EventRecord]] = defaultdict(list)
+    sources: dict[Unit, list[str]] = defaultdict(list)
     for chunk in _chunks(sorted(starts)):
-        since = [and_(inbox.c.customer_id == c, inbox.c.created >= starts[c][0]) for c in chunk]
+        since = [
+            and_(
+                inbox.c.customer_id == u.customer_id,
+                inbox.c.account == u.account,
+                inbox.c.livemode == u.livemode,
+                inbox.c.created >= starts[u][0],
+            )
+            for u in chunk
+        ]
         rows = conn.execute(
             select(
-                inbox.c.customer_id,
+                *_UNIT_OF_INBOX,
                 inbox.c.created,
                 inbox.c.event_id,
                 inbox.c.event_type,
@@ -133,13 +158,14 @@ def events_after(
                 or_(*since)
             )
         )
-        for customer_id, created, event_id, event_type, status, payload in rows:
-            if (int(created), str(event_id)) <= starts[customer_id]:
+        for customer_id, account, livemode, created, event_id, event_type, status, payload in rows:
+            unit = _inbox_unit(customer_id, account, livemode)
+            if (int(created), str(event_id)) <= starts[unit]:
                 continue
-            sources[customer_id].append(event_id)
+            sources[unit].append(event_id)
             if status != InboxStatus.FAILED and is_relevant(event_type):
                 event = known.get(event_id)
-                events[customer_id].append(parse_event(payload) if event is None else event)
+                events[unit].append(stored_event(payload, account) if event is None else event)
     return {c: After(events[c], sources[c]) for c in starts}
 
 
@@ -152,11 +178,13 @@ def positions_of(conn: Connection, event_ids: Sequence[str]) -> dict[str, Positi
     return found
 
 
-def save(conn: Connection, customer_id: str, checkpoints: Iterable[Checkpoint]) -> None:
+def save(conn: Connection, unit: Unit, checkpoints: Iterable[Checkpoint]) -> None:
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = [
         {
-            "customer_id": customer_id,
+            "customer_id": unit.customer_id,
+            "account": unit.account,
+            "livemode": unit.livemode,
             "events": c.events,
             "created": c.position[0],
             "event_id": c.position[1],
@@ -169,20 +197,21 @@ def save(conn: Connection, customer_id: str, checkpoints: Iterable[Checkpoint]) 
         conn.execute(insert(replay_checkpoints), rows)
 
 
-def discard(conn: Connection, checkpoints: Sequence[tuple[str, int]]) -> None:
-    """Delete these checkpoints, each named by (customer, events)."""
+def discard(conn: Connection, checkpoints: Sequence[tuple[Unit, int]]) -> None:
+    """Delete these checkpoints, each named by (unit, events)."""
     table = replay_checkpoints
     for chunk in _chunks(sorted(checkpoints)):
-        conn.execute(delete(table).where(row(table.c.customer_id, table.c.events).in_(chunk)))
+        named = [(*u, n) for u, n in chunk]
+        conn.execute(delete(table).where(row(*_UNIT_OF_CHECKPOINT, table.c.events).in_(named)))
 
 
-def clear(conn: Connection, customer_ids: Sequence[str] | None = None) -> int:
-    """Delete the checkpoints of these customers, or of all; how many there were."""
-    if customer_ids is None:
+def clear(conn: Connection, units: Sequence[Unit] | None = None) -> int:
+    """Delete the checkpoints of these units, or of all; how many there were."""
+    if units is None:
         return int(conn.execute(delete(replay_checkpoints)).rowcount)
     gone = 0
-    for chunk in _chunks(sorted(set(customer_ids))):
-        statement = delete(replay_checkpoints).where(replay_checkpoints.c.customer_id.in_(chunk))
+    for chunk in _chunks(sorted(set(units))):
+        statement = delete(replay_checkpoints).where(row(*_UNIT_OF_CHECKPOINT).in_(list(chunk)))
         gone += int(conn.execute(statement).rowcount)
     return gone
 
@@ -191,7 +220,7 @@ def count(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(replay_checkpoints)).scalar_one())
 
 
-def customers(conn: Connection) -> list[str]:
-    """Every customer with a stored event."""
-    query = select(inbox.c.customer_id).where(inbox.c.customer_id.is_not(None)).distinct()
-    return sorted(str(c) for c in conn.execute(query).scalars())
+def units(conn: Connection) -> list[Unit]:
+    """Every customer with a stored event, in each of its sources."""
+    query = select(*_UNIT_OF_INBOX).where(inbox.c.customer_id.is_not(None)).distinct()
+    return sorted(_inbox_unit(*found) for found in conn.execute(query))

@@ -57,6 +57,10 @@ inbox = Table(
     Column("created", BigInteger, nullable=False),
     Column("api_version", String(64)),
     Column("livemode", Boolean, nullable=False, default=False),
+    # With livemode, the event's source (migration 0015; ledger/rules/sources.py): the Connect
+    # account it names, the account its webhook secret is bound to, or the backfill key's;
+    # "" for the endpoint's own account when no id is known.
+    Column("account", String(255), nullable=False, default=""),
     Column("customer_id", String(255)),
     Column("source", String(16), nullable=False, default="webhook"),
     Column("received_at", UTCDateTime(), nullable=False),
@@ -178,9 +182,11 @@ ENTRY_COUNT_COLUMNS = tuple(f"{name}_entries" for name in MOVEMENT_COLUMNS)
 BALANCE_COLUMNS = (*MOVEMENT_COLUMNS, "customers_change", "customers_lost")
 MONTH_TOTAL_COLUMNS = (*BALANCE_COLUMNS, *ENTRY_COUNT_COLUMNS)
 
+# Keyed by mode (migration 0015): live and test figures are never summed together.
 mrr_month_totals = Table(
     "mrr_month_totals",
     metadata,
+    Column("livemode", Boolean, primary_key=True),
     Column("currency", String(3), primary_key=True),
     Column("month", String(7), primary_key=True),
     *(Column(name, BigInteger, nullable=False, default=0) for name in MONTH_TOTAL_COLUMNS),
@@ -237,6 +243,9 @@ reconcile_runs = Table(
     Column("fixed", Integer),
     Column("error", Text),
     Column("details", Text),
+    # The source compared (migration 0015): the API key's account ("" unknown) and mode.
+    Column("account", String(255)),
+    Column("livemode", Boolean),
     Index("ix_reconcile_runs_started_at", "started_at"),
 )
 
@@ -341,6 +350,9 @@ replay_checkpoints = Table(
     "replay_checkpoints",
     metadata,
     Column("customer_id", String(255), primary_key=True),
+    # The replay unit's source (migration 0015): a customer id means something only in one.
+    Column("account", String(255), primary_key=True),
+    Column("livemode", Boolean, primary_key=True),
     Column("events", BigInteger, primary_key=True),
     Column("created", BigInteger, nullable=False),
     Column("event_id", String(255), nullable=False),
@@ -371,6 +383,8 @@ mrr_forecasts = Table(
 forecast_cells = Table(
     "forecast_cells",
     metadata,
+    # Keyed by mode (migration 0015), as mrr_month_totals.
+    Column("livemode", Boolean, primary_key=True),
     Column("currency", String(3), primary_key=True),
     Column("effective_month", String(7), primary_key=True),
     Column("recorded_month", String(7), primary_key=True),

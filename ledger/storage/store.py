@@ -16,8 +16,15 @@ from sqlalchemy import Connection, and_, exists, insert, select
 from sqlalchemy.orm import aliased
 
 from ledger.rules.entries import Category, DesiredEntry, EntryKey, entry_key
+from ledger.rules.sources import Unit
 from ledger.storage.db import dialect_insert
-from ledger.storage.schema import customer_references, customers, ledger_entries, reference_objects
+from ledger.storage.schema import (
+    customer_references,
+    customers,
+    inbox,
+    ledger_entries,
+    reference_objects,
+)
 
 _REVERSAL = aliased(ledger_entries)
 _CHUNK = 250  # event ids per statement: SQLite caps the parameters of one
@@ -50,7 +57,7 @@ class DesiredLedger:
     replay from a checkpoint, before which the ledger is in line); None: all the customer's.
     """
 
-    customer_id: str
+    unit: Unit
     entries: Sequence[DesiredEntry]
     cause_event_id: str
     sources: Collection[str] | None = None
@@ -122,10 +129,38 @@ def in_effect(conn: Connection, customer_ids: Collection[str] | None = None) -> 
     return [entry_from_row(m) for m in conn.execute(query).mappings()]
 
 
-def _in_effect_from(conn: Connection, sources: Mapping[str, Collection[str]]) -> list[StoredEntry]:
-    """Each customer's entries in effect whose source event is one of `sources[customer]`, in
+def in_effect_of(conn: Connection, units: Collection[Unit]) -> dict[Unit, list[StoredEntry]]:
+    """The entries in effect of each customer in its source (its source event's inbox row's),
+    in id order."""
+    if not units:
+        return {}
+    wanted = set(units)
+    reversal = aliased(ledger_entries)
+    found: dict[Unit, list[StoredEntry]] = defaultdict(list)
+    ids = sorted({u.customer_id for u in wanted})
+    for start in range(0, len(ids), _CHUNK):
+        query = (
+            select(ledger_entries, inbox.c.account, inbox.c.livemode)
+            .outerjoin(inbox, inbox.c.event_id == ledger_entries.c.source_event_id)
+            .where(
+                ledger_entries.c.customer_id.in_(ids[start : start + _CHUNK]),
+                ledger_entries.c.reversal_of.is_(None),
+                ~exists().where(reversal.c.reversal_of == ledger_entries.c.id),
+            )
+            .order_by(ledger_entries.c.id)
+        )
+        for mapping in conn.execute(query).mappings():
+            # An entry without its source event stored is the default source's.
+            unit = Unit(mapping["customer_id"], mapping["account"] or "", bool(mapping["livemode"]))
+            if unit in wanted:
+                found[unit].append(entry_from_row(mapping))
+    return dict(found)
+
+
+def _in_effect_from(conn: Connection, sources: Mapping[Unit, Collection[str]]) -> list[StoredEntry]:
+    """Each unit's entries in effect whose source event is one of `sources[unit]`, in
     id order, read through the source index: as many as those events have, whatever the size
-    of the customer's ledger."""
+    of the customer's ledger (event ids are unique across sources)."""
     owner = {event_id: c for c, ids in sources.items() for event_id in ids}
     ordered = sorted(owner)
     found: list[StoredEntry] = []
@@ -138,7 +173,10 @@ def _in_effect_from(conn: Connection, sources: Mapping[str, Collection[str]]) ->
         )
         for mapping in conn.execute(query).mappings():
             entry = entry_from_row(mapping)
-            if entry.reversal_of is None and owner[entry.source_event_id] == entry.customer_id:
+            if (
+                entry.reversal_of is None
+                and owner[entry.source_event_id].customer_id == entry.customer_id
+            ):
                 found.append(entry)
     return sorted(found, key=lambda e: e.id)
 
@@ -165,15 +203,16 @@ def apply(conn: Connection, ledgers: Sequence[DesiredLedger]) -> Applied:
     """Make each customer's ledger in effect equal its desired entries, by reversals and
     appends only: one read of what is in effect, one executemany for every new row (psycopg
     pipelines it; a multi-row VALUES compiles far slower). Callers hold `lock_customers`."""
-    current: dict[str, list[StoredEntry]] = defaultdict(list)
-    for entry in in_effect(conn, [d.customer_id for d in ledgers if d.sources is None]):
-        current[entry.customer_id].append(entry)
-    for entry in _in_effect_from(conn, {d.customer_id: d.sources for d in ledgers if d.sources}):
-        current[entry.customer_id].append(entry)
+    current: dict[Unit, list[StoredEntry]] = defaultdict(list)
+    current.update(in_effect_of(conn, [d.unit for d in ledgers if d.sources is None]))
+    owner = {d.unit: d.sources for d in ledgers if d.sources}
+    by_id = {(u.customer_id, event_id): u for u, ids in owner.items() for event_id in ids}
+    for entry in _in_effect_from(conn, owner):
+        current[by_id[(entry.customer_id, entry.source_event_id)]].append(entry)
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     for ledger in ledgers:
-        rows += _diff_rows(current[ledger.customer_id], ledger.entries, ledger.cause_event_id, now)
+        rows += _diff_rows(current[ledger.unit], ledger.entries, ledger.cause_event_id, now)
     if rows:
         conn.execute(insert(ledger_entries), rows)
     reversals = sum(1 for row in rows if row["reversal_of"] is not None)

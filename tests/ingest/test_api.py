@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from ingest.app import create_app
 from ingest.openapi import document
 from ledger.rules.entries import Category, DesiredEntry
+from ledger.rules.sources import Unit
 from ledger.settings import Settings
 from ledger.storage import store
 
@@ -38,12 +39,12 @@ def seed(engine: Engine) -> None:
         for i in range(5):
             cid = f"cus_{i}"
             e = DesiredEntry(cid, f"sub_{i}", Category.NEW, "usd", 1000 * (i + 1), JAN, f"evt_{i}")
-            store.apply(conn, [store.DesiredLedger(cid, [e], f"evt_{i}")])
+            store.apply(conn, [store.DesiredLedger(Unit(cid, "", False), [e], f"evt_{i}")])
         fix = DesiredEntry("cus_0", "sub_0", Category.NEW, "usd", 1500, JAN, "evt_0")
         churn = DesiredEntry(
             "cus_0", "sub_0", Category.CHURN, "usd", -1500, JAN + timedelta(days=40), "evt_9"
         )
-        store.apply(conn, [store.DesiredLedger("cus_0", [fix, churn], "evt_9")])
+        store.apply(conn, [store.DesiredLedger(Unit("cus_0", "", False), [fix, churn], "evt_9")])
 
 
 def validate(response: Any, schema_name: str) -> None:

@@ -13,6 +13,7 @@ from ingest.app import create_app
 from ledger.reporting import fx
 from ledger.rules.entries import Category, DesiredEntry
 from ledger.rules.months import Month
+from ledger.rules.sources import Unit
 from ledger.settings import Settings
 from ledger.storage import store
 from tests.ingest.test_api import validate
@@ -36,7 +37,7 @@ def seed(engine: Engine) -> None:
             at = Month(now.index - back).start() + timedelta(days=2)
             cid = f"cus_{back}"
             entry = DesiredEntry(cid, f"sub_{back}", Category.NEW, "usd", 1000, at, f"evt_{back}")
-            store.apply(conn, [store.DesiredLedger(cid, [entry], f"evt_{back}")])
+            store.apply(conn, [store.DesiredLedger(Unit(cid, "", False), [entry], f"evt_{back}")])
 
 
 def test_forecast_committed_and_backtest_match_the_openapi_document(

@@ -86,6 +86,29 @@ def test_a_rotated_secret_is_accepted_alongside_the_old_one(settings: Settings) 
     assert post(rotated, body, secret="whsec_old").status_code == 200
 
 
+def test_a_secret_bound_to_a_source_refuses_an_event_of_another(
+    settings: Settings, engine: Engine
+) -> None:
+    from dataclasses import replace
+
+    bound = ("acct_1US:live:whsec_us", "acct_2EU:live:whsec_eu", "*:test:whsec_test")
+    client = create_app(replace(settings, webhook_secrets=bound)).test_client()
+    body = subscription_event("evt_us", "customer.subscription.created", NOW)
+    body["livemode"] = True
+    assert post(client, body, secret="whsec_us").status_code == 200
+    body |= {"id": "evt_claims_eu", "account": "acct_2EU"}
+    refused = post(client, body, secret="whsec_us")
+    assert refused.status_code == 400 and refused.json is not None
+    assert refused.json["error"] == "source_mismatch"
+    assert "acct_2EU" in refused.json["reason"] and "acct_1US" in refused.json["reason"]
+    body |= {"id": "evt_live_on_test", "account": "acct_9"}
+    refused = post(client, body, secret="whsec_test")
+    assert refused.status_code == 400 and "test mode" in refused.json["reason"]
+    with engine.connect() as conn:
+        rows = {(r.event_id, r.account, r.livemode) for r in inbox.list_rows(conn)}
+    assert rows == {("evt_us", "acct_1US", True)}  # the secret's account: the event names none
+
+
 @pytest.mark.parametrize(
     ("mutate", "status", "code"),
     [

@@ -348,3 +348,18 @@ def test_segments_cohorts_and_the_customer_exports(client: FlaskClient, engine: 
         )
     for b in report.main.months:
         assert per_month.get(str(b.month), Decimal(0)) == to_major(b.closing_mrr, "usd")
+
+
+def test_test_data_shown_unasked_says_so_and_the_chosen_mode_is_carried_in_links(
+    client: FlaskClient,
+) -> None:
+    page = client.get("/bridge?currency=usd&from=2025-01&to=2025-03").get_data(as_text=True)
+    assert 'id="mode-banner"' in page and "Test-mode data: no live data yet" in page
+    asked = client.get("/bridge?currency=usd&from=2025-01&to=2025-03&mode=test")
+    text = asked.get_data(as_text=True)
+    assert 'id="mode-banner"' not in text  # asked for: nothing to warn about
+    links = re.findall(r'href="(/entries\?[^"]+)"', text)
+    assert links and all("mode=test" in link for link in links)
+    live = client.get("/bridge?currency=usd&from=2025-01&to=2025-03&mode=live")
+    assert live.status_code == 404  # no live figures in usd: the ledger holds test data only
+    assert client.get("/bridge?mode=staging").status_code == 404

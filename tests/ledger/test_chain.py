@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import DBAPIError
 
 from ledger.rules.entries import Category, DesiredEntry
+from ledger.rules.sources import Unit
 from ledger.storage import chain, migrate, store
 from ledger.storage.db import make_engine
 from ledger.storage.schema import ledger_chain, ledger_entries
@@ -28,14 +29,16 @@ def entry(customer: str, amount: int, event: str = "evt_1") -> DesiredEntry:
 
 
 def fill(engine: Engine) -> None:
-    """Entries, a reversal and a replacement, with non-ASCII and '|' in the content."""
+    """Entries, a reversal and a replacement, with non-ASCII and '|' in the content. Compared
+    by source event (`sources`), which reads no inbox column: it runs on the first revision."""
+    first, both = ["evt_1"], ["evt_1", "evt_2"]
+    cus_1, cus_2 = Unit("cus_ü|1", "", False), Unit("cus_2", "", False)
     with engine.begin() as conn:
-        store.apply(conn, [store.DesiredLedger("cus_ü|1", [entry("cus_ü|1", 5000)], "evt_1")])
-        store.apply(conn, [store.DesiredLedger("cus_2", [entry("cus_2", 700)], "evt_1")])
+        store.apply(conn, [store.DesiredLedger(cus_1, [entry("cus_ü|1", 5000)], "evt_1", first)])
+        store.apply(conn, [store.DesiredLedger(cus_2, [entry("cus_2", 700)], "evt_1", first)])
     with engine.begin() as conn:
-        store.apply(
-            conn, [store.DesiredLedger("cus_ü|1", [entry("cus_ü|1", 7000, "evt_2")], "evt_2")]
-        )
+        replaced = [entry("cus_ü|1", 7000, "evt_2")]
+        store.apply(conn, [store.DesiredLedger(cus_1, replaced, "evt_2", both)])
 
 
 def verdict(engine: Engine) -> chain.Verdict:
@@ -149,7 +152,9 @@ def test_a_rewritten_link_breaks_the_chain_at_the_next_row(engine: Engine) -> No
 def test_a_row_slipped_in_without_the_triggers_is_reported(engine: Engine) -> None:
     fill(engine)
     with behind_the_triggers(engine) as conn:
-        store.apply(conn, [store.DesiredLedger("cus_3", [entry("cus_3", 900)], "evt_9")])
+        store.apply(
+            conn, [store.DesiredLedger(Unit("cus_3", "", False), [entry("cus_3", 900)], "evt_9")]
+        )
         slipped = conn.execute(
             select(ledger_entries.c.id).where(ledger_entries.c.customer_id == "cus_3")
         ).scalar_one()
@@ -171,7 +176,10 @@ def test_the_migration_chains_rows_written_before_it(tmp_path: object) -> None:
             migrate.upgrade(url)
             found = verdict(engine)
             with engine.begin() as conn:
-                store.apply(conn, [store.DesiredLedger("cus_4", [entry("cus_4", 100)], "evt_4")])
+                store.apply(
+                    conn,
+                    [store.DesiredLedger(Unit("cus_4", "", False), [entry("cus_4", 100)], "evt_4")],
+                )
             assert found.ok and found.verified == 4
             assert verdict(engine).verified == 5
             engine.dispose()
@@ -196,7 +204,9 @@ def test_concurrent_writers_on_postgresql_never_fork_the_chain(engine: Engine) -
                         conn,
                         [
                             store.DesiredLedger(
-                                customer, [entry(customer, 100 + k), entry(customer, 5)], "e"
+                                Unit(customer, "", False),
+                                [entry(customer, 100 + k), entry(customer, 5)],
+                                "e",
                             )
                         ],
                     )

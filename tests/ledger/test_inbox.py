@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import DBAPIError
 
+from ledger.rules.sources import Unit
 from ledger.storage import inbox
 from ledger.storage.db import make_engine
 from ledger.storage.schema import InboxStatus
@@ -16,6 +17,11 @@ from ledger.storage.schema import inbox as inbox_table
 from tests.support.pipeline import subscription_event
 
 NOW = 1_767_225_600
+
+
+def unit(customer_id: str) -> Unit:
+    """A customer of the endpoint's own account in test mode, as the builders' events are."""
+    return Unit(customer_id, "", False)
 
 
 def _event(event_id: str) -> tuple[str, dict[str, Any]]:
@@ -58,14 +64,15 @@ def test_customer_events_reads_each_customers_readable_events_in_replay_order(
         stored = inbox.store_events(conn, [late, early, other, bad])
         inbox.mark(conn, [stored[3].inbox_id], InboxStatus.FAILED, "unreadable")
         inbox.mark(conn, [stored[0].inbox_id, stored[2].inbox_id], InboxStatus.PROCESSED)
-        parsed = {"evt_early": inbox.customer_events(conn, ["cus_1"])["cus_1"][0]}
-        found = inbox.customer_events(conn, ["cus_1", "cus_2", "cus_3"], parsed)
+        parsed = {"evt_early": inbox.customer_events(conn, [unit("cus_1")])[unit("cus_1")][0]}
+        units = [unit("cus_1"), unit("cus_2"), unit("cus_3"), Unit("cus_1", "", True)]
+        found = inbox.customer_events(conn, units, parsed)
         statuses = {r.event_id: (r.status, r.error) for r in inbox.list_rows(conn)}
-    assert {c: [e.id for e in events] for c, events in found.items()} == {
-        "cus_1": ["evt_early", "evt_late"],
+    assert {c.customer_id: [e.id for e in events] for c, events in found.items()} == {
+        "cus_1": ["evt_early", "evt_late"],  # test mode: none in live mode
         "cus_2": ["evt_other"],
     }
-    assert found["cus_1"][0] is parsed["evt_early"]
+    assert found[unit("cus_1")][0] is parsed["evt_early"]
     assert statuses == {
         "evt_late": ("processed", None),
         "evt_early": ("pending", None),

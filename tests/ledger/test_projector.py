@@ -15,6 +15,7 @@ from ledger.reporting.balances import MonthTotals
 from ledger.reporting.reports import BadInput, build_report, report_query
 from ledger.rules.entries import Category, DesiredEntry
 from ledger.rules.months import Month
+from ledger.rules.sources import Unit
 from ledger.storage import store
 from ledger.storage.schema import mrr_month_totals
 from tests.support.ledger import all_entries
@@ -37,7 +38,7 @@ def entry(
 
 def put(engine: Engine, customer: str, desired: list[DesiredEntry], cause: str) -> None:
     with engine.begin() as conn:
-        store.apply(conn, [store.DesiredLedger(customer, desired, cause)])
+        store.apply(conn, [store.DesiredLedger(Unit(customer, "", False), desired, cause)])
 
 
 def catch_up(engine: Engine) -> int:
@@ -258,7 +259,7 @@ def test_stored_totals_read_back(engine: Engine) -> None:
     put(engine, "cus_1", [entry("cus_1", Category.NEW, 10000, JAN)], "evt_1")
     catch_up(engine)
     with engine.connect() as conn:
-        (found,) = projector.stored_totals(conn, "usd", Month.parse("2026-12"))
+        (found,) = projector.stored_totals(conn, "usd", Month.parse("2026-12"), False)
         assert projector.checkpoint(conn) > 0
     assert found == MonthTotals("usd", Month.parse("2026-01"), (10000,) + (0,) * 8, 1, 0)
     assert Decimal(months(engine, "2026-01", "2026-01")[0]["arpu"]) == Decimal("100.00")
@@ -275,7 +276,11 @@ def test_rows_still_in_flight_are_read_later_not_skipped(engine: Engine) -> None
     slow_tx = slow.begin()
     store.apply(
         slow,
-        [store.DesiredLedger("cus_slow", [entry("cus_slow", Category.NEW, 700, JAN)], "evt_slow")],
+        [
+            store.DesiredLedger(
+                Unit("cus_slow", "", False), [entry("cus_slow", Category.NEW, 700, JAN)], "evt_slow"
+            )
+        ],
     )
     fast = threading.Thread(
         target=lambda: put(

@@ -12,6 +12,7 @@ from ledger.reporting import projector
 from ledger.reporting.balances import Posting, Projection
 from ledger.rules.entries import Category, DesiredEntry
 from ledger.rules.months import month_index
+from ledger.rules.sources import Unit
 from ledger.storage import store
 from ledger.storage.schema import MOVEMENT_COLUMNS, mrr_month_totals
 from tests.support.ledger import all_entries
@@ -38,7 +39,10 @@ def test_rebuild_equals_the_fold_with_odd_balances(engine: Engine) -> None:
         )
     for customer, desired in by_customer.items():
         with engine.begin() as conn:
-            store.apply(conn, [store.DesiredLedger(customer, desired, f"evt_cause_{customer}")])
+            store.apply(
+                conn,
+                [store.DesiredLedger(Unit(customer, "", False), desired, f"evt_cause_{customer}")],
+            )
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.execute(text("ANALYZE ledger_entries"))

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, select, update
 from ledger.processing import process_batch, process_inbox_row
 from ledger.processing.replays import rules_version
 from ledger.rules.entries import DesiredEntry
+from ledger.rules.sources import Unit
 from ledger.rules.state_codec import seal, unseal
 from ledger.storage import inbox, store
 from ledger.storage import replay_checkpoints as checkpoints
@@ -32,6 +33,8 @@ from tests.support.ledger import all_entries
 from tests.support.pipeline import subscription_event
 
 Row = tuple[Any, ...]
+
+CUS_1 = Unit("cus_1", "", False)
 
 
 def ledger_rows(engine: Engine) -> list[Row]:
@@ -191,11 +194,11 @@ def test_no_checkpoint_is_left_after_a_pending_event(engine: Engine, templates: 
     [early_id] = stored_ids(engine, [early])
     deliver(engine, events, checkpoint_every=1)
     with engine.connect() as conn:
-        positions = [s.position for s in checkpoints.stored(conn, ["cus_1"])["cus_1"]]
+        positions = [s.position for s in checkpoints.stored(conn, [CUS_1])[CUS_1]]
     assert positions and max(positions) < (early["created"], early["id"])
     process_inbox_row(engine, early_id, max_attempts=1, checkpoint_every=1)
     with engine.connect() as conn:
-        newest = checkpoints.stored(conn, ["cus_1"])["cus_1"][-1]
+        newest = checkpoints.stored(conn, [CUS_1])[CUS_1][-1]
     assert newest.events == 8 and newest.position == (events[-1]["created"], events[-1]["id"])
     control = make_engine(templates.sqlite_copy())
     deliver(control, sorted([*events, early], key=lambda e: e["created"]), checkpoint_every=1)
@@ -279,8 +282,10 @@ def test_dropping_the_checkpoints_changes_no_number_and_mrr_replay_rebuilds_them
     assert "rebuilt 5 replay checkpoints for 2 customers" in rebuilt.output
     assert ledger_rows(engine) == before
     with engine.connect() as conn:
-        kept = checkpoints.stored(conn, ["cus_1", "cus_2"])
-    assert [s.events for s in kept["cus_1"]] == [8, 16, 20, 24, 28] and "cus_2" not in kept
+        kept = checkpoints.stored(conn, [CUS_1, Unit("cus_2", "", False)])
+    assert [s.events for s in kept[CUS_1]] == [8, 16, 20, 24, 28] and Unit(
+        "cus_2", "", False
+    ) not in kept
 
     report = ["report", "--from", "2026-01", "--to", "2026-03", "--format", "json"]
     mine = runner.invoke(main, report, env=env)
@@ -301,13 +306,15 @@ def test_mrr_replay_leaves_no_checkpoint_after_where_the_ledger_differs(
                          e.effective_at, e.source_event_id, e.explanation)
             for e in store.in_effect(conn, ["cus_1"]) if e.source_event_id != events[10]["id"]
         ]  # fmt: skip
-        assert store.apply(conn, [store.DesiredLedger("cus_1", kept, "evt_by_hand")]).reversed
+        assert store.apply(
+            conn, [store.DesiredLedger(Unit("cus_1", "", False), kept, "evt_by_hand")]
+        ).reversed
     env = {"DATABASE_URL": db_url, "MRR_CHECKPOINT_EVERY": "4"}
     rebuilt = CliRunner().invoke(main, ["replay", "--customers"], env=env)
     assert rebuilt.exit_code == 0, rebuilt.output
     assert "1 customers' ledgers differ from what the rules want" in rebuilt.output
     with engine.connect() as conn:
-        positions = [s.position for s in checkpoints.stored(conn, ["cus_1"])["cus_1"]]
+        positions = [s.position for s in checkpoints.stored(conn, [CUS_1])[CUS_1]]
     assert positions and max(positions) < (events[10]["created"], events[10]["id"])
     deliver(engine, events[20:], checkpoint_every=4)
     control = make_engine(templates.sqlite_copy())

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from ledger.rules.entries import Category, DesiredEntry
+from ledger.rules.sources import Unit
 from ledger.storage import store
 from tests.support.ledger import all_entries
 
@@ -23,9 +24,13 @@ def entry(
 
 def test_apply_appends_what_is_missing_once(engine: Engine) -> None:
     with engine.begin() as conn:
-        first = store.apply(conn, [store.DesiredLedger("cus_1", [entry(5000)], "evt_1")])
+        first = store.apply(
+            conn, [store.DesiredLedger(Unit("cus_1", "", False), [entry(5000)], "evt_1")]
+        )
     with engine.begin() as conn:
-        again = store.apply(conn, [store.DesiredLedger("cus_1", [entry(5000)], "evt_1")])
+        again = store.apply(
+            conn, [store.DesiredLedger(Unit("cus_1", "", False), [entry(5000)], "evt_1")]
+        )
         rows = all_entries(conn)
     assert (first.appended, first.reversed) == (1, 0)
     assert (again.appended, again.reversed) == (0, 0)
@@ -37,9 +42,11 @@ def test_apply_appends_what_is_missing_once(engine: Engine) -> None:
 
 def test_a_changed_derivation_is_a_reversal_plus_a_new_entry(engine: Engine) -> None:
     with engine.begin() as conn:
-        store.apply(conn, [store.DesiredLedger("cus_1", [entry(5000)], "evt_1")])
+        store.apply(conn, [store.DesiredLedger(Unit("cus_1", "", False), [entry(5000)], "evt_1")])
     with engine.begin() as conn:
-        result = store.apply(conn, [store.DesiredLedger("cus_1", [entry(7000)], "evt_late")])
+        result = store.apply(
+            conn, [store.DesiredLedger(Unit("cus_1", "", False), [entry(7000)], "evt_late")]
+        )
         rows = all_entries(conn)
         effective = store.in_effect(conn, ["cus_1"])
     assert (result.appended, result.reversed) == (1, 1)
@@ -54,14 +61,16 @@ def test_a_changed_derivation_is_a_reversal_plus_a_new_entry(engine: Engine) -> 
 def test_identical_entries_are_counted_as_a_multiset(engine: Engine) -> None:
     twice = [entry(100, Category.EXPANSION), entry(100, Category.EXPANSION)]
     with engine.begin() as conn:
-        store.apply(conn, [store.DesiredLedger("cus_1", twice, "evt_1")])
-        store.apply(conn, [store.DesiredLedger("cus_1", twice[:1], "evt_2")])
+        store.apply(conn, [store.DesiredLedger(Unit("cus_1", "", False), twice, "evt_1")])
+        store.apply(conn, [store.DesiredLedger(Unit("cus_1", "", False), twice[:1], "evt_2")])
         assert [e.amount for e in store.in_effect(conn, ["cus_1"])] == [100]
 
 
 def test_one_call_for_several_customers_does_what_one_call_each_does(engine: Engine) -> None:
     def desired(customer: str, amount: int, cause: str) -> store.DesiredLedger:
-        return store.DesiredLedger(customer, [entry(amount, customer=customer)], cause)
+        return store.DesiredLedger(
+            Unit(customer, "", False), [entry(amount, customer=customer)], cause
+        )
 
     with engine.begin() as conn:
         store.apply(conn, [desired("cus_1", 5000, "evt_1"), desired("cus_2", 900, "evt_2")])
@@ -105,7 +114,7 @@ def test_the_database_refuses_to_change_ledger_rows(engine: Engine, statement: s
     if statement.startswith("TRUNCATE") and engine.dialect.name == "sqlite":
         pytest.skip("SQLite has no TRUNCATE; its equivalent is the unqualified DELETE")
     with engine.begin() as conn:
-        store.apply(conn, [store.DesiredLedger("cus_1", [entry(5000)], "evt_1")])
+        store.apply(conn, [store.DesiredLedger(Unit("cus_1", "", False), [entry(5000)], "evt_1")])
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
         conn.execute(text(statement))
     with engine.connect() as conn:

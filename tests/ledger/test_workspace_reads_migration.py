@@ -3,7 +3,6 @@ from the customer events already stored, and the monthly totals rebuilt with ent
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,10 +15,11 @@ from sqlalchemy import delete, insert, select, text
 from ledger.reporting import projector
 from ledger.reporting.profiles import profiles
 from ledger.rules.entries import Category, DesiredEntry
-from ledger.storage import inbox, migrate, store
+from ledger.rules.sources import Unit
+from ledger.storage import migrate, store
 from ledger.storage.db import make_engine
 from ledger.storage.schema import projector_checkpoints
-from tests.support.databases import _admin_execute, pg_url
+from tests.support.databases import _admin_execute, pg_url, store_before_sources
 from tests.support.workspace import customer_event
 
 BEFORE = "0014"
@@ -58,7 +58,7 @@ def test_profiles_come_from_the_customer_events_stored_before(old_url: str) -> N
         {**customer_event("evt_bad", "cus_c", "C", "c@example.com", 1), "data": "x"},
     ]
     with engine.begin() as conn:
-        inbox.store_events(conn, [(json.dumps(e), e) for e in events])
+        store_before_sources(conn, events)
         conn.execute(
             insert(projector_checkpoints).values(
                 name="customer_profiles", last_entry_id=1, updated_at=datetime.now(UTC)
@@ -83,7 +83,9 @@ def test_the_totals_are_rebuilt_with_their_entry_counts(old_url: str) -> None:
         DesiredEntry("cus_a", "sub_1", Category.EXPANSION, "usd", 1000, at, "evt_2", {}),
     ]
     with engine.begin() as conn:
-        store.apply(conn, [store.DesiredLedger("cus_a", desired, "evt_2")])
+        # Compared by source event: no inbox column is read before 0015 adds `account`.
+        cus_a, sources = Unit("cus_a", "", False), ["evt_1", "evt_2"]
+        store.apply(conn, [store.DesiredLedger(cus_a, desired, "evt_2", sources)])
         # The projection as the code before 0010 left it: totals without counts, checkpoint 2.
         conn.execute(
             text("INSERT INTO mrr_month_totals VALUES ('usd', '2026-01', 5000, 0, 1000, "

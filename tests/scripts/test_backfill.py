@@ -477,3 +477,24 @@ def test_a_thousand_customers_with_three_years_of_changes(
     assert summary.requests == api.requests
     assert summary.requests / 1000 < 2.2
     assert monthly(engine) == truth(account)
+
+
+def test_a_test_key_against_live_data_asks_for_mode_test_and_keeps_the_modes_apart(
+    stripe_settings: Settings, engine: Engine, rsps: responses.RequestsMock
+) -> None:
+    account = make_account(3, seed=11)
+    fake(rsps, account)
+    live = [e | {"id": f"{e['id']}_live", "livemode": True} for e in account.events]
+    ingest_webhooks(engine, live)
+    before = counts(engine)
+    with pytest.raises(BackfillError, match="--mode test"):
+        backfill(stripe_settings, engine, account).run()
+    assert counts(engine) == before  # refused before any write
+    with pytest.raises(BackfillError, match="--mode live but STRIPE_API_KEY is a test key"):
+        backfill(stripe_settings, engine, account, mode="live").run()
+    backfill(stripe_settings, engine, account, mode="test").run()
+    with engine.connect() as conn:
+        rows = inbox.list_rows(conn, limit=10_000)
+    assert {r.livemode for r in rows if r.source != "webhook"} == {False}
+    # Each mode's ledger is what the rules give for the same history: nothing counted twice.
+    assert monthly(engine) == truth(account) + truth(account)

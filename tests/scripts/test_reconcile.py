@@ -23,6 +23,7 @@ from ledger.rules.payloads import subscription_of
 from ledger.settings import Settings
 from ledger.storage import inbox
 from ledger.storage.schema import inbox as inbox_table
+from ledger.storage.schema import reconcile_runs
 from scripts.cli import main
 from tests.support.fake_stripe import DAY, GOOD_KEY, Account, FakeStripe, make_account
 from tests.support.pipeline import drain, subscription_event
@@ -67,6 +68,26 @@ def events_of(account: Account, sub_id: str) -> list[dict[str, Any]]:
 
 def causes(outcome: Outcome) -> dict[str, Cause]:
     return {d.subscription_id: d.cause for d in outcome.differences}
+
+
+def test_a_reconcile_compares_within_its_keys_source_and_records_it(
+    stripe_settings: Settings, engine: Engine, account: Account
+) -> None:
+    ingest(engine, account.events)
+    # Live-mode rows of another account with the same ids: not the test key's to compare.
+    other = [
+        e | {"id": f"{e['id']}_eu", "livemode": True, "account": "acct_EU"} for e in account.events
+    ]
+    ingest(engine, other)
+    outcome, fake = reconcile(stripe_settings, engine, account)
+    assert outcome.differences == [] and "/v1/account" in fake.paths
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(reconcile_runs.c.account, reconcile_runs.c.livemode).where(
+                reconcile_runs.c.id == outcome.run_id
+            )
+        ).one()
+    assert (row.account, row.livemode) == ("", False)  # acct_fake: no stored event names it
 
 
 def test_a_ledger_built_from_every_event_has_no_difference(

@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine
 
 from ledger.rules.entries import Category, DesiredEntry
+from ledger.rules.sources import Unit
 from ledger.storage import store
 from scripts.cli import main
 
@@ -53,15 +54,18 @@ def seed(engine: Engine, currency: str = "usd", customers: int = 3) -> None:
             cid = f"cus_{currency}_{i}"
             amount = 5000 * (i + 1)
             entry = DesiredEntry(cid, "sub", Category.NEW, currency, amount, JAN, f"evt_{cid}")
-            store.apply(conn, [store.DesiredLedger(cid, [entry], f"evt_{cid}")])
+            store.apply(conn, [store.DesiredLedger(Unit(cid, "", False), [entry], f"evt_{cid}")])
 
 
 def test_report_json_has_exactly_the_documented_shape(db_url: str, engine: Engine) -> None:
     seed(engine)
     result = run(db_url, "report", "--from", "2025-12", "--to", "2026-02", "--format", "json")
     assert result.exit_code == 0, result.output
-    document = json.loads(result.output)
-    assert list(document) == ["currency", "from", "to", "months"]
+    document = json.loads(result.stdout)
+    # Every entry here is test mode (no inbox row says otherwise): shown, and said so.
+    assert list(document) == ["currency", "from", "to", "months", "mode", "source", "note"]
+    assert (document["mode"], document["source"]) == ("test", None)
+    assert "note: Test-mode data: no live data yet" in result.stderr
     assert (document["currency"], document["from"], document["to"]) == (
         "usd",
         "2025-12",
@@ -83,7 +87,7 @@ def test_report_csv_and_table(db_url: str, engine: Engine) -> None:
     seed(engine)
     result = run(db_url, "report", "--from", "2026-01", "--to", "2026-01", "--format", "csv")
     assert result.exit_code == 0, result.output
-    rows = list(csv.reader(io.StringIO(result.output)))
+    rows = list(csv.reader(io.StringIO(result.stdout)))
     assert rows[0] == ["currency", *MONTH_KEYS]
     assert rows[1][:3] == ["usd", "2026-01", "0.00"]
     table = run(db_url, "report", "--from", "2026-01", "--to", "2026-02")
@@ -120,12 +124,15 @@ def test_ledger_csv_opens_in_a_spreadsheet(db_url: str, engine: Engine) -> None:
     seed(engine)
     result = run(db_url, "ledger", "--format", "csv", "--customer", "cus_usd_1")
     assert result.exit_code == 0, result.output
-    rows = list(csv.DictReader(io.StringIO(result.output)))
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(rows) == 1
+    assert "note: Test-mode data: no live data yet" in result.stderr
     assert rows[0]["effective_date"] == "2026-01-05" and rows[0]["amount"] == "100.00"
     assert rows[0]["source_event_id"] == "evt_cus_usd_1" and rows[0]["category"] == "new"
-    as_json = json.loads(run(db_url, "ledger", "--format", "json", "--month", "2026-01").output)
+    as_json = json.loads(run(db_url, "ledger", "--format", "json", "--month", "2026-01").stdout)
     assert len(as_json["entries"]) == 3
+    live = run(db_url, "ledger", "--format", "json", "--mode", "live").stdout
+    assert json.loads(live)["entries"] == []  # every entry here is test mode
 
 
 def test_replay_and_fx_load(db_url: str, engine: Engine, tmp_path: Path) -> None:
@@ -149,7 +156,7 @@ def test_replay_and_fx_load(db_url: str, engine: Engine, tmp_path: Path) -> None
         "json",
     )
     assert result.exit_code == 0, result.output
-    (jan,) = json.loads(result.output)["months"]
+    (jan,) = json.loads(result.stdout)["months"]
     assert jan["closing_mrr"] == "355.00" and jan["customers"] == 4
     rates.write_text("date,currency,rate\n2026-01-01,eur,-1\n")
     bad = run(db_url, "fx", "load", str(rates))

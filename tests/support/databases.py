@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, column, create_engine, insert, table, text
 from sqlalchemy.engine import make_url
 
-from ledger.storage import migrate
+from ledger.storage import inbox, migrate
+from ledger.storage.schema import inbox as inbox_table
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -94,3 +97,14 @@ class Templates:
                 dropped.result()
         if self._pg_ready:
             _admin_execute(f'DROP DATABASE IF EXISTS "{self.pg_template}" WITH (FORCE)')
+
+
+def store_before_sources(conn: Connection, bodies: Sequence[dict[str, Any]]) -> None:
+    """Store events as the inbox held them before migration 0015 (no `account` column)."""
+    rows = []
+    for body in bodies:
+        row = inbox._row_values(json.dumps(body), body)
+        row.pop("account")
+        rows.append(row)
+    old = table("inbox", *(column(name, inbox_table.c[name].type) for name in rows[0]))
+    conn.execute(insert(old), rows)

@@ -467,6 +467,8 @@ class FakeStripe:
 
     def _route(self, path: str, q: dict[str, Any]) -> dict[str, Any] | None:
         a = self.account
+        if path == "/v1/account":
+            return {"id": "acct_fake", "object": "account"}
         if path == "/v1/customers":
             return self._page(self._customers, q, path)
         if m := re.fullmatch(r"/v1/customers/([^/]+)", path):

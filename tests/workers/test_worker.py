@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 import ledger.processing.apply
 import ledger.processing.replays
 from ingest.app import create_app
+from ledger.rules.sources import Unit
 from ledger.settings import Settings
 from ledger.storage import inbox
 from scripts.cli import main
@@ -146,7 +147,7 @@ def test_a_row_left_pending_after_its_entries_were_written_appends_nothing_twice
     with engine.begin() as conn:
         (stored,) = inbox.store_events(conn, [(inbox.dumps(body), body)])
     with engine.begin() as conn:
-        ledger.processing.apply.recompute_customer(conn, "cus_1", "evt_a")
+        ledger.processing.apply.recompute_customer(conn, Unit("cus_1", "", False), "evt_a")
     with engine.connect() as conn:
         assert inbox.get(conn, stored.inbox_id).status == "pending"  # type: ignore[union-attr]
     outcome = ledger.processing.process_inbox_row(engine, stored.inbox_id, max_attempts=1)
