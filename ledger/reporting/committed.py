@@ -1,38 +1,37 @@
 """Committed MRR from the stored Stripe objects and the ledger (docs/mrr-rules.md §12).
 
-Reads each subscription's stored `customer.subscription.*` and `subscription_schedule.*`
-events in the order of §5.3 (streamed; failed rows are left out, as the rules leave them out)
-and the ledger's active and delinquent MRR per subscription today; the arithmetic is
-`ledger.rules.commitments`.
+Reads each customer's kept fold of its stored `customer.subscription.*` and
+`subscription_schedule.*` events (`ledger.storage.commitments`, written by the worker; the fold
+of every stored event, `fold_all`, is its reference) and the ledger's active and delinquent MRR
+per subscription today; the arithmetic is `ledger.rules.commitments`.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, case, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, case, func, select
 
 from ledger.reporting.balances import ACTIVE_WEIGHTS, DELINQUENT_WEIGHTS
 from ledger.reporting.constant_rates import converted, factors
 from ledger.reporting.reports import BadInput, choose_currency
 from ledger.rules.commitments import (
     Base,
-    Commitments,
     CommittedMonth,
     CommittedMrr,
+    Folded,
     Held,
     committed,
 )
-from ledger.storage.schema import InboxStatus, inbox, ledger_entries
+from ledger.storage.commitments import kept as kept_commitments
+from ledger.storage.schema import ledger_entries
 
 __all__ = ["MAX_MONTHS", "bases", "build_committed", "commitments", "in_reporting_currency"]
 
 MAX_MONTHS = 60
-STREAM_BATCH = 2_000
 
 
 def build_committed(
@@ -126,29 +125,7 @@ def bases(conn: Connection) -> list[Base]:
     ]
 
 
-def commitments(conn: Connection) -> Commitments:
-    """Every stored subscription and schedule object folded, oldest first."""
-    i = inbox.c
-    query = (
-        select(i.event_id, i.event_type, i.payload)
-        .where(
-            or_(
-                i.event_type.like("customer.subscription.%"),
-                i.event_type.like("subscription\\_schedule.%", escape="\\"),
-            ),
-            i.status != InboxStatus.FAILED,
-        )
-        .order_by(i.created, i.event_id)
-    )
-    folded = Commitments()
-    for event_id, event_type, payload in conn.execute(
-        query, execution_options={"yield_per": STREAM_BATCH}
-    ):
-        try:
-            obj = json.loads(payload)["data"]["object"]
-        except (ValueError, KeyError, TypeError):
-            folded.notes.append(f"{event_id}: not a readable Stripe event")
-            continue
-        if isinstance(obj, dict):
-            folded.add(str(event_id), str(event_type), obj)
-    return folded
+def commitments(conn: Connection) -> Folded:
+    """Every subscription's kept fold (`ledger.storage.commitments`): one row per customer,
+    whatever the number of events stored."""
+    return kept_commitments(conn)
