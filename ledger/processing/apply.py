@@ -243,11 +243,11 @@ def apply_event(
 
 
 def keep_commitments(conn: Connection, events: Sequence[EventRecord]) -> None:
-    """Fold again the committed MRR of the customers of these events' subscriptions and
-    schedules (`ledger.storage.commitments`)."""
-    touched = [customer_of(e) for e in events if commitments.concerns(e.type)]
+    """Fold these subscription and schedule events being processed into their customers' kept
+    committed MRR (`ledger.storage.commitments`)."""
+    touched = [(customer_of(e), e.created, e.id) for e in events if commitments.concerns(e.type)]
     if touched:
-        commitments.refold(conn, touched)
+        commitments.keep(conn, touched)
 
 
 def _profiles_in(events: Sequence[EventRecord]) -> list[ProfileVersion]:

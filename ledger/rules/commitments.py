@@ -18,6 +18,7 @@ added in.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from ledger.rules.payloads import (
     read_subscription,
 )
 from ledger.rules.pricing import MissingReference, subscription_mrr
+from ledger.rules.state_codec import decode_as, encode_as
 
 __all__ = [
     "Adjustment",
@@ -109,7 +111,8 @@ class Commitment:
     price: int | None  # its items' MRR by §3, from the payload alone
     snapshot_event: str
     trial_event: str
-    first_event: str  # the event that first named it: the order `committed` walks them in
+    first_created: int  # with `first_event`, where it was first named: the order
+    first_event: str  # `committed` walks subscriptions in
     steps: tuple[Planned, ...]
 
 
@@ -220,6 +223,18 @@ class _Tracked:
     trial_event: str = ""
 
 
+@dataclass(slots=True)
+class _State:
+    """A fold's state: what `saved` writes. `subs` and `first` in the order first named."""
+
+    subs: dict[str, _Tracked]
+    first: dict[str, tuple[int, str]]  # subscription id -> where it was first named
+    schedule_of: dict[str, str]  # schedule id -> subscription id
+    notes: list[str]
+    noted_at: list[tuple[int, str]]  # each note's event
+    looked_up: set[str]
+
+
 class Commitments:
     """Fold stored subscription and schedule objects, in §5.3 order, into scheduled steps.
 
@@ -229,18 +244,41 @@ class Commitments:
     same answer for them as the fold of all)."""
 
     def __init__(self, history: PriceHistory | None = None) -> None:
-        self._subs: dict[str, _Tracked] = {}
-        self._first: dict[str, str] = {}  # subscription id -> the event that first named it
-        self._schedule_of: dict[str, str] = {}  # schedule id -> subscription id
+        self._state = _State({}, {}, {}, [], [], set())
         self._prices: dict[str, Price] = {}
         self._history = history
-        self.notes: list[str] = []
-        self.noted_by: list[str] = []  # each note's event
-        self.looked_up: set[str] = set()  # price ids resolved by id (or not found)
+        self._created = 0
+
+    @classmethod
+    def resumed(cls, saved: str, history: PriceHistory) -> Commitments:
+        """A fold continuing from `saved` (`saved()` of one given the same history); raises
+        ValueError or TypeError on a text that does not decode."""
+        folded = cls(history)
+        folded._state = decode_as(_State, json.loads(saved))
+        return folded
+
+    def saved(self) -> str:
+        """The fold so far as text, to continue with later events (`resumed`)."""
+        return json.dumps(encode_as(_State, self._state), separators=(",", ":"))
+
+    @property
+    def notes(self) -> list[str]:
+        return self._state.notes
+
+    @property
+    def noted_at(self) -> list[tuple[int, str]]:
+        """Each note's event: (created, event id)."""
+        return self._state.noted_at
+
+    @property
+    def looked_up(self) -> set[str]:
+        """Price ids resolved by id from the history (or not found there)."""
+        return self._state.looked_up
 
     def add(self, event_id: str, event_type: str, obj: Json, created: int = 0) -> None:
         """One stored event's object; objects Stripe would never send are noted and skipped.
         `created` places the event in the order a `history` answers at."""
+        self._created = created
         lookup = self._lookup(created, event_id)
         try:
             if event_type.startswith("customer.subscription."):
@@ -248,11 +286,11 @@ class Commitments:
             elif event_type.startswith("subscription_schedule."):
                 self._add_schedule(event_id, obj, lookup)
         except PayloadError as problem:
-            self.note(event_id, f"{event_id}: {problem}")
+            self.note(event_id, f"{event_id}: {problem}", created)
 
-    def note(self, event_id: str, text: str) -> None:
-        self.notes.append(text)
-        self.noted_by.append(event_id)
+    def note(self, event_id: str, text: str, created: int = 0) -> None:
+        self._state.notes.append(text)
+        self._state.noted_at.append((created, event_id))
 
     def _lookup(self, created: int, event_id: str) -> Callable[[str], Price | None]:
         history = self._history
@@ -266,8 +304,8 @@ class Commitments:
         return at
 
     def _track(self, sub_id: str, event_id: str) -> _Tracked:
-        self._first.setdefault(sub_id, event_id)
-        return self._subs.setdefault(sub_id, _Tracked())
+        self._state.first.setdefault(sub_id, (self._created, event_id))
+        return self._state.subs.setdefault(sub_id, _Tracked())
 
     def _add_subscription(
         self, event_id: str, event_type: str, obj: Json, lookup: Callable[[str], Price | None]
@@ -290,10 +328,11 @@ class Commitments:
         self, event_id: str, obj: Json, lookup: Callable[[str], Price | None]
     ) -> None:
         schedule_id = object_id(obj) or ""
-        sub_id = object_id(obj.get("subscription")) or self._schedule_of.get(schedule_id)
+        schedule_of = self._state.schedule_of
+        sub_id = object_id(obj.get("subscription")) or schedule_of.get(schedule_id)
         if sub_id is None:
             return  # a schedule that has not started a subscription yet commits nothing
-        self._schedule_of[schedule_id] = sub_id
+        schedule_of[schedule_id] = sub_id
         tracked = self._track(sub_id, event_id)
         steps = _schedule_steps(obj, sub_id, schedule_id, event_id, lookup)
         tracked.schedule_steps = _announced(tracked.schedule_steps, steps)
@@ -301,7 +340,7 @@ class Commitments:
     def tracked(self) -> Iterable[tuple[str, Subscription, str, list[Step], str]]:
         """(subscription id, latest snapshot, its event, steps, trial announcer) per
         subscription with a snapshot."""
-        for sub_id, t in self._subs.items():
+        for sub_id, t in self._state.subs.items():
             if t.snapshot is not None:
                 steps = sorted([*t.snapshot_steps, *t.schedule_steps], key=lambda s: s.at)
                 yield sub_id, t.snapshot, t.snapshot_event, steps, t.trial_event
@@ -309,7 +348,7 @@ class Commitments:
     def commitments(self) -> list[Commitment]:
         """Each subscription with a snapshot, its steps priced, in the order first named."""
         return [
-            _commitment(sub, snapshot_event, steps, trial_event, self._first[sub_id])
+            _commitment(sub, snapshot_event, steps, trial_event, self._state.first[sub_id])
             for sub_id, sub, snapshot_event, steps, trial_event in self.tracked()
         ]
 
@@ -318,7 +357,11 @@ class Commitments:
 
 
 def _commitment(
-    sub: Subscription, snapshot_event: str, steps: list[Step], trial_event: str, first: str
+    sub: Subscription,
+    snapshot_event: str,
+    steps: list[Step],
+    trial_event: str,
+    first: tuple[int, str],
 ) -> Commitment:
     return Commitment(
         subscription_id=sub.id,
@@ -331,7 +374,8 @@ def _commitment(
         price=_priced(sub),
         snapshot_event=snapshot_event,
         trial_event=trial_event,
-        first_event=first,
+        first_created=first[0],
+        first_event=first[1],
         steps=tuple(_planned(sub, step) for step in steps),
     )
 

@@ -42,6 +42,7 @@ __all__ = [
     "Stored",
     "concerns",
     "fold_all",
+    "keep",
     "kept",
     "rebuild",
     "refold",
@@ -98,8 +99,11 @@ def _read(
     return Stored(*place, obj if isinstance(obj, dict) else None)
 
 
-def stored_objects(conn: Connection, customer_id: str | None = None) -> Iterator[Stored]:
-    """Every folded event in the order of §5.3, or one customer's ("" for none); streamed."""
+def stored_objects(
+    conn: Connection, customer_id: str | None = None, *, after: Position | None = None
+) -> Iterator[Stored]:
+    """Every folded event in the order of §5.3, or one customer's ("" for none), or only those
+    after a place; streamed."""
     i = inbox.c
     query = select(i.created, i.event_id, i.event_type, i.customer_id, i.payload).where(
         _is_folded()
@@ -108,9 +112,19 @@ def stored_objects(conn: Connection, customer_id: str | None = None) -> Iterator
         query = query.where(
             i.customer_id.is_(None) if customer_id == NO_CUSTOMER else i.customer_id == customer_id
         )
+    if after is not None:
+        query = query.where(_after(i.created, i.event_id, after, inclusive=False))
     query = query.order_by(i.created, i.event_id)
     for row in conn.execute(query, execution_options={"yield_per": _BATCH}):
         yield _read(*row)
+
+
+def _after(
+    created: ColumnElement[Any], event_id: ColumnElement[Any], at: Position, *, inclusive: bool
+) -> ColumnElement[bool]:
+    """Rows after a place in the order of §5.3 (`inclusive`: or at it)."""
+    same = event_id >= at[1] if inclusive else event_id > at[1]
+    return or_(created > at[0], and_(created == at[0], same))
 
 
 def fold_all(conn: Connection) -> Commitments:
@@ -123,7 +137,8 @@ def fold_all(conn: Connection) -> Commitments:
 
 def _add(folded: Commitments, found: Stored) -> None:
     if not found.readable:
-        folded.note(found.event_id, f"{found.event_id}: not a readable Stripe event")
+        text = f"{found.event_id}: not a readable Stripe event"
+        folded.note(found.event_id, text, found.created)
     elif found.obj is not None:
         folded.add(found.event_id, found.event_type, found.obj, found.created)
 
@@ -195,15 +210,23 @@ def _before(conn: Connection, price_id: str, at: Position, *, inclusive: bool) -
     return None if row is None else str(row[0])
 
 
-def _replace_sightings(conn: Connection, customer_id: str, events: Sequence[Stored]) -> set[str]:
-    """The customer's sightings as its events say; the price ids whose history changed."""
+def _replace_sightings(
+    conn: Connection, customer_id: str, events: Sequence[Stored], *, whole: bool
+) -> set[str]:
+    """The customer's sightings as its events say (`whole`: all its events; else the events
+    after its kept fold, whose sightings are not stored yet); the price ids whose history
+    changed."""
     p = committed_prices.c
     wanted = _sightings(events)
+    query = select(p.price_id, p.created, p.event_id, p.price).where(p.customer_id == customer_id)
+    if not whole:
+        first = min(((e.created, e.event_id) for e in events), default=None)
+        if first is None:
+            return set()
+        query = query.where(_after(p.created, p.event_id, first, inclusive=True))
     have = {
         (str(price_id), int(created), str(event_id)): (customer_id, str(text))
-        for price_id, created, event_id, text in conn.execute(
-            select(p.price_id, p.created, p.event_id, p.price).where(p.customer_id == customer_id)
-        )
+        for price_id, created, event_id, text in conn.execute(query)
     }
     gone = [key for key, value in have.items() if wanted.get(key) != value]
     new = [key for key, value in wanted.items() if have.get(key) != value]
@@ -238,12 +261,52 @@ def _insert_sightings(conn: Connection, rows: dict[tuple[str, int, str], tuple[s
 # --- the kept folds -------------------------------------------------------------------------
 
 
-def _fold(conn: Connection, customer_id: str, events: Sequence[Stored]) -> None:
-    """Fold one customer's events against the stored sightings and keep the result."""
-    folded = Commitments(_StoredHistory(conn))
-    for found in events:
+@dataclass(slots=True)
+class _Plan:
+    """One customer's fold to do: from its kept state (`resumed`) with the events after it, or
+    from the start with all its events."""
+
+    folded: Commitments
+    events: list[Stored]
+    resumed: bool
+    count: int  # events folded before `events`
+    last: Position | None  # where the kept state stops
+
+
+def _from_start(conn: Connection, customer_id: str) -> _Plan:
+    events = list(stored_objects(conn, customer_id))
+    return _Plan(Commitments(_StoredHistory(conn)), events, False, 0, None)
+
+
+def _plan(conn: Connection, customer_id: str, earliest: Position | None) -> _Plan:
+    """Resume from the kept state when every event being processed sorts after it (an event
+    stored out of order, or retried, sorts before: the customer is folded from the start)."""
+    c = committed_customers.c
+    row = conn.execute(
+        select(c.folded_created, c.folded_event, c.folded_count, c.state).where(
+            c.customer_id == customer_id
+        )
+    ).first()
+    if earliest is None or row is None or row.state is None:
+        return _from_start(conn, customer_id)
+    last = (int(row.folded_created), str(row.folded_event))
+    if earliest <= last:
+        return _from_start(conn, customer_id)
+    try:
+        folded = Commitments.resumed(str(row.state), _StoredHistory(conn))
+    except (ValueError, TypeError):  # another version's state: fold from the start
+        return _from_start(conn, customer_id)
+    events = list(stored_objects(conn, customer_id, after=last))
+    return _Plan(folded, events, True, int(row.folded_count), last)
+
+
+def _keep(conn: Connection, customer_id: str, plan: _Plan) -> None:
+    """Fold the plan's events and keep the result."""
+    if plan.resumed and not plan.events:
+        return
+    folded = plan.folded
+    for found in plan.events:
         _add(folded, found)
-    where = {e.event_id: e.created for e in events}
     commitments = folded.commitments()
     u = committed_price_uses.c
     conn.execute(delete(committed_price_uses).where(u.customer_id == customer_id))
@@ -253,34 +316,56 @@ def _fold(conn: Connection, customer_id: str, events: Sequence[Stored]) -> None:
     conn.execute(
         delete(committed_customers).where(committed_customers.c.customer_id == customer_id)
     )
-    if not commitments and not folded.notes:
+    last = (plan.events[-1].created, plan.events[-1].event_id) if plan.events else plan.last
+    if last is None:
         return
     body = {
-        "commitments": [_encode(c, where[c.first_event]) for c in commitments],
+        "commitments": [_encode(c) for c in commitments],
         "notes": [
-            [where[e], e, text] for e, text in zip(folded.noted_by, folded.notes, strict=True)
+            [created, e, text]
+            for (created, e), text in zip(folded.noted_at, folded.notes, strict=True)
         ],
     }
     conn.execute(
         committed_customers.insert(),
-        {"customer_id": customer_id, "body": json.dumps(body, separators=(",", ":"))},
+        {
+            "customer_id": customer_id,
+            "body": json.dumps(body, separators=(",", ":")),
+            "folded_created": last[0],
+            "folded_event": last[1],
+            "folded_count": plan.count + len(plan.events),
+            "state": folded.saved(),
+        },
     )
 
 
+def keep(conn: Connection, processed: Iterable[tuple[str | None, int, str]]) -> None:
+    """Fold in these events being processed ((customer, created, event id); None: without a
+    customer), inside the caller's transaction: each customer's fold continues from its kept
+    state, or starts again if one of them sorts before it. Any other customer whose fold
+    resolved a price id that they change what is known of is folded again."""
+    earliest: dict[str, Position] = {}
+    for customer, created, event_id in processed:
+        key = customer or NO_CUSTOMER
+        earliest[key] = min(earliest.get(key, (created, event_id)), (created, event_id))
+    _refold(conn, {c: _plan(conn, c, at) for c, at in sorted(earliest.items())})
+
+
 def refold(conn: Connection, customer_ids: Collection[str | None]) -> None:
-    """Fold these customers again (None: objects without a customer), and any other whose
-    fold resolved a price id that what they hold changed; inside the caller's transaction."""
+    """Fold these customers from the start (None: objects without a customer), as when one of
+    their stored rows failed; inside the caller's transaction."""
     ids = sorted({c or NO_CUSTOMER for c in customer_ids})
-    if not ids:
-        return
-    events = {c: list(stored_objects(conn, c)) for c in ids}
+    _refold(conn, {c: _from_start(conn, c) for c in ids})
+
+
+def _refold(conn: Connection, plans: dict[str, _Plan]) -> None:
     changed: set[str] = set()
-    for customer_id in ids:  # every sighting first: one customer's fold reads another's
-        changed |= _replace_sightings(conn, customer_id, events[customer_id])
-    for customer_id in ids:
-        _fold(conn, customer_id, events[customer_id])
-    for customer_id in sorted(_users(conn, changed) - set(ids)):
-        _fold(conn, customer_id, list(stored_objects(conn, customer_id)))
+    for customer_id, plan in plans.items():  # every sighting first: a fold reads others'
+        changed |= _replace_sightings(conn, customer_id, plan.events, whole=not plan.resumed)
+    for customer_id, plan in plans.items():
+        _keep(conn, customer_id, plan)
+    for customer_id in sorted(_users(conn, changed) - set(plans)):
+        _keep(conn, customer_id, _from_start(conn, customer_id))
 
 
 def _users(conn: Connection, price_ids: Collection[str]) -> set[str]:
@@ -308,24 +393,23 @@ def rebuild(conn: Connection) -> int:
         for (c,) in conn.execute(select(inbox.c.customer_id).where(_is_folded()).distinct())
     ]
     for customer_id in sorted(set(customers)):
-        _fold(conn, customer_id, list(stored_objects(conn, customer_id)))
+        _keep(conn, customer_id, _from_start(conn, customer_id))
     return int(conn.execute(select(func.count()).select_from(committed_customers)).scalar_one())
 
 
 # --- reading the kept folds -----------------------------------------------------------------
 
 
-def _encode(c: Commitment, first_created: int) -> dict[str, Any]:
+def _encode(c: Commitment) -> dict[str, Any]:
     raw = asdict(c)
     raw["steps"] = [[s.kind, s.at, s.event_id, s.detail, s.price] for s in c.steps]
-    raw["first_created"] = first_created
     return raw
 
 
 def _decode(raw: dict[str, Any]) -> tuple[Position, Commitment]:
-    place = (int(raw.pop("first_created")), str(raw["first_event"]))
     steps = tuple(Planned(*s) for s in raw.pop("steps"))
-    return place, Commitment(**raw, steps=steps)
+    found = Commitment(**raw, steps=steps)
+    return (found.first_created, found.first_event), found
 
 
 def kept(conn: Connection) -> Folded:

@@ -395,14 +395,19 @@ forecast_backtests = Table(
 )
 
 # Committed MRR kept per customer (migration 0017, ledger/storage/commitments.py): each
-# customer's stored subscription and schedule objects folded (its subscriptions' latest
-# figures, steps and announcers, and the fold's notes, JSON), refolded by the worker in the
-# transaction that processes one of them. "" holds the objects stored without a customer.
+# customer's stored subscription and schedule objects folded (`body`: its subscriptions'
+# latest figures, steps and announcers, and the fold's notes, JSON), and the fold's state to
+# continue from, after `folded_count` events up to (`folded_created`, `folded_event`). Kept by
+# the worker in the transaction that processes one of them. "": objects without a customer.
 committed_customers = Table(
     "committed_customers",
     metadata,
     Column("customer_id", String(255), primary_key=True),
     Column("body", Text, nullable=False),
+    Column("folded_created", BigInteger, nullable=False),
+    Column("folded_event", String(255), nullable=False),
+    Column("folded_count", Integer, nullable=False),
+    Column("state", Text),
 )
 
 # Each price seen on a stored snapshot, where in the order of §5.3 it was seen: a fold of one

@@ -25,6 +25,10 @@ def upgrade() -> None:
         "committed_customers",
         sa.Column("customer_id", sa.String(255), primary_key=True),
         sa.Column("body", sa.Text, nullable=False),
+        sa.Column("folded_created", sa.BigInteger, nullable=False),
+        sa.Column("folded_event", sa.String(255), nullable=False),
+        sa.Column("folded_count", sa.Integer, nullable=False),
+        sa.Column("state", sa.Text),
     )
     op.create_table(
         "committed_prices",
