@@ -29,6 +29,7 @@ from ledger.rules.commitments import (
     prices_on,
 )
 from ledger.rules.payloads import Price, Tier
+from ledger.rules.version import rules_version
 from ledger.storage.schema import (
     InboxStatus,
     committed_customers,
@@ -292,9 +293,12 @@ def _plan(conn: Connection, customer_id: str, earliest: Position | None) -> _Pla
     last = (int(row.folded_created), str(row.folded_event))
     if earliest <= last:
         return _from_start(conn, customer_id)
+    version, _, saved = str(row.state).partition("\n")
+    if version != rules_version():  # folded under other rules: fold from the start
+        return _from_start(conn, customer_id)
     try:
-        folded = Commitments.resumed(str(row.state), _StoredHistory(conn))
-    except (ValueError, TypeError):  # another version's state: fold from the start
+        folded = Commitments.resumed(saved, _StoredHistory(conn))
+    except (ValueError, TypeError):
         return _from_start(conn, customer_id)
     events = list(stored_objects(conn, customer_id, after=last))
     return _Plan(folded, events, True, int(row.folded_count), last)
@@ -334,7 +338,7 @@ def _keep(conn: Connection, customer_id: str, plan: _Plan) -> None:
             "folded_created": last[0],
             "folded_event": last[1],
             "folded_count": plan.count + len(plan.events),
-            "state": folded.saved(),
+            "state": f"{rules_version()}\n{folded.saved()}",
         },
     )
 

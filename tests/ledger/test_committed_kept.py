@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from ledger.processing import process_batch
 from ledger.reporting.committed import bases, build_committed
 from ledger.rules.commitments import CommittedMrr, committed
+from ledger.rules.version import rules_version
 from ledger.storage import commitments, inbox
 from ledger.storage.schema import InboxStatus, committed_customers
 from ledger.storage.schema import inbox as inbox_table
@@ -207,3 +208,20 @@ def test_rebuild_gives_what_the_worker_kept_continuing_each_fold(engine: Engine)
     with engine.connect() as conn:
         assert sorted(conn.execute(select(committed_customers)).all()) == rows
     assert kept(engine) == reference(engine)
+
+
+@pytest.mark.parametrize("state", ["rules-of-last-year\n{}", "not a state", None])
+def test_a_saved_fold_of_other_rules_or_unreadable_is_folded_again_from_the_start(
+    engine: Engine, state: str | None
+) -> None:
+    bodies = sorted(history(), key=lambda b: (b["created"], b["id"]))
+    arrive(engine, bodies[:-1])
+    with engine.begin() as conn:
+        conn.execute(update(committed_customers).values(state=state))
+    arrive(engine, bodies[-1:])  # cus_c's pending update, after its kept fold
+    assert kept(engine) == reference(engine)
+    with engine.connect() as conn:
+        saved = conn.execute(
+            select(committed_customers.c.state).where(committed_customers.c.customer_id == "cus_c")
+        ).scalar_one()
+    assert saved.startswith(rules_version() + "\n")
