@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, delete, func, or_, select
+from sqlalchemy import text as sql
 
 from ledger.rules.commitments import (
     Commitment,
@@ -183,6 +184,18 @@ def _sightings(events: Iterable[Stored]) -> dict[tuple[str, int, str], tuple[str
     return found
 
 
+def _lock(conn: Connection, kind: str, keys: Iterable[str], *, shared: bool = False) -> None:
+    """PostgreSQL advisory locks until the transaction ends: a customer's fold is written by
+    one transaction at a time, and a price's sightings are not changed while a fold that reads
+    them is being written (its users are then found after it commits). SQLite's transactions
+    already run one at a time."""
+    if conn.dialect.name != "postgresql":
+        return
+    call = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    for key in sorted(set(keys)):
+        conn.execute(sql(f"SELECT {call}(hashtextextended(:key, 0))"), {"key": f"{kind}:{key}"})
+
+
 class _StoredHistory:
     """`PriceHistory` over `committed_prices`: the newest sighting at or before a place."""
 
@@ -193,8 +206,9 @@ class _StoredHistory:
     def at(self, price_id: str, created: int, event_id: str) -> Price | None:
         key = (price_id, created, event_id)
         if key not in self._known:
-            text = _before(self._conn, price_id, (created, event_id), inclusive=True)
-            self._known[key] = None if text is None else _price(text)
+            _lock(self._conn, "committed price", [price_id], shared=True)
+            found = _before(self._conn, price_id, (created, event_id), inclusive=True)
+            self._known[key] = None if found is None else _price(found)
         return self._known[key]
 
 
@@ -239,14 +253,15 @@ def _replace_sightings(
         )
     _insert_sightings(conn, {key: wanted[key] for key in new})
     changed: set[str] = set()
-    for key, text in [*((k, have[k][1]) for k in gone), *((k, wanted[k][1]) for k in new)]:
+    for key, seen in [*((k, have[k][1]) for k in gone), *((k, wanted[k][1]) for k in new)]:
         price_id, created, event_id = key
         # Unchanged for every later event only if the price seen just before was the same.
         if (
             price_id not in changed
-            and _before(conn, price_id, (created, event_id), inclusive=False) != text
+            and _before(conn, price_id, (created, event_id), inclusive=False) != seen
         ):
             changed.add(price_id)
+    _lock(conn, "committed price", changed)  # after the folds reading them commit
     return changed
 
 
@@ -352,6 +367,7 @@ def keep(conn: Connection, processed: Iterable[tuple[str | None, int, str]]) -> 
     for customer, created, event_id in processed:
         key = customer or NO_CUSTOMER
         earliest[key] = min(earliest.get(key, (created, event_id)), (created, event_id))
+    _lock(conn, "committed customer", earliest)
     _refold(conn, {c: _plan(conn, c, at) for c, at in sorted(earliest.items())})
 
 
@@ -359,6 +375,7 @@ def refold(conn: Connection, customer_ids: Collection[str | None]) -> None:
     """Fold these customers from the start (None: objects without a customer), as when one of
     their stored rows failed; inside the caller's transaction."""
     ids = sorted({c or NO_CUSTOMER for c in customer_ids})
+    _lock(conn, "committed customer", ids)
     _refold(conn, {c: _from_start(conn, c) for c in ids})
 
 
@@ -368,7 +385,9 @@ def _refold(conn: Connection, plans: dict[str, _Plan]) -> None:
         changed |= _replace_sightings(conn, customer_id, plan.events, whole=not plan.resumed)
     for customer_id, plan in plans.items():
         _keep(conn, customer_id, plan)
-    for customer_id in sorted(_users(conn, changed) - set(plans)):
+    others = sorted(_users(conn, changed) - set(plans))
+    _lock(conn, "committed customer", others)
+    for customer_id in others:
         _keep(conn, customer_id, _from_start(conn, customer_id))
 
 
