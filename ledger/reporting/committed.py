@@ -51,12 +51,12 @@ def build_committed(
         held = sorted({b.currency for b in found})
         if reporting_currency is None:
             chosen = choose_currency(currency, held)
-            return committed(commitments(conn), found, chosen, today, months)
+            return committed(commitments(conn, found), found, chosen, today, months)
         wanted = [currency] if currency is not None else held
         if not wanted:
             raise BadInput("currency", "the ledger has no entries yet: nothing is committed")
         rates = factors(conn, wanted, reporting_currency, today.date())
-        folded = commitments(conn)
+        folded = commitments(conn, found)
     each = [committed(folded, found, c, today, months) for c in wanted]
     return in_reporting_currency(each, rates, reporting_currency, today)
 
@@ -125,7 +125,7 @@ def bases(conn: Connection) -> list[Base]:
     ]
 
 
-def commitments(conn: Connection) -> Folded:
-    """Every subscription's kept fold (`ledger.storage.commitments`): one row per customer,
-    whatever the number of events stored."""
-    return kept_commitments(conn)
+def commitments(conn: Connection, found: list[Base]) -> Folded:
+    """The kept folds (`ledger.storage.commitments`) that can count given the ledger's `found`
+    figures: those with something scheduled or a trial, and the delinquent subscriptions'."""
+    return kept_commitments(conn, [b.customer_id for b in found if b.delinquent])

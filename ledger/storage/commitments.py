@@ -102,10 +102,14 @@ def _read(
 
 
 def stored_objects(
-    conn: Connection, customer_id: str | None = None, *, after: Position | None = None
+    conn: Connection,
+    customer_id: str | None = None,
+    *,
+    after: Position | None = None,
+    by_customer: bool = False,
 ) -> Iterator[Stored]:
-    """Every folded event in the order of §5.3, or one customer's ("" for none), or only those
-    after a place; streamed."""
+    """Every folded event in the order of §5.3 (`by_customer`: each customer's together), or
+    one customer's ("" for none), or only those after a place; streamed."""
     i = inbox.c
     query = select(i.created, i.event_id, i.event_type, i.customer_id, i.payload).where(
         _is_folded()
@@ -116,6 +120,8 @@ def stored_objects(
         )
     if after is not None:
         query = query.where(_after(i.created, i.event_id, after, inclusive=False))
+    if by_customer:
+        query = query.order_by(i.customer_id)
     query = query.order_by(i.created, i.event_id)
     for row in conn.execute(query, execution_options={"yield_per": _BATCH}):
         yield _read(*row)
@@ -319,25 +325,26 @@ def _plan(conn: Connection, customer_id: str, earliest: Position | None) -> _Pla
     return _Plan(folded, events, True, int(row.folded_count), last)
 
 
-def _keep(conn: Connection, customer_id: str, plan: _Plan) -> None:
-    """Fold the plan's events and keep the result."""
+def _keep(conn: Connection, customer_id: str, plan: _Plan, *, fresh: bool = False) -> None:
+    """Fold the plan's events and keep the result (`fresh`: the tables hold nothing of it)."""
     if plan.resumed and not plan.events:
         return
     folded = plan.folded
     for found in plan.events:
         _add(folded, found)
-    commitments = folded.commitments()
-    u = committed_price_uses.c
-    conn.execute(delete(committed_price_uses).where(u.customer_id == customer_id))
+    if not fresh:
+        u = committed_price_uses.c
+        conn.execute(delete(committed_price_uses).where(u.customer_id == customer_id))
+        conn.execute(
+            delete(committed_customers).where(committed_customers.c.customer_id == customer_id)
+        )
     uses = [{"price_id": p, "customer_id": customer_id} for p in sorted(folded.looked_up)]
     if uses:
         conn.execute(committed_price_uses.insert(), uses)
-    conn.execute(
-        delete(committed_customers).where(committed_customers.c.customer_id == customer_id)
-    )
     last = (plan.events[-1].created, plan.events[-1].event_id) if plan.events else plan.last
     if last is None:
         return
+    commitments = folded.commitments()
     body = {
         "commitments": [_encode(c) for c in commitments],
         "notes": [
@@ -349,6 +356,7 @@ def _keep(conn: Connection, customer_id: str, plan: _Plan) -> None:
         committed_customers.insert(),
         {
             "customer_id": customer_id,
+            "scheduled": bool(folded.notes) or any(_counts(c) for c in commitments),
             "body": json.dumps(body, separators=(",", ":")),
             "folded_created": last[0],
             "folded_event": last[1],
@@ -356,6 +364,12 @@ def _keep(conn: Connection, customer_id: str, plan: _Plan) -> None:
             "state": f"{rules_version()}\n{folded.saved()}",
         },
     )
+
+
+def _counts(c: Commitment) -> bool:
+    """Whether a subscription counts in committed MRR whatever its ledger says: something
+    scheduled, or a trial (potential MRR). Any other counts only while delinquent."""
+    return bool(c.steps) or c.status == "trialing"
 
 
 def keep(conn: Connection, processed: Iterable[tuple[str | None, int, str]]) -> None:
@@ -411,13 +425,20 @@ def rebuild(conn: Connection) -> int:
             _insert_sightings(conn, pending)
             pending = {}
     _insert_sightings(conn, pending)
-    customers = [
-        str(c or NO_CUSTOMER)
-        for (c,) in conn.execute(select(inbox.c.customer_id).where(_is_folded()).distinct())
-    ]
-    for customer_id in sorted(set(customers)):
-        _keep(conn, customer_id, _from_start(conn, customer_id))
+    events: list[Stored] = []
+    for found in stored_objects(conn, by_customer=True):
+        if events and found.customer_id != events[-1].customer_id:
+            _rebuild_one(conn, events)
+            events = []
+        events.append(found)
+    if events:
+        _rebuild_one(conn, events)
     return int(conn.execute(select(func.count()).select_from(committed_customers)).scalar_one())
+
+
+def _rebuild_one(conn: Connection, events: list[Stored]) -> None:
+    plan = _Plan(Commitments(_StoredHistory(conn)), events, False, 0, None)
+    _keep(conn, events[0].customer_id, plan, fresh=True)
 
 
 # --- reading the kept folds -----------------------------------------------------------------
@@ -435,17 +456,25 @@ def _decode(raw: dict[str, Any]) -> tuple[Position, Commitment]:
     return (found.first_created, found.first_event), found
 
 
-def kept(conn: Connection) -> Folded:
-    """The kept folds as one: subscriptions in the order each was first named, notes in the
-    order of their events, as `fold_all` gives them."""
+def kept(conn: Connection, delinquent: Collection[str] = ()) -> Folded:
+    """The kept folds of the customers with something scheduled, a trial or a note, and of
+    the `delinquent` customers (whose MRR is at risk), as one: subscriptions in the order each
+    was first named, notes in the order of their events, as `fold_all` gives them. No other
+    subscription changes committed MRR."""
+    c = committed_customers.c
     placed: list[tuple[Position, Commitment]] = []
     notes: list[tuple[Position, str]] = []
-    for (text,) in conn.execute(
-        select(committed_customers.c.body), execution_options={"yield_per": _BATCH}
-    ):
-        body = json.loads(text)
-        placed.extend(_decode(raw) for raw in body["commitments"])
-        notes.extend(((int(created), str(e)), str(note)) for created, e, note in body["notes"])
+    wanted = sorted(set(delinquent))
+    queries = [select(c.body).where(c.scheduled)]
+    queries += [
+        select(c.body).where(~c.scheduled, c.customer_id.in_(wanted[start : start + _BATCH]))
+        for start in range(0, len(wanted), _BATCH)
+    ]
+    for query in queries:
+        for (body_text,) in conn.execute(query, execution_options={"yield_per": _BATCH}):
+            body = json.loads(body_text)
+            placed.extend(_decode(raw) for raw in body["commitments"])
+            notes.extend(((int(at), str(e)), str(note)) for at, e, note in body["notes"])
     placed.sort(key=lambda item: item[0])
     notes.sort(key=lambda item: item[0])
     return Folded([c for _, c in placed], [note for _, note in notes])

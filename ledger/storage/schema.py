@@ -403,11 +403,13 @@ committed_customers = Table(
     "committed_customers",
     metadata,
     Column("customer_id", String(255), primary_key=True),
+    Column("scheduled", Boolean, nullable=False),  # a step, a trial or a note: always read
     Column("body", Text, nullable=False),
     Column("folded_created", BigInteger, nullable=False),
     Column("folded_event", String(255), nullable=False),
     Column("folded_count", Integer, nullable=False),
     Column("state", Text),
+    Index("ix_committed_customers_scheduled", "scheduled", "customer_id"),
 )
 
 # Each price seen on a stored snapshot, where in the order of §5.3 it was seen: a fold of one

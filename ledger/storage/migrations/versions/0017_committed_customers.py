@@ -24,11 +24,15 @@ def upgrade() -> None:
     op.create_table(
         "committed_customers",
         sa.Column("customer_id", sa.String(255), primary_key=True),
+        sa.Column("scheduled", sa.Boolean, nullable=False),
         sa.Column("body", sa.Text, nullable=False),
         sa.Column("folded_created", sa.BigInteger, nullable=False),
         sa.Column("folded_event", sa.String(255), nullable=False),
         sa.Column("folded_count", sa.Integer, nullable=False),
         sa.Column("state", sa.Text),
+    )
+    op.create_index(
+        "ix_committed_customers_scheduled", "committed_customers", ["scheduled", "customer_id"]
     )
     op.create_table(
         "committed_prices",
