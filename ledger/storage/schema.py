@@ -422,7 +422,7 @@ committed_prices = Table(
     Column("event_id", String(255), primary_key=True),
     Column("customer_id", String(255), nullable=False),
     Column("price", Text, nullable=False),
-    Index("ix_committed_prices_customer", "customer_id"),
+    Index("ix_committed_prices_customer", "customer_id", "created", "event_id"),
 )
 
 # The price ids a customer's fold resolved by id: its fold is redone when what is known of

@@ -42,7 +42,9 @@ def upgrade() -> None:
         sa.Column("customer_id", sa.String(255), nullable=False),
         sa.Column("price", sa.Text, nullable=False),
     )
-    op.create_index("ix_committed_prices_customer", "committed_prices", ["customer_id"])
+    op.create_index(
+        "ix_committed_prices_customer", "committed_prices", ["customer_id", "created", "event_id"]
+    )
     op.create_table(
         "committed_price_uses",
         sa.Column("price_id", sa.String(255), primary_key=True),
