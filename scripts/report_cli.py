@@ -37,6 +37,7 @@ from ledger.reporting.segments import SegmentQuery, build_segments, segment_quer
 from ledger.rules.entries import Category
 from ledger.rules.timeline import MissingReference
 from ledger.settings import ConfigError, Settings
+from ledger.storage import commitments as kept_commitments
 from ledger.storage import replay_checkpoints as checkpoints
 from ledger.storage.db import make_engine
 
@@ -312,6 +313,9 @@ def replay(customers: bool) -> None:
         with engine.begin() as conn:
             read = forecast_cells.replay(conn)
         click.echo(f"summed {read} ledger entries into the forecast's cells")
+        with engine.begin() as conn:
+            count = kept_commitments.rebuild(conn)
+        click.echo(f"folded {count} customers' subscription objects into committed MRR")
 
 
 def _rebuild_checkpoints() -> None:

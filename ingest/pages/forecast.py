@@ -9,7 +9,13 @@ from flask import Blueprint, abort, render_template
 
 from ingest import charts
 from ingest.formatting import money_short, money_text
-from ingest.pages.common import currencies, currency_arg, now
+from ingest.pages.common import (
+    currencies,
+    currency_arg,
+    now,
+    reporting_arg,
+    reporting_currencies,
+)
 from ingest.services import services
 from ledger.reporting.backtest import HORIZONS
 from ledger.reporting.balances import MonthBalance
@@ -50,13 +56,15 @@ def kept(currency: str) -> Kept | None:
     return Kept(Month.of(moment), found) if found else None
 
 
-def ahead(currency: str, months: int = AHEAD) -> Ahead | None:
-    """The forecast and committed MRR of `currency`, None when there is nothing to project."""
+def ahead(currency: str, months: int = AHEAD, reporting: str | None = None) -> Ahead | None:
+    """The forecast and committed MRR of `currency`, or of every currency converted into
+    `reporting`; None when there is nothing to project."""
     engine = services().engine
+    chosen = currency if reporting is None else None
     try:
         return Ahead(
-            build_forecast(engine, now(), months, currency),
-            build_committed(engine, now(), months, currency),
+            build_forecast(engine, now(), months, chosen, reporting_currency=reporting),
+            build_committed(engine, now(), months, chosen, reporting_currency=reporting),
         )
     except BadInput:
         return None
@@ -100,13 +108,18 @@ def extended(
 
 @forecast.get("/forecast")
 def forecast_page() -> str:
-    held = currencies(services().engine)
+    engine = services().engine
+    held = currencies(engine)
     currency = currency_arg(held)
     if currency is None:
         return render_template("workspace/forecast.html", empty=True, currencies=held)
-    found = ahead(currency)
+    with engine.connect() as conn:
+        reporting_options = reporting_currencies(conn, held)
+    reporting = reporting_arg(reporting_options)
+    found = ahead(currency, reporting=reporting)
     if found is None:
         abort(404, f"no {currency.upper()} history to forecast from")
+    shown = reporting or currency
     history = [
         b for b in found.forecast.history if b.month.index >= found.forecast.made_month.index - 12
     ]
@@ -122,8 +135,8 @@ def forecast_page() -> str:
             charts.Series("Active MRR", "c-active", padded),
             charts.Series("Delinquent MRR", "c-delinquent", owed),
         ],
-        lambda amount: money_text(amount, currency),
-        lambda amount: money_short(amount, currency),
+        lambda amount: money_text(amount, shown),
+        lambda amount: money_short(amount, shown),
         traces,
     )
     return render_template(
@@ -131,6 +144,9 @@ def forecast_page() -> str:
         empty=False,
         currencies=held,
         currency=currency,
+        reporting_options=reporting_options,
+        reporting=reporting,
+        shown=shown,
         f=found.forecast,
         c=found.committed,
         chart=chart,

@@ -21,7 +21,7 @@ from ledger.rules.profiles import EVENT_TYPES as PROFILE_EVENTS
 from ledger.rules.profiles import ProfileVersion, read_profile
 from ledger.rules.sources import Unit
 from ledger.rules.timeline import MissingReference, is_relevant, references_in, replay_customer
-from ledger.storage import customer_months, inbox, profiles, store
+from ledger.storage import commitments, customer_months, inbox, profiles, store
 from ledger.storage.schema import InboxStatus
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,8 @@ def _fail_unreadable(
                 extra={"event_id": event.id, "customer_id": customer_id},
             )
             inbox.mark_event_failed(conn, event.id, reason)
+            if commitments.concerns(event.type):
+                commitments.refold(conn, [customer_id])
             events = [e for e in events if e.id != event.id]
 
 
@@ -213,6 +215,7 @@ def apply_event(
     """Everything one event changes, inside the caller's transaction."""
     if not is_relevant(event.type):
         profiles.keep(conn, _profiles_in([event]))
+        keep_commitments(conn, [event])
         return Outcome(status=InboxStatus.IGNORED)
     affected: set[str] = set()
     try:
@@ -237,7 +240,16 @@ def apply_event(
             raise Unprocessable(str(missing)) from missing
         outcome.appended += applied.appended
         outcome.reversed += applied.reversed
+    keep_commitments(conn, [event])
     return outcome
+
+
+def keep_commitments(conn: Connection, events: Sequence[EventRecord]) -> None:
+    """Fold these subscription and schedule events being processed into their customers' kept
+    committed MRR (`ledger.storage.commitments`)."""
+    touched = [(customer_of(e), e.created, e.id) for e in events if commitments.concerns(e.type)]
+    if touched:
+        commitments.keep(conn, touched)
 
 
 def _profiles_in(events: Sequence[EventRecord]) -> list[ProfileVersion]:
@@ -303,6 +315,9 @@ def process_inbox_row(
 def _fail(engine: Engine, inbox_id: int, reason: str) -> Outcome:
     with engine.begin() as conn:
         inbox.fail_if_pending(conn, inbox_id, reason)
+        row = inbox.get(conn, inbox_id)
+        if row is not None and commitments.concerns(row.event_type):
+            commitments.refold(conn, [row.customer_id])  # a pending row was folded
     log.warning("inbox %s marked failed: %s", inbox_id, reason, extra={"inbox_id": inbox_id})
     return Outcome(status=InboxStatus.FAILED, error=reason)
 
@@ -415,12 +430,15 @@ def _run_batch(
     outcome = BatchOutcome()
     relevant: list[tuple[int, EventRecord]] = []
     ignored: list[tuple[int, EventRecord]] = []
+    unfolded: list[str | None] = []  # customers of folded rows failed here
     for row in rows:
         try:
             event = row.event()
         except MalformedEvent as problem:
             inbox.mark(conn, [row.id], InboxStatus.FAILED, f"malformed event: {problem}")
             outcome.count(InboxStatus.FAILED)
+            if commitments.concerns(row.event_type):
+                unfolded.append(row.customer_id)
             continue
         if is_relevant(event.type):
             relevant.append((row.id, event))
@@ -461,6 +479,9 @@ def _run_batch(
     inbox.mark(conn, [inbox_id for inbox_id, _ in relevant], InboxStatus.PROCESSED)
     profiles.keep(conn, _profiles_in([event for _, event in ignored]))
     inbox.mark(conn, [inbox_id for inbox_id, _ in ignored], InboxStatus.IGNORED)
+    if unfolded:
+        commitments.refold(conn, unfolded)
+    keep_commitments(conn, [event for _, event in [*relevant, *ignored]])
     outcome.count(InboxStatus.PROCESSED, len(relevant))
     outcome.count(InboxStatus.IGNORED, len(ignored))
     return outcome

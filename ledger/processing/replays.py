@@ -20,13 +20,10 @@ checkpoint:
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from hashlib import sha256
-from importlib import resources
 
 from sqlalchemy import Connection
 
@@ -35,6 +32,7 @@ from ledger.rules.replay_state import ReplayState
 from ledger.rules.sources import Unit
 from ledger.rules.state_codec import UnusableCheckpoint, unseal
 from ledger.rules.timeline import References, Replay, Saving, replay_customer, resume_customer
+from ledger.rules.version import rules_version
 from ledger.storage import inbox, store
 from ledger.storage import replay_checkpoints as checkpoints
 from ledger.storage.replay_checkpoints import Position, Stored
@@ -43,17 +41,6 @@ log = logging.getLogger(__name__)
 
 # Relevant events between a customer's checkpoints: a new event replays fewer than this many.
 CHECKPOINT_EVERY = 16
-
-
-@functools.cache
-def rules_version() -> str:
-    """A digest of the rules' source code: any change to the rules makes every checkpoint
-    stale, with no version number to remember to bump."""
-    digest = sha256()
-    package = resources.files("ledger.rules")
-    for name in sorted(p.name for p in package.iterdir() if p.name.endswith(".py")):
-        digest.update(name.encode() + b"\0" + package.joinpath(name).read_bytes() + b"\0")
-    return digest.hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)

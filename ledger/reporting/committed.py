@@ -1,38 +1,37 @@
 """Committed MRR from the stored Stripe objects and the ledger (docs/mrr-rules.md §12).
 
-Reads each subscription's stored `customer.subscription.*` and `subscription_schedule.*`
-events in the order of §5.3 (streamed; failed rows are left out, as the rules leave them out)
-and the ledger's active and delinquent MRR per subscription today; the arithmetic is
-`ledger.rules.commitments`.
+Reads each customer's kept fold of its stored `customer.subscription.*` and
+`subscription_schedule.*` events (`ledger.storage.commitments`, written by the worker; the fold
+of every stored event, `fold_all`, is its reference) and the ledger's active and delinquent MRR
+per subscription today; the arithmetic is `ledger.rules.commitments`.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, case, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, case, func, select
 
 from ledger.reporting.balances import ACTIVE_WEIGHTS, DELINQUENT_WEIGHTS
 from ledger.reporting.constant_rates import converted, factors
 from ledger.reporting.reports import BadInput, choose_currency
 from ledger.rules.commitments import (
     Base,
-    Commitments,
     CommittedMonth,
     CommittedMrr,
+    Folded,
     Held,
     committed,
 )
-from ledger.storage.schema import InboxStatus, inbox, ledger_entries
+from ledger.storage.commitments import kept as kept_commitments
+from ledger.storage.schema import ledger_entries
 
 __all__ = ["MAX_MONTHS", "bases", "build_committed", "commitments", "in_reporting_currency"]
 
 MAX_MONTHS = 60
-STREAM_BATCH = 2_000
 
 
 def build_committed(
@@ -52,12 +51,12 @@ def build_committed(
         held = sorted({b.currency for b in found})
         if reporting_currency is None:
             chosen = choose_currency(currency, held)
-            return committed(commitments(conn), found, chosen, today, months)
+            return committed(commitments(conn, found), found, chosen, today, months)
         wanted = [currency] if currency is not None else held
         if not wanted:
             raise BadInput("currency", "the ledger has no entries yet: nothing is committed")
         rates = factors(conn, wanted, reporting_currency, today.date())
-        folded = commitments(conn)
+        folded = commitments(conn, found)
     each = [committed(folded, found, c, today, months) for c in wanted]
     return in_reporting_currency(each, rates, reporting_currency, today)
 
@@ -126,29 +125,7 @@ def bases(conn: Connection) -> list[Base]:
     ]
 
 
-def commitments(conn: Connection) -> Commitments:
-    """Every stored subscription and schedule object folded, oldest first."""
-    i = inbox.c
-    query = (
-        select(i.event_id, i.event_type, i.payload)
-        .where(
-            or_(
-                i.event_type.like("customer.subscription.%"),
-                i.event_type.like("subscription\\_schedule.%", escape="\\"),
-            ),
-            i.status != InboxStatus.FAILED,
-        )
-        .order_by(i.created, i.event_id)
-    )
-    folded = Commitments()
-    for event_id, event_type, payload in conn.execute(
-        query, execution_options={"yield_per": STREAM_BATCH}
-    ):
-        try:
-            obj = json.loads(payload)["data"]["object"]
-        except (ValueError, KeyError, TypeError):
-            folded.notes.append(f"{event_id}: not a readable Stripe event")
-            continue
-        if isinstance(obj, dict):
-            folded.add(str(event_id), str(event_type), obj)
-    return folded
+def commitments(conn: Connection, found: list[Base]) -> Folded:
+    """The kept folds (`ledger.storage.commitments`) that can count given the ledger's `found`
+    figures: those with something scheduled or a trial, and the delinquent subscriptions'."""
+    return kept_commitments(conn, [b.customer_id for b in found if b.delinquent])

@@ -18,10 +18,11 @@ added in.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ledger.rules.months import Month
 from ledger.rules.payloads import (
@@ -37,16 +38,22 @@ from ledger.rules.payloads import (
     read_subscription,
 )
 from ledger.rules.pricing import MissingReference, subscription_mrr
+from ledger.rules.state_codec import decode_as, encode_as
 
 __all__ = [
     "Adjustment",
     "Base",
+    "Commitment",
     "Commitments",
     "CommittedMonth",
     "CommittedMrr",
+    "Folded",
     "Held",
+    "Planned",
+    "PriceHistory",
     "Step",
     "committed",
+    "prices_on",
 ]
 
 Json = Mapping[str, Any]
@@ -59,6 +66,7 @@ PENDING_UPDATE = "pending_update"
 RESUME = "resume"
 _LIVE_SCHEDULES = ("active", "not_started")
 _ENDED = ("canceled", "incomplete_expired")
+_CANCELS = (CANCEL_AT, CANCEL_AT_PERIOD_END, SCHEDULE_END)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +83,52 @@ class Step:
     @property
     def key(self) -> tuple[str, int, str]:
         return (self.kind, self.at, self.detail)
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A step as `committed` needs it: the items already priced (None: unpriceable)."""
+
+    kind: str
+    at: int
+    event_id: str
+    detail: str = ""
+    price: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Commitment:
+    """One subscription folded: what `committed` needs of its latest snapshot, its steps in
+    time order, and the events that announced them. Independent of the ledger and of today."""
+
+    subscription_id: str
+    customer: str
+    currency: str
+    status: str
+    paused: bool
+    ended: bool
+    trial_end: int | None
+    price: int | None  # its items' MRR by §3, from the payload alone
+    snapshot_event: str
+    trial_event: str
+    first_created: int  # with `first_event`, where it was first named: the order
+    first_event: str  # `committed` walks subscriptions in
+    steps: tuple[Planned, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """Every subscription folded, in the order each was first named, and the fold's notes."""
+
+    commitments: Sequence[Commitment]
+    notes: Sequence[str]
+
+
+class PriceHistory(Protocol):
+    """Prices seen on snapshots stored elsewhere: the newest seen at or before an event (§5.3
+    order), as the whole fold would have known it there."""
+
+    def at(self, price_id: str, created: int, event_id: str) -> Price | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,33 +223,100 @@ class _Tracked:
     trial_event: str = ""
 
 
+@dataclass(slots=True)
+class _State:
+    """A fold's state: what `saved` writes. `subs` and `first` in the order first named."""
+
+    subs: dict[str, _Tracked]
+    first: dict[str, tuple[int, str]]  # subscription id -> where it was first named
+    schedule_of: dict[str, str]  # schedule id -> subscription id
+    notes: list[str]
+    noted_at: list[tuple[int, str]]  # each note's event
+    looked_up: set[str]
+
+
 class Commitments:
-    """Fold stored subscription and schedule objects, in §5.3 order, into scheduled steps."""
+    """Fold stored subscription and schedule objects, in §5.3 order, into scheduled steps.
 
-    def __init__(self) -> None:
-        self._subs: dict[str, _Tracked] = {}
-        self._schedule_of: dict[str, str] = {}  # schedule id -> subscription id
+    Price ids in schedule phases and pending updates are resolved from the prices seen on
+    earlier snapshots: those this fold has read, or, given a `history`, those the history
+    holds at the event's place in the order (a fold of part of the stored objects, giving the
+    same answer for them as the fold of all)."""
+
+    def __init__(self, history: PriceHistory | None = None) -> None:
+        self._state = _State({}, {}, {}, [], [], set())
         self._prices: dict[str, Price] = {}
-        self.notes: list[str] = []
+        self._history = history
+        self._created = 0
 
-    def add(self, event_id: str, event_type: str, obj: Json) -> None:
-        """One stored event's object; objects Stripe would never send are noted and skipped."""
+    @classmethod
+    def resumed(cls, saved: str, history: PriceHistory) -> Commitments:
+        """A fold continuing from `saved` (`saved()` of one given the same history); raises
+        ValueError or TypeError on a text that does not decode."""
+        folded = cls(history)
+        folded._state = decode_as(_State, json.loads(saved))
+        return folded
+
+    def saved(self) -> str:
+        """The fold so far as text, to continue with later events (`resumed`)."""
+        return json.dumps(encode_as(_State, self._state), separators=(",", ":"))
+
+    @property
+    def notes(self) -> list[str]:
+        return self._state.notes
+
+    @property
+    def noted_at(self) -> list[tuple[int, str]]:
+        """Each note's event: (created, event id)."""
+        return self._state.noted_at
+
+    @property
+    def looked_up(self) -> set[str]:
+        """Price ids resolved by id from the history (or not found there)."""
+        return self._state.looked_up
+
+    def add(self, event_id: str, event_type: str, obj: Json, created: int = 0) -> None:
+        """One stored event's object; objects Stripe would never send are noted and skipped.
+        `created` places the event in the order a `history` answers at."""
+        self._created = created
+        lookup = self._lookup(created, event_id)
         try:
             if event_type.startswith("customer.subscription."):
-                self._add_subscription(event_id, event_type, obj)
+                self._add_subscription(event_id, event_type, obj, lookup)
             elif event_type.startswith("subscription_schedule."):
-                self._add_schedule(event_id, obj)
+                self._add_schedule(event_id, obj, lookup)
         except PayloadError as problem:
-            self.notes.append(f"{event_id}: {problem}")
+            self.note(event_id, f"{event_id}: {problem}", created)
 
-    def _add_subscription(self, event_id: str, event_type: str, obj: Json) -> None:
+    def note(self, event_id: str, text: str, created: int = 0) -> None:
+        self._state.notes.append(text)
+        self._state.noted_at.append((created, event_id))
+
+    def _lookup(self, created: int, event_id: str) -> Callable[[str], Price | None]:
+        history = self._history
+        if history is None:
+            return self._prices.get
+
+        def at(price_id: str) -> Price | None:
+            self.looked_up.add(price_id)
+            return history.at(price_id, created, event_id)
+
+        return at
+
+    def _track(self, sub_id: str, event_id: str) -> _Tracked:
+        self._state.first.setdefault(sub_id, (self._created, event_id))
+        return self._state.subs.setdefault(sub_id, _Tracked())
+
+    def _add_subscription(
+        self, event_id: str, event_type: str, obj: Json, lookup: Callable[[str], Price | None]
+    ) -> None:
         sub = read_subscription(obj)
         if event_type == "customer.subscription.deleted" and sub.status not in _ENDED:
             sub = dataclasses.replace(sub, status="canceled")
         for item in sub.items:
             self._prices[item.price.id] = item.price
-        tracked = self._subs.setdefault(sub.id, _Tracked())
-        steps = _snapshot_steps(sub, obj, event_id, self._prices)
+        tracked = self._track(sub.id, event_id)
+        steps = _snapshot_steps(sub, obj, event_id, lookup)
         tracked.snapshot_steps = _announced(tracked.snapshot_steps, steps)
         if sub.status == "trialing" and (tracked.snapshot is None or not tracked.trial_event):
             tracked.trial_event = event_id
@@ -203,23 +324,76 @@ class Commitments:
             tracked.trial_event = ""
         tracked.snapshot, tracked.snapshot_event = sub, event_id
 
-    def _add_schedule(self, event_id: str, obj: Json) -> None:
+    def _add_schedule(
+        self, event_id: str, obj: Json, lookup: Callable[[str], Price | None]
+    ) -> None:
         schedule_id = object_id(obj) or ""
-        sub_id = object_id(obj.get("subscription")) or self._schedule_of.get(schedule_id)
+        schedule_of = self._state.schedule_of
+        sub_id = object_id(obj.get("subscription")) or schedule_of.get(schedule_id)
         if sub_id is None:
             return  # a schedule that has not started a subscription yet commits nothing
-        self._schedule_of[schedule_id] = sub_id
-        tracked = self._subs.setdefault(sub_id, _Tracked())
-        steps = _schedule_steps(obj, sub_id, schedule_id, event_id, self._prices)
+        schedule_of[schedule_id] = sub_id
+        tracked = self._track(sub_id, event_id)
+        steps = _schedule_steps(obj, sub_id, schedule_id, event_id, lookup)
         tracked.schedule_steps = _announced(tracked.schedule_steps, steps)
 
     def tracked(self) -> Iterable[tuple[str, Subscription, str, list[Step], str]]:
         """(subscription id, latest snapshot, its event, steps, trial announcer) per
         subscription with a snapshot."""
-        for sub_id, t in self._subs.items():
+        for sub_id, t in self._state.subs.items():
             if t.snapshot is not None:
                 steps = sorted([*t.snapshot_steps, *t.schedule_steps], key=lambda s: s.at)
                 yield sub_id, t.snapshot, t.snapshot_event, steps, t.trial_event
+
+    def commitments(self) -> list[Commitment]:
+        """Each subscription with a snapshot, its steps priced, in the order first named."""
+        return [
+            _commitment(sub, snapshot_event, steps, trial_event, self._state.first[sub_id])
+            for sub_id, sub, snapshot_event, steps, trial_event in self.tracked()
+        ]
+
+    def folded(self) -> Folded:
+        return Folded(self.commitments(), list(self.notes))
+
+
+def _commitment(
+    sub: Subscription,
+    snapshot_event: str,
+    steps: list[Step],
+    trial_event: str,
+    first: tuple[int, str],
+) -> Commitment:
+    return Commitment(
+        subscription_id=sub.id,
+        customer=sub.customer or "",
+        currency=sub.currency,
+        status=sub.status,
+        paused=sub.pause_collection,
+        ended=sub.status in _ENDED or sub.ended_at is not None,
+        trial_end=sub.trial_end,
+        price=_priced(sub),
+        snapshot_event=snapshot_event,
+        trial_event=trial_event,
+        first_created=first[0],
+        first_event=first[1],
+        steps=tuple(_planned(sub, step) for step in steps),
+    )
+
+
+def _planned(sub: Subscription, step: Step) -> Planned:
+    priced = step.kind not in (*_CANCELS, RESUME)
+    price = _priced(sub, step.items) if priced else None
+    return Planned(step.kind, step.at, step.event_id, step.detail, price)
+
+
+def prices_on(event_type: str, obj: Json) -> list[Price]:
+    """The prices a stored object makes known to later events: a snapshot's items' prices."""
+    if not event_type.startswith("customer.subscription."):
+        return []
+    try:
+        return [item.price for item in read_subscription(obj).items]
+    except PayloadError:
+        return []
 
 
 def _announced(before: Sequence[Step], now: Sequence[Step]) -> list[Step]:
@@ -247,7 +421,9 @@ def _period_end(obj: Json) -> int | None:
     return min((end for end in ends if end is not None), default=None)
 
 
-def _read_items(raw_items: Any, owner: str, prices: Mapping[str, Price]) -> tuple[Item, ...]:
+def _read_items(
+    raw_items: Any, owner: str, prices: Callable[[str], Price | None]
+) -> tuple[Item, ...]:
     """Phase or pending-update items: prices as objects, or ids of prices seen on snapshots."""
     if isinstance(raw_items, Mapping):
         raw_items = raw_items.get("data")
@@ -261,9 +437,10 @@ def _read_items(raw_items: Any, owner: str, prices: Mapping[str, Price]) -> tupl
             price = read_price(found)
         else:
             price_id = object_id(found) or ""
-            if price_id not in prices:
+            seen = prices(price_id)
+            if seen is None:
                 raise PayloadError(f"price {price_id or '?'} of {owner} was never seen")
-            price = prices[price_id]
+            price = seen
         quantity = _int(raw.get("quantity"))
         item_id = object_id(raw) or f"{owner}#{index}"
         items.append(Item(id=item_id, price=price, quantity=quantity, discounts=()))
@@ -271,7 +448,7 @@ def _read_items(raw_items: Any, owner: str, prices: Mapping[str, Price]) -> tupl
 
 
 def _snapshot_steps(
-    sub: Subscription, obj: Json, event_id: str, prices: Mapping[str, Price]
+    sub: Subscription, obj: Json, event_id: str, prices: Callable[[str], Price | None]
 ) -> list[Step]:
     if sub.status in _ENDED or sub.ended_at is not None:
         return []
@@ -300,7 +477,11 @@ def _snapshot_steps(
 
 
 def _schedule_steps(
-    obj: Json, sub_id: str, schedule_id: str, event_id: str, prices: Mapping[str, Price]
+    obj: Json,
+    sub_id: str,
+    schedule_id: str,
+    event_id: str,
+    prices: Callable[[str], Price | None],
 ) -> list[Step]:
     if obj.get("status") not in _LIVE_SCHEDULES:
         return []
@@ -339,13 +520,15 @@ def _priced(sub: Subscription, items: tuple[Item, ...] | None = None) -> int | N
 
 
 def committed(
-    commitments: Commitments,
+    folded: Commitments | Folded,
     bases: Iterable[Base],
     currency: str,
     today: datetime,
     months: int,
 ) -> CommittedMrr:
     """Committed MRR at the end of `months` months from today's, in one currency."""
+    if isinstance(folded, Commitments):
+        folded = folded.folded()
     by_sub = {b.subscription_id: b for b in bases if b.currency == currency}
     first = Month.of(today)
     horizon = Month(first.index + months).start()
@@ -353,11 +536,12 @@ def committed(
     adjustments: list[Adjustment] = []
     at_risk: list[Held] = []
     potential: list[Held] = []
-    notes = list(commitments.notes)
-    for sub_id, sub, snapshot_event, steps, trial_event in commitments.tracked():
+    notes = list(folded.notes)
+    for c in folded.commitments:
+        sub_id = c.subscription_id
         base = by_sub.get(sub_id)
-        customer = (base.customer_id if base else None) or sub.customer or ""
-        if sub.currency != currency and base is None:
+        customer = (base.customer_id if base else None) or c.customer
+        if c.currency != currency and base is None:
             continue
         if base is not None and base.delinquent:
             at_risk.append(
@@ -366,19 +550,17 @@ def committed(
                     customer,
                     "delinquent",
                     base.delinquent,
-                    snapshot_event,
+                    c.snapshot_event,
                     "payment failed",
                 )
             )
-        if sub.status == "trialing" and not _cancels(steps):
-            price = _priced(sub)
-            if price:
-                ends = f"trial ends {_iso(sub.trial_end)}" if sub.trial_end else "trialing"
-                potential.append(
-                    Held(sub_id, customer, "trial", price, trial_event or snapshot_event, ends)
-                )
+        if c.status == "trialing" and not _cancels(c.steps):
+            if c.price:
+                ends = f"trial ends {_iso(c.trial_end)}" if c.trial_end else "trialing"
+                event = c.trial_event or c.snapshot_event
+                potential.append(Held(sub_id, customer, "trial", c.price, event, ends))
             continue
-        found, held, unpriced = _apply_steps(sub, base, customer, steps, now, horizon)
+        found, held, unpriced = _apply_steps(c, base, customer, now, horizon)
         adjustments.extend(found)
         at_risk.extend(held)
         notes.extend(unpriced)
@@ -396,69 +578,61 @@ def committed(
     )
 
 
-def _cancels(steps: Sequence[Step]) -> bool:
-    return any(s.kind in (CANCEL_AT, CANCEL_AT_PERIOD_END, SCHEDULE_END) for s in steps)
+def _cancels(steps: Sequence[Planned]) -> bool:
+    return any(s.kind in _CANCELS for s in steps)
 
 
 def _apply_steps(
-    sub: Subscription,
+    c: Commitment,
     base: Base | None,
     customer: str,
-    steps: Sequence[Step],
     now: int,
     horizon: datetime,
 ) -> tuple[list[Adjustment], list[Held], list[str]]:
     """Walk one subscription's steps in time order: its level (committed MRR) after each."""
     ledger_active = base.active if base else 0
-    paused = sub.pause_collection or sub.status == "paused"
-    if sub.status in _ENDED or sub.ended_at is not None:
+    paused = c.paused or c.status == "paused"
+    if c.ended:
         return [], [], []
-    if not paused and sub.status != "active":
+    if not paused and c.status != "active":
         return [], [], []  # delinquent, incomplete: nothing active to commit
-    priced_now = _priced(sub)
-    offset = ledger_active - priced_now if priced_now is not None and not paused else 0
-    price = priced_now
+    offset = ledger_active - c.price if c.price is not None and not paused else 0
+    price = c.price
     level, ended = ledger_active, False
     found: list[Adjustment] = []
     held: list[Held] = []
     notes: list[str] = []
-    for step in steps:
+    sub_id = c.subscription_id
+    for step in c.steps:
         at = datetime.fromtimestamp(max(step.at, now), UTC)
         if ended:
             break
-        if step.kind in (CANCEL_AT, CANCEL_AT_PERIOD_END, SCHEDULE_END):
+        if step.kind in _CANCELS:
             ended, new_level = True, 0
             if level:
+                detail = f"{step.kind} {_iso(step.at)}"
                 held.append(
-                    Held(
-                        sub.id,
-                        customer,
-                        "scheduled_to_cancel",
-                        level,
-                        step.event_id,
-                        f"{step.kind} {_iso(step.at)}",
-                    )
+                    Held(sub_id, customer, "scheduled_to_cancel", level, step.event_id, detail)
                 )
         elif step.kind == RESUME:
             paused = False
             if price is None:
-                notes.append(f"{sub.id}: cannot price its return on {_iso(step.at)}")
+                notes.append(f"{sub_id}: cannot price its return on {_iso(step.at)}")
                 continue
             new_level = price + offset
         else:
-            step_price = _priced(sub, step.items)
-            if step_price is None or price is None:
+            if step.price is None or price is None:
                 notes.append(
-                    f"{sub.id}: {step.detail or step.kind} cannot be priced from the payloads"
+                    f"{sub_id}: {step.detail or step.kind} cannot be priced from the payloads"
                 )
                 continue
-            price = step_price
+            price = step.price
             new_level = 0 if paused else price + offset
         if new_level != level and at < horizon:
             detail = step.detail or _iso(step.at)
             found.append(
                 Adjustment(
-                    sub.id, customer, step.kind, at, new_level - level, step.event_id, detail
+                    sub_id, customer, step.kind, at, new_level - level, step.event_id, detail
                 )
             )
         level = new_level

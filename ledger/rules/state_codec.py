@@ -6,9 +6,9 @@ format or rules version, a body that does not match its checksum, and one that d
 to exactly the declared types of `ReplayState`: such a checkpoint is never used.
 
 Values are written by their declared types: ints, bools and strings as themselves, Decimals as
-their exact text, enums by value, dataclasses as the list of their fields in order, tuples as
-lists, sets as sorted lists, dicts keyed by anything but strings as lists of pairs. Floats are
-neither written nor read.
+their exact text, enums by value, dataclasses as the list of their fields in order, tuples and
+lists as lists, sets as sorted lists, dicts keyed by anything but strings as lists of pairs.
+Floats are neither written nor read.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 
 from ledger.rules.replay_state import ReplayState
 
-__all__ = ["FORMAT", "UnusableCheckpoint", "seal", "unseal"]
+__all__ = ["FORMAT", "UnusableCheckpoint", "decode_as", "encode_as", "seal", "unseal"]
 
 FORMAT = 1
 
@@ -66,6 +66,16 @@ def unseal(text: str, rules_version: str, customer_id: str) -> ReplayState:
     if state.customer_id != customer_id:
         raise UnusableCheckpoint(f"the state is customer {state.customer_id!r}'s")
     return state
+
+
+def encode_as(tp: Any, value: Any) -> Any:
+    """`value` as JSON by its declared type `tp` (the same forms as a checkpoint's)."""
+    return _codec(tp).encode(value)
+
+
+def decode_as(tp: Any, raw: Any) -> Any:
+    """The value of type `tp` written by `encode_as`; raises ValueError or TypeError."""
+    return _codec(tp).decode(raw)
 
 
 def _refuse_float(text: str) -> NoReturn:
@@ -142,6 +152,12 @@ def _codec(tp: Any) -> _Codec:
         )
     if origin is tuple:
         return _fixed_tuple(tuple(_codec(a) for a in args))
+    if origin is list:
+        item = _codec(args[0])
+        return _Codec(
+            lambda v: [item.encode(x) for x in v],
+            lambda v: [item.decode(x) for x in _expect(v, list, "a list")],
+        )
     if origin is set and args[0] is str:  # the ended subscriptions: thousands, at times
         return _Codec(sorted, lambda v: set(_strings(_expect(v, list, "a list"))))
     if origin is set:

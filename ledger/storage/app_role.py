@@ -36,6 +36,9 @@ REBUILT_TABLES = (
     "segment_month_totals",
     "cohort_month_changes",
     "forecast_cells",
+    "committed_customers",
+    "committed_prices",
+    "committed_price_uses",
 )
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

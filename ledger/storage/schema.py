@@ -407,3 +407,44 @@ forecast_backtests = Table(
     Column("forecast", Text),  # closing MRR of the months after the cut-off, JSON; null: none
     Column("made_at", UTCDateTime(), nullable=False),
 )
+
+# Committed MRR kept per customer (migration 0017, ledger/storage/commitments.py): each
+# customer's stored subscription and schedule objects folded (`body`: its subscriptions'
+# latest figures, steps and announcers, and the fold's notes, JSON), and the fold's state to
+# continue from, after `folded_count` events up to (`folded_created`, `folded_event`). Kept by
+# the worker in the transaction that processes one of them. "": objects without a customer.
+committed_customers = Table(
+    "committed_customers",
+    metadata,
+    Column("customer_id", String(255), primary_key=True),
+    Column("scheduled", Boolean, nullable=False),  # a step, a trial or a note: always read
+    Column("body", Text, nullable=False),
+    Column("folded_created", BigInteger, nullable=False),
+    Column("folded_event", String(255), nullable=False),
+    Column("folded_count", Integer, nullable=False),
+    Column("state", Text),
+    Index("ix_committed_customers_scheduled", "scheduled", "customer_id"),
+)
+
+# Each price seen on a stored snapshot, where in the order of §5.3 it was seen: a fold of one
+# customer resolves another customer's price ids as the fold of every object would there.
+committed_prices = Table(
+    "committed_prices",
+    metadata,
+    Column("price_id", String(255), primary_key=True),
+    Column("created", BigInteger, primary_key=True),
+    Column("event_id", String(255), primary_key=True),
+    Column("customer_id", String(255), nullable=False),
+    Column("price", Text, nullable=False),
+    Index("ix_committed_prices_customer", "customer_id", "created", "event_id"),
+)
+
+# The price ids a customer's fold resolved by id: its fold is redone when what is known of
+# one of them changes.
+committed_price_uses = Table(
+    "committed_price_uses",
+    metadata,
+    Column("price_id", String(255), primary_key=True),
+    Column("customer_id", String(255), primary_key=True),
+    Index("ix_committed_price_uses_customer", "customer_id"),
+)

@@ -188,5 +188,6 @@ def test_committed_benchmark_runs() -> None:
     assert found["benchmark"] == "committed"
     for size in ("5", "50"):
         assert found[size]["events"] == int(size) * 3 and found[size]["seconds"] > 0
+        assert found[size]["whole_fold_s"] > 0 and found[size]["refold_ms"] > 0
         assert found[size]["at_risk"] == int(size) // 10 + (1 if int(size) % 10 else 0)
     assert found["large_over_small"] > 0

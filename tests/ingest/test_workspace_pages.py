@@ -9,7 +9,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func, select
 from ingest.app import create_app
 from ingest.pages import common
 from ledger.processing import process_batch
-from ledger.reporting import customer_months, customers, queries
+from ledger.reporting import customer_months, customers, fx, queries
 from ledger.reporting.balances import effects
 from ledger.reporting.customers import CustomerLine
 from ledger.reporting.reports import build_report, report_query
@@ -363,3 +363,28 @@ def test_test_data_shown_unasked_says_so_and_the_chosen_mode_is_carried_in_links
     live = client.get("/bridge?currency=usd&from=2025-01&to=2025-03&mode=live")
     assert live.status_code == 404  # no live figures in usd: the ledger holds test data only
     assert client.get("/bridge?mode=staging").status_code == 404
+
+
+def test_the_forecast_page_converts_into_a_reporting_currency(
+    client: FlaskClient, engine: Engine
+) -> None:
+    plain = client.get("/forecast?currency=usd").get_data(as_text=True)
+    assert 'name="reporting"' not in plain  # no rates loaded: nothing to convert into
+    month_start = Month.of(datetime.now(UTC)).start().date()
+    day = month_start - timedelta(days=40)
+    with engine.begin() as conn:  # in the base currency: a usd is worth 0.80, a gbp 1.60
+        fx.store_rates(
+            conn, [fx.Rate(day, "usd", Decimal("0.8")), fx.Rate(day, "gbp", Decimal("1.6"))]
+        )
+    page = client.get("/forecast?currency=usd&reporting=gbp").get_data(as_text=True)
+    assert 'name="reporting"' in page and '<option value="gbp" selected>' in page
+    table = page[
+        page.index('id="forecast-table"') : page.index(
+            "</table>", page.index('id="forecast-table"')
+        )
+    ]
+    assert "£" in table and "$" not in table
+    unconverted = client.get("/forecast?currency=usd").get_data(as_text=True)
+    usd_table = unconverted[unconverted.index('id="forecast-table"') :]
+    assert "$" in usd_table[: usd_table.index("</table>")]
+    assert client.get("/forecast?currency=usd&reporting=xyz").status_code == 404

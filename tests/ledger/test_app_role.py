@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ledger.processing import process_inbox_row
 from ledger.reporting import projector
-from ledger.storage import chain, inbox
+from ledger.storage import chain, commitments, inbox
 from ledger.storage.db import make_engine
 from scripts.cli import main
 from tests.support.pipeline import subscription_event
@@ -67,6 +67,8 @@ def test_the_service_runs_under_the_role_and_cannot_change_the_ledger(
         with app.begin() as conn:  # the projector needs no lock on the ledger, only its own rows
             assert projector.catch_up(conn) == 1
             assert projector.replay(conn) == 1
+        with app.begin() as conn:  # committed MRR's kept folds: written, emptied and refilled
+            assert commitments.rebuild(conn) == 1
 
         with engine.begin() as conn:  # the owner switches the append-only triggers off
             conn.execute(text("ALTER TABLE ledger_entries DISABLE TRIGGER USER"))
