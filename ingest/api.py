@@ -28,6 +28,7 @@ from ledger.reporting import (
     queries,
     segment_exports,
 )
+from ledger.reporting.accounts import build_breakdown
 from ledger.reporting.cohorts import build_cohorts
 from ledger.reporting.committed import build_committed
 from ledger.reporting.forecast import build_backtest, build_forecast
@@ -129,14 +130,14 @@ def _csv(lines: Iterator[str], filename: str) -> Response:
     )
 
 
-def _report_from(args: dict[str, str | None]) -> Report:
+def _query_from(args: dict[str, str | None]) -> ReportQuery:
     first, last = args.get("from"), args.get("to")
     if not first:
         raise _bad("from", "from (YYYY-MM) is required")
     if not last:
         raise _bad("to", "to (YYYY-MM) is required")
     try:
-        query = report_query(
+        return report_query(
             first,
             last,
             currency=args.get("currency") or None,
@@ -145,9 +146,27 @@ def _report_from(args: dict[str, str | None]) -> Report:
             mode=args.get("mode") or None,
             account=args.get("source") or None,
         )
+    except BadInput as problem:
+        raise _bad(problem.field, problem.message) from None
+
+
+def _report_from(args: dict[str, str | None]) -> Report:
+    query = _query_from(args)
+    try:
         return build_report(services().engine, query)
     except BadInput as problem:
         raise _bad(problem.field, problem.message) from None
+
+
+def _breakdown(args: dict[str, str | None], fmt: str) -> Response:
+    query = _query_from(args)
+    try:
+        found = build_breakdown(services().engine, query)
+    except BadInput as problem:
+        raise _bad(problem.field, problem.message) from None
+    if fmt == "csv":
+        return _csv(exports.breakdown_csv(found), "mrr-by-account.csv")
+    return jsonify(exports.breakdown_json(found))
 
 
 @reports.get("/api/openapi.json")
@@ -161,6 +180,8 @@ def mrr() -> Response:
     fmt = _format(("json", "csv"))
     names = ("from", "to", "currency", "reporting_currency", "as_of", "mode", "source")
     by, where = _text_arg("by"), request.args.getlist("where")
+    if by == "account" and not where:
+        return _breakdown({name: _text_arg(name) for name in names}, fmt)
     if by is not None or where:
         return _segments({name: _text_arg(name) for name in names}, by, where, fmt)
     found = _report_from({name: _text_arg(name) for name in names})
@@ -238,15 +259,8 @@ def forecast_backtest() -> Response:
 
 
 def _months_query(args: dict[str, str | None]) -> ReportQuery:
-    first, last = args.get("from"), args.get("to")
-    if not first:
-        raise _bad("from", "from (YYYY-MM) is required")
-    if not last:
-        raise _bad("to", "to (YYYY-MM) is required")
-    try:
-        return report_query(first, last, currency=args.get("currency") or None)
-    except BadInput as problem:
-        raise _bad(problem.field, problem.message) from None
+    """Months and currency only: what the segments and cohorts are asked."""
+    return _query_from({name: args.get(name) for name in ("from", "to", "currency")})
 
 
 def _segments(args: dict[str, str | None], by: str | None, where: list[str], fmt: str) -> Response:

@@ -203,7 +203,8 @@ def document() -> dict[str, Any]:
                             "by",
                             "one bridge per segment: plan, product, interval, country or "
                             "metadata.KEY (not with as_of or reporting_currency); the answer "
-                            "is then a SegmentReport",
+                            "is then a SegmentReport. Or account: one bridge per Stripe account "
+                            "of the mode beside the consolidated one (an AccountBreakdown)",
                         ),
                         {
                             **_param(
@@ -225,6 +226,7 @@ def document() -> dict[str, Any]:
                                         "oneOf": [
                                             {"$ref": "#/components/schemas/MrrReport"},
                                             {"$ref": "#/components/schemas/SegmentReport"},
+                                            {"$ref": "#/components/schemas/AccountBreakdown"},
                                         ]
                                     }
                                 },
@@ -372,6 +374,32 @@ def document() -> dict[str, Any]:
                             "type": "string",
                             "description": "set when test-mode data is shown unasked",
                         },
+                    },
+                    "additionalProperties": False,
+                },
+                "AccountBreakdown": {
+                    "type": "object",
+                    "required": ["consolidated", "accounts", "adds_up", "mismatches"],
+                    "properties": {
+                        "consolidated": {"$ref": "#/components/schemas/MrrReport"},
+                        "accounts": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["source", "currency", "from", "to", "months"],
+                                "properties": {
+                                    "source": {
+                                        "type": "string",
+                                        "description": "acct_..., or default for the "
+                                        "endpoint's own account",
+                                    },
+                                    **_range(),
+                                },
+                                "additionalProperties": False,
+                            },
+                        },
+                        "adds_up": {"type": "boolean"},
+                        "mismatches": {"type": "array", "items": {"type": "string"}},
                     },
                     "additionalProperties": False,
                 },

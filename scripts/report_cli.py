@@ -24,6 +24,7 @@ from ledger.reporting import (
     queries,
     segment_exports,
 )
+from ledger.reporting.accounts import Breakdown, build_breakdown
 from ledger.reporting.cohorts import METRICS, build_cohorts
 from ledger.reporting.modes import choose_mode
 from ledger.reporting.reports import (
@@ -88,7 +89,8 @@ def _bad(field: str, message: str) -> click.BadParameter:
 @click.option(
     "--by",
     metavar="DIMENSION",
-    help="One bridge per segment: plan, product, interval, country or metadata.KEY.",
+    help="One bridge per segment: plan, product, interval, country or metadata.KEY; or "
+    "account: one per Stripe account of the mode, then all together (exit 1 if they differ).",
 )
 @click.option(
     "--where",
@@ -132,6 +134,10 @@ def report(
             mode=mode,
             account=source,
         )
+        if by == "account" and not where:
+            with _engine() as engine:
+                _breakdown(build_breakdown(engine, query), fmt)
+            return
         if by is not None or where:
             if as_of is not None or reporting_currency is not None:
                 raise BadInput("by", "segments are reported from the stored figures: not with "
@@ -152,6 +158,19 @@ def report(
         click.echo("".join(exports.report_csv(found)), nl=False)
     else:
         click.echo(exports.report_table(found), nl=False)
+
+
+def _breakdown(found: Breakdown, fmt: str) -> None:
+    if found.consolidated.mode.note is not None:
+        click.echo(f"note: {found.consolidated.mode.note} (--mode live to insist)", err=True)
+    if fmt == "json":
+        click.echo(json.dumps(exports.breakdown_json(found), indent=2))
+    elif fmt == "csv":
+        click.echo("".join(exports.breakdown_csv(found)), nl=False)
+    else:
+        click.echo(exports.breakdown_table(found), nl=False)
+    if found.mismatches:
+        raise SystemExit(1)
 
 
 def _segments(query: SegmentQuery, fmt: str) -> None:

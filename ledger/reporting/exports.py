@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
+from ledger.reporting.accounts import Breakdown
 from ledger.reporting.balances import MonthBalance
 from ledger.reporting.metrics import metrics
 from ledger.reporting.queries import LedgerRow
@@ -202,3 +203,47 @@ def ledger_table_line(row: LedgerRow) -> str:
         f"{row.subscription_id}  {f['amount']:>12} {row.currency}  {row.source_event_id}"
         f"{reversal}{reversed_by}"
     )
+
+
+# --- the account breakdown -------------------------------------------------------------------
+
+
+def _account_name(account: str) -> str:
+    return account or "default"
+
+
+def breakdown_json(found: Breakdown) -> dict[str, Any]:
+    return {
+        "consolidated": report_json(found.consolidated),
+        "accounts": [
+            {"source": _account_name(account), **_range(report, report.main)}
+            for account, report in found.accounts
+        ],
+        "adds_up": not found.mismatches,
+        "mismatches": list(found.mismatches),
+    }
+
+
+def breakdown_csv(found: Breakdown) -> Iterator[str]:
+    """One row per account and month, then the consolidated rows (source `all`)."""
+    yield csv_line(["source", "currency", *MONTH_FIELDS])
+    parts = [*((_account_name(a), r) for a, r in found.accounts), ("all", found.consolidated)]
+    for name, report in parts:
+        for b in report.main.months:
+            fields = month_fields(b)
+            yield csv_line([name, b.currency, *(fields[f] for f in MONTH_FIELDS)])
+
+
+def breakdown_table(found: Breakdown) -> str:
+    blocks = [
+        f"source {_account_name(account)}\n{bridge_table(r.main.months, r.main.currency)}"
+        for account, r in found.accounts
+    ]
+    whole = found.consolidated.main
+    blocks.append(f"all accounts\n{bridge_table(whole.months, whole.currency)}")
+    verdict = (
+        "the accounts add up to the consolidated figures"
+        if not found.mismatches
+        else "the accounts do NOT add up: " + "; ".join(found.mismatches)
+    )
+    return "\n\n".join(blocks) + f"\n\n{verdict}\n"

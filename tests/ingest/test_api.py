@@ -88,6 +88,14 @@ def test_mrr_matches_the_openapi_document(
     rows = list(csv.reader(io.StringIO(as_csv.get_data(as_text=True))))
     assert as_csv.mimetype == "text/csv" and rows[0][:3] == ["currency", "month", "opening_mrr"]
     assert len(rows) == 3
+    by_account = client.get("/api/mrr?from=2025-12&to=2026-02&by=account", headers=auth)
+    validate(by_account, "AccountBreakdown")
+    assert by_account.json["adds_up"] and by_account.json["mismatches"] == []
+    [own] = by_account.json["accounts"]
+    assert own["source"] == "default" and own["months"][1]["closing_mrr"] == "155.00"
+    assert by_account.json["consolidated"]["months"][1]["closing_mrr"] == "155.00"
+    refused = client.get("/api/mrr?from=2026-01&to=2026-01&by=account&source=default", headers=auth)
+    assert refused.status_code == 400 and refused.json["field"] == "by"
 
 
 def test_ledger_filters_pages_and_csv(

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import Engine
 
 from ledger.processing import process_batch
-from ledger.reporting.reports import build_report, report_query
+from ledger.reporting.accounts import build_breakdown, check
+from ledger.reporting.reports import BadInput, build_report, report_query
 from ledger.rules.sources import SecretBinding, key_mode, parse_secret
 from ledger.storage import inbox
 from tests.rules.builders import subscription_event
@@ -89,6 +90,33 @@ def test_two_accounts_add_up_to_the_consolidated_report(engine: Engine) -> None:
         assert getattr(whole, name) == sum(getattr(p, name) for p in parts), name
     for part in parts:  # each account's own identity holds
         assert part.opening_mrr + part.new - part.churn == part.closing_mrr
+
+
+def test_the_account_breakdown_lists_each_account_of_the_mode_and_adds_up(engine: Engine) -> None:
+    _ingest(
+        engine,
+        [
+            _event("evt_a", 10_000, livemode=True, account="acct_A"),
+            _event("evt_o", 2_500, livemode=True),  # the endpoint's own account
+            _event("evt_t", 90_000, livemode=False, account="acct_T"),
+        ],
+    )
+    found = build_breakdown(engine, report_query(MONTH, MONTH))
+    assert [a for a, _ in found.accounts] == ["", "acct_A"]  # no test-mode account
+    assert [r.main.months[-1].closing_mrr for _, r in found.accounts] == [2_500, 10_000]
+    assert found.consolidated.main.months[-1].closing_mrr == 12_500
+    assert found.mismatches == []
+    whole = found.consolidated
+    wrong = dataclasses.replace(
+        whole.main, months=[dataclasses.replace(whole.main.months[-1], churn=1)]
+    )
+    assert check(dataclasses.replace(whole, main=wrong), [r for _, r in found.accounts]) == [
+        f"{MONTH} churn: accounts 0, consolidated 1"
+    ]
+    tested = build_breakdown(engine, report_query(MONTH, MONTH, mode="test"))
+    assert [a for a, _ in tested.accounts] == ["acct_T"]
+    with pytest.raises(BadInput):
+        build_breakdown(engine, report_query(MONTH, MONTH, account="acct_A"))
 
 
 def test_a_webhook_secret_binds_its_source() -> None:

@@ -161,3 +161,24 @@ def test_replay_and_fx_load(db_url: str, engine: Engine, tmp_path: Path) -> None
     rates.write_text("date,currency,rate\n2026-01-01,eur,-1\n")
     bad = run(db_url, "fx", "load", str(rates))
     assert bad.exit_code == 2 and "line 2" in bad.output
+
+
+def test_report_by_account_prints_each_account_then_all_of_them(
+    db_url: str, engine: Engine
+) -> None:
+    seed(engine)
+    args = ["report", "--from", "2026-01", "--to", "2026-01", "--currency", "usd", "--by"]
+    table = run(db_url, *args, "account")
+    assert table.exit_code == 0, table.output
+    assert "source default" in table.stdout and "all accounts" in table.stdout
+    assert "the accounts add up to the consolidated figures" in table.stdout
+    found = json.loads(run(db_url, *args, "account", "--format", "json").stdout)
+    assert found["adds_up"] and [a["source"] for a in found["accounts"]] == ["default"]
+    closing = found["consolidated"]["months"][0]["closing_mrr"]
+    assert found["accounts"][0]["months"][0]["closing_mrr"] == closing
+    rows = list(
+        csv.DictReader(io.StringIO(run(db_url, *args, "account", "--format", "csv").stdout))
+    )
+    assert [r["source"] for r in rows] == ["default", "all"]
+    refused = run(db_url, *args, "account", "--source", "acct_A1")
+    assert refused.exit_code == 2 and "every account" in refused.output
