@@ -4,10 +4,10 @@ accountant's commands."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import TextIO
+from typing import Any, TextIO, TypeVar
 
 import click
 from sqlalchemy import Engine
@@ -58,6 +58,23 @@ FLAGS = {
     "metric": "--metric",
 }
 FORMATS = click.Choice(["table", "json", "csv"])
+_Found = TypeVar("_Found")
+
+
+def _emit(
+    fmt: str,
+    found: _Found,
+    as_json: Callable[[_Found], Any],
+    as_csv: Callable[[_Found], Iterable[str]],
+    as_table: Callable[[_Found], str],
+) -> None:
+    """One answer in the format asked: JSON, CSV lines or a text table."""
+    if fmt == "json":
+        click.echo(json.dumps(as_json(found), indent=2))
+    elif fmt == "csv":
+        click.echo("".join(as_csv(found)), nl=False)
+    else:
+        click.echo(as_table(found), nl=False)
 
 
 def _settings() -> Settings:
@@ -152,23 +169,13 @@ def report(
         click.echo(f"note: {found.mode.note} (--mode live to insist)", err=True)
     for warning in found.warnings:
         click.echo(f"warning: {warning}", err=True)
-    if fmt == "json":
-        click.echo(json.dumps(exports.report_json(found), indent=2))
-    elif fmt == "csv":
-        click.echo("".join(exports.report_csv(found)), nl=False)
-    else:
-        click.echo(exports.report_table(found), nl=False)
+    _emit(fmt, found, exports.report_json, exports.report_csv, exports.report_table)
 
 
 def _breakdown(found: Breakdown, fmt: str) -> None:
     if found.consolidated.mode.note is not None:
         click.echo(f"note: {found.consolidated.mode.note} (--mode live to insist)", err=True)
-    if fmt == "json":
-        click.echo(json.dumps(exports.breakdown_json(found), indent=2))
-    elif fmt == "csv":
-        click.echo("".join(exports.breakdown_csv(found)), nl=False)
-    else:
-        click.echo(exports.breakdown_table(found), nl=False)
+    _emit(fmt, found, exports.breakdown_json, exports.breakdown_csv, exports.breakdown_table)
     if found.mismatches:
         raise SystemExit(1)
 
@@ -176,12 +183,13 @@ def _breakdown(found: Breakdown, fmt: str) -> None:
 def _segments(query: SegmentQuery, fmt: str) -> None:
     with _engine() as engine:
         found = build_segments(engine, query)
-    if fmt == "json":
-        click.echo(json.dumps(segment_exports.segment_json(found), indent=2))
-    elif fmt == "csv":
-        click.echo("".join(segment_exports.segment_csv(found)), nl=False)
-    else:
-        click.echo(segment_exports.segment_table(found), nl=False)
+    _emit(
+        fmt,
+        found,
+        segment_exports.segment_json,
+        segment_exports.segment_csv,
+        segment_exports.segment_table,
+    )
 
 
 @click.command()
@@ -207,12 +215,13 @@ def cohorts(
             found = build_cohorts(engine, first, last, currency=currency, metric=metric, by=by)
     except BadInput as problem:
         raise _bad(problem.field, problem.message) from None
-    if fmt == "json":
-        click.echo(json.dumps(segment_exports.cohort_json(found), indent=2))
-    elif fmt == "csv":
-        click.echo("".join(segment_exports.cohort_csv(found)), nl=False)
-    else:
-        click.echo(segment_exports.cohort_table(found), nl=False)
+    _emit(
+        fmt,
+        found,
+        segment_exports.cohort_json,
+        segment_exports.cohort_csv,
+        segment_exports.cohort_table,
+    )
 
 
 @click.command("customers")

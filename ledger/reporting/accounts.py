@@ -7,7 +7,7 @@ compares them month by month and names any figure that does not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from sqlalchemy import Engine, false, select, true
 
@@ -15,20 +15,9 @@ from ledger.reporting import projector
 from ledger.reporting.balances import MonthBalance
 from ledger.reporting.reports import BadInput, Report, ReportQuery, build_report
 
-# The figures that add up across accounts (rates and averages do not).
-ADDITIVE = (
-    "opening_mrr",
-    "new",
-    "reactivation",
-    "expansion",
-    "contraction",
-    "churn",
-    "delinquent",
-    "recovered",
-    "closing_mrr",
-    "delinquent_mrr",
-    "customers",
-)
+# Every figure of a month but its name and currency adds up across accounts (a customer id
+# is one customer per account); rates and averages, computed from these, do not.
+ADDITIVE = tuple(f.name for f in fields(MonthBalance) if f.name not in ("month", "currency"))
 
 
 @dataclass(frozen=True, slots=True)
