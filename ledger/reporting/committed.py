@@ -13,10 +13,12 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, case, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, case, false, func, select, true
 
+from ledger.reporting import projector
 from ledger.reporting.balances import ACTIVE_WEIGHTS, DELINQUENT_WEIGHTS
 from ledger.reporting.constant_rates import converted, factors
+from ledger.reporting.modes import choose_mode
 from ledger.reporting.reports import BadInput, choose_currency
 from ledger.rules.commitments import (
     Base,
@@ -27,7 +29,7 @@ from ledger.rules.commitments import (
     committed,
 )
 from ledger.storage.commitments import kept as kept_commitments
-from ledger.storage.schema import ledger_entries
+from ledger.storage.schema import inbox, ledger_entries
 
 __all__ = ["MAX_MONTHS", "bases", "build_committed", "commitments", "in_reporting_currency"]
 
@@ -47,16 +49,17 @@ def build_committed(
     if not 1 <= months <= MAX_MONTHS:
         raise BadInput("months", f"months must be within 1..{MAX_MONTHS}")
     with engine.connect() as conn:
-        found = bases(conn)
+        livemode = choose_mode(conn, None).livemode
+        found = bases(conn, livemode)
         held = sorted({b.currency for b in found})
         if reporting_currency is None:
             chosen = choose_currency(currency, held)
-            return committed(commitments(conn, found), found, chosen, today, months)
+            return committed(commitments(conn, found, livemode), found, chosen, today, months)
         wanted = [currency] if currency is not None else held
         if not wanted:
             raise BadInput("currency", "the ledger has no entries yet: nothing is committed")
         rates = factors(conn, wanted, reporting_currency, today.date())
-        folded = commitments(conn, found)
+        folded = commitments(conn, found, livemode)
     each = [committed(folded, found, c, today, months) for c in wanted]
     return in_reporting_currency(each, rates, reporting_currency, today)
 
@@ -105,8 +108,9 @@ def in_reporting_currency(
     )
 
 
-def bases(conn: Connection) -> list[Base]:
-    """Each subscription's active and delinquent MRR in the ledger, where either is non-zero."""
+def bases(conn: Connection, livemode: bool) -> list[Base]:
+    """Each subscription's active and delinquent MRR in the ledger, of one mode, where either is
+    non-zero."""
     e = ledger_entries.c
 
     def weighted(weights: dict[str, int]) -> ColumnElement[Any]:
@@ -115,8 +119,12 @@ def bases(conn: Connection) -> list[Base]:
         )
 
     active, delinquent = weighted(ACTIVE_WEIGHTS), weighted(DELINQUENT_WEIGHTS)
-    query = select(e.subscription_id, e.customer_id, e.currency, active, delinquent).group_by(
-        e.subscription_id, e.customer_id, e.currency
+    query = (
+        projector.with_source(
+            select(e.subscription_id, e.customer_id, e.currency, active, delinquent)
+        )
+        .where(projector.SOURCE_LIVEMODE.is_(true() if livemode else false()))
+        .group_by(e.subscription_id, e.customer_id, e.currency)
     )
     return [
         Base(str(sub), str(customer), str(currency), int(a or 0), int(d or 0))
@@ -125,7 +133,17 @@ def bases(conn: Connection) -> list[Base]:
     ]
 
 
-def commitments(conn: Connection, found: list[Base]) -> Folded:
+def commitments(conn: Connection, found: list[Base], livemode: bool) -> Folded:
     """The kept folds (`ledger.storage.commitments`) that can count given the ledger's `found`
-    figures: those with something scheduled or a trial, and the delinquent subscriptions'."""
-    return kept_commitments(conn, [b.customer_id for b in found if b.delinquent])
+    figures: those with something scheduled or a trial, and the delinquent subscriptions'; of
+    one mode, the mode of each subscription's latest stored object."""
+    folded = kept_commitments(conn, [b.customer_id for b in found if b.delinquent])
+    snapshots = sorted({c.snapshot_event for c in folded.commitments})
+    modes: dict[str, bool] = {}
+    for part in range(0, len(snapshots), 1000):
+        query = select(inbox.c.event_id, inbox.c.livemode).where(
+            inbox.c.event_id.in_(snapshots[part : part + 1000])
+        )
+        modes.update((str(event_id), bool(live)) for event_id, live in conn.execute(query))
+    mine = [c for c in folded.commitments if modes.get(c.snapshot_event, False) == livemode]
+    return replace(folded, commitments=tuple(mine))

@@ -103,7 +103,7 @@ def arrive(engine: Engine, bodies: list[Body]) -> None:
 
 def reference(engine: Engine) -> CommittedMrr:
     with engine.connect() as conn:
-        return committed(commitments.fold_all(conn), bases(conn), "usd", TODAY, 6)
+        return committed(commitments.fold_all(conn), bases(conn, False), "usd", TODAY, 6)
 
 
 def kept(engine: Engine) -> CommittedMrr:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import Engine
 
 from ledger.processing import process_batch
 from ledger.reporting.accounts import build_breakdown, check
+from ledger.reporting.committed import build_committed
 from ledger.reporting.reports import BadInput, build_report, report_query
 from ledger.rules.sources import SecretBinding, key_mode, parse_secret
 from ledger.storage import inbox
@@ -140,3 +142,35 @@ def test_a_key_says_its_mode() -> None:
     with pytest.raises(ValueError):
         key_mode("pk_live_1")
     assert dataclasses.is_dataclass(SecretBinding)
+
+
+def test_committed_mrr_is_of_one_mode(engine: Engine) -> None:
+    live = _event("evt_live", 10_000, livemode=True)
+    live["data"]["object"]["cancel_at_period_end"] = True
+    tested = [
+        subscription_event(
+            "customer.subscription.created",
+            "sub_9",
+            "cus_9",
+            CREATED,
+            status="trialing",
+            items=((5_000, "month", 1, 1),),
+            event_id="evt_trial",
+            trial_end=CREATED + 20 * 86_400,
+        ),
+        subscription_event(
+            "customer.subscription.created",
+            "sub_2",
+            "cus_2",
+            CREATED,
+            items=((55_000, "month", 1, 1),),
+            event_id="evt_test",
+        ),
+    ]
+    tested[1]["data"]["object"]["cancel_at_period_end"] = True
+    _ingest(engine, [live, *tested])
+    today = datetime.fromtimestamp(CREATED + 86_400, UTC)
+    found = build_committed(engine, today, 3, "usd")
+    assert {a.subscription_id for a in found.adjustments} == {"sub_1"}
+    assert [a.amount for a in found.adjustments] == [-10_000]  # the live one, not 55,000
+    assert found.potential == []  # the trial is test mode's
