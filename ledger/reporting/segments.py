@@ -118,9 +118,9 @@ def build_segments(engine: Engine, query: SegmentQuery) -> SegmentReport:
         currency = choose_currency(asked, projector.stored_currencies(conn, livemode))
         whole = projector.stored_totals(conn, currency, last, livemode)
         if query.by_item:
-            totals = _item_totals(conn, query.by, currency, last)
+            totals = _item_totals(conn, query.by, currency, last, livemode)
         else:
-            totals = _attribute_totals(conn, query.by, currency, last)
+            totals = _attribute_totals(conn, query.by, currency, last, livemode)
     total = CurrencyReport(currency, balances(whole, currency, first, last))
     wanted = set(query.values)
     segments = []
@@ -186,12 +186,13 @@ def _totals(rows: Any, currency: str) -> dict[str, list[MonthTotals]]:
 
 
 def _item_totals(
-    conn: Connection, dimension: str, currency: str, last: Month
+    conn: Connection, dimension: str, currency: str, last: Month, livemode: bool
 ) -> dict[str, list[MonthTotals]]:
     t = segment_month_totals.c
     query = (
         select(t.segment, t.month, *(t[name] for name in BALANCE_COLUMNS))
-        .where(t.dimension == dimension, t.currency == currency, t.month <= str(last))
+        .where(t.livemode == livemode, t.dimension == dimension, t.currency == currency)
+        .where(t.month <= str(last))
         .order_by(t.segment, t.month)
     )
     return _totals(conn.execute(query), currency)
@@ -211,7 +212,7 @@ def attribute_column(dialect: str, by: str) -> Any:
 
 
 def _attribute_totals(
-    conn: Connection, by: str, currency: str, last: Month
+    conn: Connection, by: str, currency: str, last: Month, livemode: bool
 ) -> dict[str, list[MonthTotals]]:
     c = months_table.c
     segment = func.coalesce(attribute_column(conn.dialect.name, by), NONE).label("segment")
@@ -226,8 +227,8 @@ def _attribute_totals(
                 customer_profiles, customer_profiles.c.customer_id == c.customer_id
             )
         )
-        .where(c.dimension == ALL, c.segment == ALL, c.currency == currency)
-        .where(c.month <= str(last))
+        .where(c.livemode == livemode, c.dimension == ALL, c.segment == ALL)
+        .where(c.currency == currency, c.month <= str(last))
         .group_by(segment, c.month)
         .order_by(segment, c.month)
     )

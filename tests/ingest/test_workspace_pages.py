@@ -294,13 +294,19 @@ def test_the_customer_listing_sorts_counts_and_pages_in_the_database(engine: Eng
         for sort, sort_key in python_keys.items():
             for descending in (False, True):
                 whole = customers.listing(
-                    conn, month, sort=sort, descending=descending, limit=10_000
+                    conn, month, livemode=True, sort=sort, descending=descending, limit=10_000
                 )
                 assert whole.lines == sorted(expected, key=sort_key, reverse=descending), sort
                 assert whole.total == len(expected)
                 pages = [
                     customers.listing(
-                        conn, month, sort=sort, descending=descending, offset=n, limit=4
+                        conn,
+                        month,
+                        livemode=True,
+                        sort=sort,
+                        descending=descending,
+                        offset=n,
+                        limit=4,
                     )
                     for n in range(0, len(expected) + 4, 4)
                 ]
@@ -308,7 +314,9 @@ def test_the_customer_listing_sorts_counts_and_pages_in_the_database(engine: Eng
                 assert {p.total for p in pages} == {len(expected)}
         needle = expected[0].customer_id[-3:].upper()
         named = expected[-1].customer_id
-        found = customers.listing(conn, month, search=needle, named=[named], limit=10_000)
+        found = customers.listing(
+            conn, month, livemode=True, search=needle, named=[named], limit=10_000
+        )
         assert {(line.customer_id, line.currency) for line in found.lines} == {
             (line.customer_id, line.currency)
             for line in expected
