@@ -285,7 +285,8 @@ def _segments(args: dict[str, str | None], by: str | None, where: list[str], fmt
 def cohorts() -> Response:
     fmt = _format(("json", "csv"))
     first, last = _text_arg("from"), _text_arg("to")
-    query = _months_query({"from": first, "to": last, "mode": _text_arg("mode")})
+    mode, source = _text_arg("mode"), _text_arg("source")
+    query = _months_query({"from": first, "to": last, "mode": mode, "source": source})
     try:
         found = build_cohorts(
             services().engine,
@@ -294,7 +295,8 @@ def cohorts() -> Response:
             currency=_text_arg("currency") or None,
             metric=_text_arg("metric") or "customers",
             by=_text_arg("by") or None,
-            mode=_text_arg("mode") or None,
+            mode=mode or None,
+            source=source or None,
         )
     except BadInput as problem:
         raise _bad(problem.field, problem.message) from None
@@ -316,7 +318,7 @@ def _chosen(query: ReportQuery) -> tuple[str, bool]:
 @authorized
 def customer_months_view() -> Response:
     fmt = _format(("json", "csv"))
-    names = ("from", "to", "currency", "mode")
+    names = ("from", "to", "currency", "mode", "source")
     query = _months_query({name: _text_arg(name) for name in names})
     currency, livemode = _chosen(query)
     engine = services().engine
@@ -326,7 +328,7 @@ def customer_months_view() -> Response:
     def rows() -> Iterator[customer_months.CustomerMonth]:
         with engine.connect() as conn:
             yield from customer_months.monthly(
-                conn, query.first, query.last, currency, livemode=livemode
+                conn, query.first, query.last, currency, livemode=livemode, account=query.account
             )
 
     if fmt == "csv":
@@ -347,12 +349,8 @@ def top_customers() -> Response:
     month = _text_arg("month")
     if not month:
         raise _bad("month", "month (YYYY-MM) is required")
-    asked = {
-        "from": month,
-        "to": month,
-        "currency": _text_arg("currency"),
-        "mode": _text_arg("mode"),
-    }
+    asked = {name: _text_arg(name) for name in ("currency", "mode", "source")}
+    asked.update({"from": month, "to": month})
     query = _months_query(asked)
     currency, livemode = _chosen(query)
     raw = _text_arg("limit") or "10"
@@ -362,7 +360,9 @@ def top_customers() -> Response:
     with engine.begin() as conn:
         customer_months.catch_up(conn)
     with engine.connect() as conn:
-        found = customer_months.top(conn, query.last, currency, int(raw), livemode=livemode)
+        found = customer_months.top(
+            conn, query.last, currency, int(raw), livemode=livemode, account=query.account
+        )
     return jsonify(segment_exports.top_json(found))
 
 

@@ -15,6 +15,7 @@ from ingest.pages.common import (
     month_arg,
     now,
     page_mode,
+    source_arg,
     text_arg,
     this_month,
 )
@@ -52,11 +53,12 @@ def customers_page() -> str:
     held = currencies(engine)
     with engine.connect() as conn:
         currency = currency_arg(held) if text_arg("currency") else None
-        livemode = page_mode(conn).livemode
+        livemode, account = page_mode(conn).livemode, source_arg()
         found = queries.listing(
             conn,
             month,
             livemode=livemode,
+            account=account,
             currency=currency,
             search=search,
             named=profiles.matching(conn, search) if search else (),
@@ -68,10 +70,10 @@ def customers_page() -> str:
         shown = found.lines
         names = profiles.profiles(conn, [line.customer_id for line in shown])
         plans = queries.plans_at(
-            conn, month, [line.customer_id for line in shown], livemode=livemode
+            conn, month, [line.customer_id for line in shown], livemode=livemode, account=account
         )
         tops = [
-            customer_months.top(conn, month, c, livemode=livemode)
+            customer_months.top(conn, month, c, livemode=livemode, account=account)
             for c in ([currency] if currency else held)
         ]
     return render_template(
@@ -108,17 +110,28 @@ def customers_csv() -> Response:
     held = currencies(engine)
     with engine.connect() as conn:
         currency = currency_arg(held) if text_arg("currency") else None
-        livemode = page_mode(conn).livemode
+        livemode, account = page_mode(conn).livemode, source_arg()
         found = queries.listing(
-            conn, month, livemode=livemode, currency=currency, search=search, sort="customer",
-            descending=False, named=profiles.matching(conn, search) if search else (),
+            conn,
+            month,
+            livemode=livemode,
+            account=account,
+            currency=currency,
+            search=search,
+            sort="customer",
+            descending=False,
+            named=profiles.matching(conn, search) if search else (),
             limit=10_000_000,
-        )  # fmt: skip
+        )
         ids = [line.customer_id for line in found.lines]
         names = profiles.profiles(conn, ids)
         plans: dict[tuple[str, str], list[str]] = {}
         for start in range(0, len(ids), 500):
-            plans.update(queries.plans_at(conn, month, ids[start : start + 500], livemode=livemode))
+            plans.update(
+                queries.plans_at(
+                    conn, month, ids[start : start + 500], livemode=livemode, account=account
+                )
+            )
 
     def lines() -> Iterator[str]:
         yield csv_line(list(CSV_FIELDS))
@@ -157,8 +170,10 @@ def customer_months_csv() -> Response:
 
     def lines() -> Iterator[str]:
         with engine.connect() as conn:
-            livemode = page_mode(conn).livemode
-            rows = customer_months.monthly(conn, first, last, currency, livemode=livemode)
+            livemode, account = page_mode(conn).livemode, source_arg()
+            rows = customer_months.monthly(
+                conn, first, last, currency, livemode=livemode, account=account
+            )
             yield from segment_exports.customer_months_csv(rows)
 
     return _csv(lines(), f"mrr-per-customer-{currency}-{first}-{last}.csv")

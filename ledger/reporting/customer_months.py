@@ -154,13 +154,21 @@ _VALUES = (*(c.value for c in Category), "active_mrr", "delinquent_mrr")
 
 
 def monthly(
-    conn: Connection, first: Month, last: Month, currency: str, *, livemode: bool
+    conn: Connection,
+    first: Month,
+    last: Month,
+    currency: str,
+    *,
+    livemode: bool,
+    account: str | None = None,
 ) -> Iterator[CustomerMonth]:
     """Every customer of one mode with MRR, or a movement, in each month `first`..`last` (bring the
     projection up to date first): customers in id order, then months. For each month, the
     customers' active and delinquent MRR add up to the report's closing and delinquent MRR."""
     c = customer_months.c
     own = and_(c.livemode == livemode, c.currency == currency, c.month <= str(last))
+    if account is not None:
+        own = and_(own, c.account == account)
     ids_query = (
         select(c.customer_id)
         .where(c.dimension == ALL, c.segment == ALL, own)
@@ -169,24 +177,30 @@ def monthly(
     )
     ids = [str(i) for i in conn.execute(ids_query).scalars()]
     for chunk in _chunks(ids, CUSTOMER_CHUNK):
+        # A customer id in two accounts is two customers: each expanded on its own.
         rows = conn.execute(
-            select(c.customer_id, c.month, *(c[n] for n in _VALUES))
+            select(c.customer_id, c.account, c.month, *(c[n] for n in _VALUES))
             .where(c.dimension == ALL, c.segment == ALL, own, c.customer_id.in_(chunk))
-            .order_by(c.customer_id, c.month)
+            .order_by(c.customer_id, c.account, c.month)
         ).all()
         plan_rows = conn.execute(
-            select(c.customer_id, c.segment, c.month, c.active_mrr, c.delinquent_mrr)
+            select(c.customer_id, c.account, c.segment, c.month, c.active_mrr, c.delinquent_mrr)
             .where(c.dimension == "plan", own, c.customer_id.in_(chunk))
-            .order_by(c.customer_id, c.segment, c.month)
+            .order_by(c.customer_id, c.account, c.segment, c.month)
         ).all()
-        plans: dict[str, dict[str, list[tuple[int, bool]]]] = {}
-        for customer_id, plan, month, active, delinquent in plan_rows:
+        plans: dict[tuple[str, str], dict[str, list[tuple[int, bool]]]] = {}
+        for customer_id, source, plan, month, active, delinquent in plan_rows:
             held = int(active) > 0 or int(delinquent) > 0
-            per = plans.setdefault(str(customer_id), {}).setdefault(str(plan), [])
+            per = plans.setdefault((str(customer_id), str(source)), {}).setdefault(str(plan), [])
             per.append((Month.parse(month).index, held))
-        for customer_id, group in groupby(rows, key=lambda r: str(r[0])):
+        for (customer_id, source), group in groupby(rows, key=lambda r: (str(r[0]), str(r[1]))):
             yield from _expand(
-                customer_id, currency, list(group), plans.get(customer_id, {}), first, last
+                customer_id,
+                currency,
+                [(r[0], *r[2:]) for r in group],
+                plans.get((customer_id, source), {}),
+                first,
+                last,
             )
 
 
@@ -241,11 +255,23 @@ class Top:
         return (Decimal(self.top10_mrr) / Decimal(self.total_mrr)).quantize(Decimal("0.0001"))
 
 
-def top(conn: Connection, month: Month, currency: str, limit: int = 10, *, livemode: bool) -> Top:
+def top(
+    conn: Connection,
+    month: Month,
+    currency: str,
+    limit: int = 10,
+    *,
+    livemode: bool,
+    account: str | None = None,
+) -> Top:
     """The `limit` largest customers of one mode by active MRR at the end of `month`, and the
     share of the month's MRR the ten largest hold (concentration)."""
     c = customer_months.c
-    where = and_(in_force(month, livemode=livemode), c.currency == currency, c.active_mrr > 0)
+    where = and_(
+        in_force(month, livemode=livemode, account=account),
+        c.currency == currency,
+        c.active_mrr > 0,
+    )
     ids = c.customer_id.collate("C" if conn.dialect.name == "postgresql" else "BINARY")
     found = conn.execute(
         select(c.customer_id, c.active_mrr, func.sum(c.active_mrr).over(), func.count().over())

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select, true
 
 from ledger.reporting.balances import effects
 from ledger.rules.months import Month, span
@@ -45,15 +45,21 @@ class Listing:
 
 
 def in_force(
-    month: Month, dimension: str = ALL, segment: str | None = ALL, *, livemode: bool
+    month: Month,
+    dimension: str = ALL,
+    segment: str | None = ALL,
+    *,
+    livemode: bool,
+    account: str | None = None,
 ) -> Any:
-    """The condition for the `customer_months` rows of one mode in force at the end of
-    `month`: the latest row of each customer (and currency) up to it. `segment` None: every
-    segment."""
+    """The condition for the `customer_months` rows of one mode (and every account, or one) in
+    force at the end of `month`: the latest row of each customer (and currency) up to it.
+    `segment` None: every segment."""
     c = customer_months.c
     at = str(month)
     found = and_(
         c.livemode == livemode,
+        true() if account is None else c.account == account,
         c.dimension == dimension,
         c.month <= at,
         or_(c.next_month.is_(None), c.next_month > at),
@@ -66,6 +72,7 @@ def listing(
     month: Month,
     *,
     livemode: bool,
+    account: str | None = None,
     currency: str | None = None,
     search: str | None = None,
     named: Iterable[str] = (),
@@ -101,7 +108,7 @@ def listing(
         c.delinquent_mrr,
         first_paid.label("first_paid"),
         func.count().over().label("total"),
-    ).where(in_force(month, livemode=livemode))
+    ).where(in_force(month, livemode=livemode, account=account))
     if currency is not None:
         query = query.where(c.currency == currency)
     if search is not None:
@@ -136,7 +143,12 @@ def _status(active: ColumnElement[Any], delinquent: ColumnElement[Any]) -> Colum
 
 
 def plans_at(
-    conn: Connection, month: Month, customer_ids: Sequence[str], *, livemode: bool
+    conn: Connection,
+    month: Month,
+    customer_ids: Sequence[str],
+    *,
+    livemode: bool,
+    account: str | None = None,
 ) -> dict[tuple[str, str], list[str]]:
     """The plans (prices) each customer holds MRR in at the end of `month`, per currency."""
     c = customer_months.c
@@ -144,7 +156,7 @@ def plans_at(
     query = (
         select(c.customer_id, c.currency, c.segment)
         .where(
-            in_force(month, "plan", None, livemode=livemode),
+            in_force(month, "plan", None, livemode=livemode, account=account),
             c.customer_id.in_(list(customer_ids)),
             (c.active_mrr > 0) | (c.delinquent_mrr > 0),
         )

@@ -1,7 +1,7 @@
 """The `customer_months` and `segment_month_totals` tables (migration 0011): derived, rebuilt.
 
-Keyed by source (migration 0018): a customer's rows by its account and mode, the segments'
-totals and the cohorts' changes by mode. A customer's rows are replaced as a whole per kind:
+Keyed by source (migration 0018): a customer's rows, the segments' totals and the cohorts'
+changes by account and mode. A customer's rows are replaced as a whole per kind:
 its total rows (`dimension` 'all', from the ledger, by `ledger.reporting.customer_months`) or
 its segment rows (from the rules' replay, by the processing). Only rows that differ are deleted
 and inserted, and the segments' totals and the cohorts' changes are moved by the difference in
@@ -175,23 +175,26 @@ _DELINQUENT = _VALUE_COLUMNS.index("delinquent_mrr")
 
 
 def cohort_changes(key: Key, values: Values) -> list[tuple[tuple[Any, ...], tuple[int, ...]]]:
-    """What one row adds to `cohort_month_changes`: ((livemode, dimension, segment, currency,
-    cohort, month), (joined, retained, delinquent, mrr)) at its month, and the opposite at its
-    next."""
-    livemode, _, dimension, segment, _, currency, month = key
+    """What one row adds to `cohort_month_changes`: ((livemode, account, dimension, segment,
+    currency, cohort, month), (joined, retained, delinquent, mrr)) at its month, and the
+    opposite at its next."""
+    livemode, account, dimension, segment, _, currency, month = key
     cohort = values[_FIRST_PAID]
     if cohort is None:
         return []
     active, delinquent = int(values[_ACTIVE]), int(values[_DELINQUENT])
     figures = (int(active > 0), int(active <= 0 < delinquent), active)
     found: list[tuple[tuple[Any, ...], tuple[int, ...]]] = [
-        ((livemode, dimension, segment, currency, cohort, month), (int(month == cohort), *figures))
+        (
+            (livemode, account, dimension, segment, currency, cohort, month),
+            (int(month == cohort), *figures),
+        )
     ]
     following = values[0]
     if following is not None:
         found.append(
             (
-                (livemode, dimension, segment, currency, cohort, following),
+                (livemode, account, dimension, segment, currency, cohort, following),
                 (0, *(-f for f in figures)),
             )
         )
@@ -208,6 +211,7 @@ def _move_cohorts(conn: Connection, changes: Sequence[tuple[Key, Values, int]]) 
     rows = [
         {
             "livemode": live,
+            "account": a,
             "dimension": d,
             "segment": s,
             "currency": c,
@@ -215,14 +219,22 @@ def _move_cohorts(conn: Connection, changes: Sequence[tuple[Key, Values, int]]) 
             "month": m,
             **dict(zip(COHORT_COLUMNS, values, strict=True)),
         }
-        for (live, d, s, c, cohort, m), values in sorted(sums.items())
+        for (live, a, d, s, c, cohort, m), values in sorted(sums.items())
         if any(values)
     ]
     if not rows:
         return
     statement = dialect_insert(conn, cohort_month_changes)
     statement = statement.on_conflict_do_update(
-        index_elements=["livemode", "dimension", "segment", "currency", "cohort", "month"],
+        index_elements=[
+            "livemode",
+            "account",
+            "dimension",
+            "segment",
+            "currency",
+            "cohort",
+            "month",
+        ],
         set_={
             name: cohort_month_changes.c[name] + statement.excluded[name] for name in COHORT_COLUMNS
         },
@@ -232,29 +244,30 @@ def _move_cohorts(conn: Connection, changes: Sequence[tuple[Key, Values, int]]) 
 
 
 def _move_totals(conn: Connection, changes: Sequence[tuple[Key, Values, int]]) -> None:
-    sums: dict[tuple[bool, str, str, str, str], list[int]] = {}
-    for (livemode, _, dimension, segment, _, currency, month), values, sign in changes:
-        at = (livemode, dimension, segment, currency, month)
+    sums: dict[tuple[bool, str, str, str, str, str], list[int]] = {}
+    for (livemode, account, dimension, segment, _, currency, month), values, sign in changes:
+        at = (livemode, account, dimension, segment, currency, month)
         row = sums.setdefault(at, [0] * len(BALANCE_COLUMNS))
         for slot, position in enumerate(_TOTALS):
             row[slot] += sign * int(values[position])
     rows = [
         {
             "livemode": live,
+            "account": a,
             "dimension": d,
             "segment": s,
             "currency": c,
             "month": m,
             **dict(zip(BALANCE_COLUMNS, values, strict=True)),
         }
-        for (live, d, s, c, m), values in sorted(sums.items())
+        for (live, a, d, s, c, m), values in sorted(sums.items())
         if any(values)
     ]
     if not rows:
         return
     statement = dialect_insert(conn, segment_month_totals)
     statement = statement.on_conflict_do_update(
-        index_elements=["livemode", "dimension", "segment", "currency", "month"],
+        index_elements=["livemode", "account", "dimension", "segment", "currency", "month"],
         set_={
             name: segment_month_totals.c[name] + statement.excluded[name]
             for name in BALANCE_COLUMNS

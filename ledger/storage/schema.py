@@ -336,7 +336,9 @@ COHORT_COLUMNS = ("joined", "retained", "delinquent", "mrr")
 cohort_month_changes = Table(
     "cohort_month_changes",
     metadata,
-    Column("livemode", Boolean, primary_key=True),  # migration 0018, as mrr_month_totals
+    # The source (migration 0018): read one mode at a time, every account or one.
+    Column("livemode", Boolean, primary_key=True),
+    Column("account", String(255), primary_key=True),
     Column("dimension", String(16), primary_key=True),
     Column("segment", String(255), primary_key=True),
     Column("currency", String(3), primary_key=True),
@@ -349,7 +351,9 @@ cohort_month_changes = Table(
 segment_month_totals = Table(
     "segment_month_totals",
     metadata,
-    Column("livemode", Boolean, primary_key=True),  # migration 0018, as mrr_month_totals
+    # The source (migration 0018): read one mode at a time, every account or one.
+    Column("livemode", Boolean, primary_key=True),
+    Column("account", String(255), primary_key=True),
     Column("dimension", String(16), primary_key=True),
     Column("segment", String(255), primary_key=True),
     Column("currency", String(3), primary_key=True),

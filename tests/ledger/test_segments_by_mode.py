@@ -1,8 +1,10 @@
 """Segments, cohorts and customer months keyed by source (migration 0018): a test-mode event for
-a live customer's id leaves every live view as it was, and the test-mode view shows it."""
+a live customer's id leaves every live view as it was, and the test-mode view shows it; one
+account's views read only its rows, and without one every account adds up."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -110,3 +112,54 @@ def test_without_live_data_the_views_show_test_mode(engine: Engine) -> None:
     assert [s for s, _ in found.segments] == ["price_enterprise"]
     table = build_cohorts(engine, str(FIRST), str(LAST), currency="usd")
     assert table.mode.fell_back and [c.size for c in table.cohorts] == [1]
+
+
+def _in(account: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {**_live(body), "account": account}
+
+
+def test_one_account_reads_only_its_rows_and_every_account_adds_up(engine: Engine) -> None:
+    # The same customer id in two accounts: two customers, neither overwriting the other.
+    process(
+        engine,
+        [
+            _in("acct_EU", sub_event("evt_e1", "created", at(2026, 1, 5), "cus_a", "basic")),
+            _in("acct_US", sub_event("evt_u1", "created", at(2026, 2, 5), "cus_a", "pro")),
+        ],
+    )
+    eu = ReportQuery(FIRST, LAST, currency="usd", livemode=True, account="acct_EU")
+    found = build_segments(engine, segment_query(eu, "plan", []))
+    assert [(s, [b.closing_mrr for b in m]) for s, m in found.segments] == [
+        ("price_basic", [5_000] * 3)
+    ]
+    assert [b.closing_mrr for b in found.total.months] == [5_000] * 3
+    both = build_segments(engine, segment_query(dataclasses.replace(eu, account=None), "plan", []))
+    assert [(s, [b.closing_mrr for b in m]) for s, m in both.segments] == [
+        ("price_basic", [5_000] * 3),
+        ("price_pro", [0, 10_000, 10_000]),
+    ]
+    us_cohorts = build_cohorts(engine, str(FIRST), str(LAST), currency="usd", source="acct_US")
+    assert [(str(c.month), c.size) for c in us_cohorts.cohorts] == [("2026-02", 1)]
+    all_cohorts = build_cohorts(engine, str(FIRST), str(LAST), currency="usd")
+    assert [(str(c.month), c.size) for c in all_cohorts.cohorts] == [("2026-01", 1), ("2026-02", 1)]
+    with engine.begin() as conn:
+        customer_months.catch_up(conn)
+    with engine.connect() as conn:
+        rows = list(customer_months.monthly(conn, FIRST, LAST, "usd", livemode=True))
+        eu_rows = list(
+            customer_months.monthly(conn, FIRST, LAST, "usd", livemode=True, account="acct_EU")
+        )
+        top = customer_months.top(conn, LAST, "usd", livemode=True)
+    assert sorted((str(r.month), r.active, r.plans) for r in rows) == [
+        ("2026-01", 5_000, ("price_basic",)),
+        ("2026-02", 5_000, ("price_basic",)),
+        ("2026-02", 10_000, ("price_pro",)),
+        ("2026-03", 5_000, ("price_basic",)),
+        ("2026-03", 10_000, ("price_pro",)),
+    ]
+    assert [(str(r.month), r.active) for r in eu_rows] == [
+        ("2026-01", 5_000),
+        ("2026-02", 5_000),
+        ("2026-03", 5_000),
+    ]
+    assert top.total_mrr == 15_000 and top.total_customers == 2

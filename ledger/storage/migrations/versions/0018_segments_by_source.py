@@ -1,7 +1,7 @@
-"""Segments, cohorts and customer months keyed by source: `customer_months` by the customer's
-account and mode (a customer id means something only in one source), `segment_month_totals`
-and `cohort_month_changes` by mode (as `mrr_month_totals`): live and test figures are never
-summed together, and a customer id in two sources keeps two sets of rows.
+"""Segments, cohorts and customer months keyed by source (account and mode): `customer_months`
+(a customer id means something only in one source), `segment_month_totals` and
+`cohort_month_changes`. Live and test figures are never summed together, a customer id in two
+sources keeps two sets of rows, and a report of one account reads only its rows.
 
 The three tables are derived, so they are made again empty with the new keys, as `mrr replay`
 clears them: the whole-customer rows (dimension 'all') are rebuilt from the ledger by their
@@ -83,7 +83,10 @@ def _drop() -> None:
 
 
 def _create(*, by_source: bool) -> None:
-    mode: list[sa.Column[Any]] = [sa.Column("livemode", sa.Boolean, primary_key=True)]
+    mode: list[sa.Column[Any]] = [
+        sa.Column("livemode", sa.Boolean, primary_key=True),
+        sa.Column("account", sa.String(255), primary_key=True),
+    ]
     source: list[sa.Column[Any]] = [
         sa.Column("account", sa.String(255), primary_key=True),
         sa.Column("livemode", sa.Boolean, primary_key=True),
