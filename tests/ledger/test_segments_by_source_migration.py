@@ -1,6 +1,6 @@
 """Migration 0018 on a database holding segment rows not keyed by source, SQLite and PostgreSQL:
 the three tables made again keyed by source, the customer totals' checkpoint reset so they
-rebuild on their own, `mrr replay` asked for on stderr, and back down to 0015."""
+rebuild on their own, `mrr replay` asked for on stderr, and back down to 0017."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ledger.storage import migrate
 from ledger.storage.db import make_engine
 from tests.support.databases import _admin_execute, pg_url
 
-BEFORE = "0015"
+BEFORE = "0017"
 MOVEMENTS = "new, reactivation, expansion, contraction, churn, delinquent, recovered, " \
     "delinquent_churn, delinquent_change"  # fmt: skip
 

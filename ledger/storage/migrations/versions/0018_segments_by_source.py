@@ -10,7 +10,7 @@ customer's events through the rules, which only `mrr replay` does (the processin
 reachable from a migration). The migration says so on stderr when there were segment rows.
 
 Revision ID: 0018
-Revises: 0015
+Revises: 0017
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-down_revision = "0015"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
