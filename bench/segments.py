@@ -51,10 +51,11 @@ PATHS = {
 }
 # Each customer's segment rows from its own months: one plan, product and interval.
 SEGMENT_ROWS = """
-INSERT INTO customer_months (dimension, segment, customer_id, currency, month, next_month, new,
+INSERT INTO customer_months (livemode, account, dimension, segment, customer_id, currency, month,
+  next_month, new,
   reactivation, expansion, contraction, churn, delinquent, recovered, delinquent_churn,
   delinquent_change, active_mrr, delinquent_mrr, customers_change, customers_lost, first_paid)
-SELECT d.dimension,
+SELECT m.livemode, m.account, d.dimension,
   CASE d.dimension
     WHEN 'plan' THEN 'price_' || (abs(hashtext(m.customer_id)) % 7)
     WHEN 'product' THEN 'prod_' || (abs(hashtext(m.customer_id)) % 3)
@@ -68,28 +69,30 @@ WHERE m.dimension = 'all'
 """
 SEGMENT_COHORTS = """
 INSERT INTO cohort_month_changes
-SELECT dimension, segment, currency, cohort, month, sum(joined), sum(retained), sum(late),
-  sum(mrr)
+SELECT livemode, account, dimension, segment, currency, cohort, month, sum(joined),
+  sum(retained), sum(late), sum(mrr)
 FROM (
-  SELECT dimension, segment, currency, first_paid AS cohort, month,
+  SELECT livemode, account, dimension, segment, currency, first_paid AS cohort, month,
     (month = first_paid)::int AS joined, (active_mrr > 0)::int AS retained,
     (active_mrr <= 0 AND delinquent_mrr > 0)::int AS late, active_mrr AS mrr
   FROM customer_months WHERE dimension <> 'all' AND first_paid IS NOT NULL
   UNION ALL
-  SELECT dimension, segment, currency, first_paid, next_month, 0, -(active_mrr > 0)::int,
+  SELECT livemode, account, dimension, segment, currency, first_paid, next_month, 0,
+    -(active_mrr > 0)::int,
     -(active_mrr <= 0 AND delinquent_mrr > 0)::int, -active_mrr
   FROM customer_months
   WHERE dimension <> 'all' AND first_paid IS NOT NULL AND next_month IS NOT NULL
 ) AS changes
-GROUP BY dimension, segment, currency, cohort, month
+GROUP BY livemode, account, dimension, segment, currency, cohort, month
 """
 SEGMENT_TOTALS = """
 INSERT INTO segment_month_totals
-SELECT dimension, segment, currency, month, sum(new), sum(reactivation), sum(expansion),
+SELECT livemode, account, dimension, segment, currency, month, sum(new), sum(reactivation),
+  sum(expansion),
   sum(contraction), sum(churn), sum(delinquent), sum(recovered), sum(delinquent_churn),
   sum(delinquent_change), sum(customers_change), sum(customers_lost)
 FROM customer_months WHERE dimension <> 'all'
-GROUP BY dimension, segment, currency, month
+GROUP BY livemode, account, dimension, segment, currency, month
 """
 
 

@@ -259,8 +259,9 @@ def forecast_backtest() -> Response:
 
 
 def _months_query(args: dict[str, str | None]) -> ReportQuery:
-    """Months and currency only: what the segments and cohorts are asked."""
-    return _query_from({name: args.get(name) for name in ("from", "to", "currency")})
+    """Months, currency, mode and source: what the segments, cohorts and customers are asked."""
+    names = ("from", "to", "currency", "mode", "source")
+    return _query_from({name: args.get(name) for name in names})
 
 
 def _segments(args: dict[str, str | None], by: str | None, where: list[str], fmt: str) -> Response:
@@ -284,7 +285,8 @@ def _segments(args: dict[str, str | None], by: str | None, where: list[str], fmt
 def cohorts() -> Response:
     fmt = _format(("json", "csv"))
     first, last = _text_arg("from"), _text_arg("to")
-    query = _months_query({"from": first, "to": last})
+    mode, source = _text_arg("mode"), _text_arg("source")
+    query = _months_query({"from": first, "to": last, "mode": mode, "source": source})
     try:
         found = build_cohorts(
             services().engine,
@@ -293,6 +295,8 @@ def cohorts() -> Response:
             currency=_text_arg("currency") or None,
             metric=_text_arg("metric") or "customers",
             by=_text_arg("by") or None,
+            mode=mode or None,
+            source=source or None,
         )
     except BadInput as problem:
         raise _bad(problem.field, problem.message) from None
@@ -301,27 +305,31 @@ def cohorts() -> Response:
     return jsonify(segment_exports.cohort_json(found))
 
 
-def _chosen_currency(query: ReportQuery) -> str:
+def _chosen(query: ReportQuery) -> tuple[str, bool]:
+    """The report's currency and mode, as the plain report chooses them."""
     try:
-        return build_report(services().engine, query).main.currency
+        found = build_report(services().engine, query)
     except BadInput as problem:
         raise _bad(problem.field, problem.message) from None
+    return found.main.currency, found.mode.livemode
 
 
 @reports.get("/api/customers/months")
 @authorized
 def customer_months_view() -> Response:
     fmt = _format(("json", "csv"))
-    names = ("from", "to", "currency")
+    names = ("from", "to", "currency", "mode", "source")
     query = _months_query({name: _text_arg(name) for name in names})
-    currency = _chosen_currency(query)
+    currency, livemode = _chosen(query)
     engine = services().engine
     with engine.begin() as conn:
         customer_months.catch_up(conn)
 
     def rows() -> Iterator[customer_months.CustomerMonth]:
         with engine.connect() as conn:
-            yield from customer_months.monthly(conn, query.first, query.last, currency)
+            yield from customer_months.monthly(
+                conn, query.first, query.last, currency, livemode=livemode, account=query.account
+            )
 
     if fmt == "csv":
         return _csv(segment_exports.customer_months_csv(rows()), "mrr-per-customer.csv")
@@ -341,8 +349,10 @@ def top_customers() -> Response:
     month = _text_arg("month")
     if not month:
         raise _bad("month", "month (YYYY-MM) is required")
-    query = _months_query({"from": month, "to": month, "currency": _text_arg("currency")})
-    currency = _chosen_currency(query)
+    asked = {name: _text_arg(name) for name in ("currency", "mode", "source")}
+    asked.update({"from": month, "to": month})
+    query = _months_query(asked)
+    currency, livemode = _chosen(query)
     raw = _text_arg("limit") or "10"
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
         raise _bad("limit", f"limit must be a whole number from 1 to {MAX_PAGE}")
@@ -350,7 +360,9 @@ def top_customers() -> Response:
     with engine.begin() as conn:
         customer_months.catch_up(conn)
     with engine.connect() as conn:
-        found = customer_months.top(conn, query.last, currency, int(raw))
+        found = customer_months.top(
+            conn, query.last, currency, int(raw), livemode=livemode, account=query.account
+        )
     return jsonify(segment_exports.top_json(found))
 
 

@@ -205,16 +205,45 @@ def _segments(query: SegmentQuery, fmt: str) -> None:
     metavar="DIMENSION",
     help="Cohorts per segment: plan, product, interval, country or metadata.KEY.",
 )
+@click.option(
+    "--mode",
+    type=click.Choice(["live", "test"]),
+    help="Live (the default, or test when there is no live data) or test-mode data.",
+)
+@click.option(
+    "--source",
+    metavar="ACCOUNT",
+    help="Only this Stripe account (acct_..., or 'default' for the endpoint's own); "
+    "default: every account together.",
+)
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def cohorts(
-    first: str, last: str, currency: str | None, metric: str, by: str | None, fmt: str
+    first: str,
+    last: str,
+    currency: str | None,
+    metric: str,
+    by: str | None,
+    mode: str | None,
+    source: str | None,
+    fmt: str,
 ) -> None:
     """Customers by the month of their first paid MRR, and what each cohort keeps after."""
     try:
         with _engine() as engine:
-            found = build_cohorts(engine, first, last, currency=currency, metric=metric, by=by)
+            found = build_cohorts(
+                engine,
+                first,
+                last,
+                currency=currency,
+                metric=metric,
+                by=by,
+                mode=mode,
+                source=source,
+            )
     except BadInput as problem:
         raise _bad(problem.field, problem.message) from None
+    if found.mode.note is not None:
+        click.echo(f"note: {found.mode.note} (--mode live to insist)", err=True)
     _emit(
         fmt,
         found,
@@ -234,21 +263,48 @@ def cohorts(
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
 )
-def customers_cmd(first: str, last: str, currency: str | None, top: int | None, fmt: str) -> None:
+@click.option(
+    "--mode",
+    type=click.Choice(["live", "test"]),
+    help="Live (the default, or test when there is no live data) or test-mode data.",
+)
+@click.option(
+    "--source",
+    metavar="ACCOUNT",
+    help="Only this Stripe account (acct_..., or 'default' for the endpoint's own); "
+    "default: every account together.",
+)
+def customers_cmd(
+    first: str,
+    last: str,
+    currency: str | None,
+    top: int | None,
+    fmt: str,
+    mode: str | None,
+    source: str | None,
+) -> None:
     """MRR per customer per month (one row each: active and delinquent MRR, the month's
     movements, plans); its sums are the report's closing and delinquent MRR."""
     try:
-        query = report_query(first, last, currency=currency)
+        query = report_query(first, last, currency=currency, mode=mode, account=source)
         with _engine() as engine:
-            chosen = build_report(engine, query).main.currency
+            plain = build_report(engine, query)
+            account = query.account
+            chosen, livemode = plain.main.currency, plain.mode.livemode
+            if plain.mode.note is not None:
+                click.echo(f"note: {plain.mode.note} (--mode live to insist)", err=True)
             with engine.begin() as conn:
                 customer_months.catch_up(conn)
             with engine.connect() as conn:
                 if top is not None:
-                    found = customer_months.top(conn, query.last, chosen, top)
+                    found = customer_months.top(
+                        conn, query.last, chosen, top, livemode=livemode, account=account
+                    )
                     click.echo(json.dumps(segment_exports.top_json(found), indent=2))
                     return
-                rows = customer_months.monthly(conn, query.first, query.last, chosen)
+                rows = customer_months.monthly(
+                    conn, query.first, query.last, chosen, livemode=livemode, account=account
+                )
                 if fmt == "csv":
                     for line in segment_exports.customer_months_csv(rows):
                         click.echo(line, nl=False)

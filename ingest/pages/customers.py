@@ -9,7 +9,16 @@ from flask import Blueprint, Response, abort, render_template, request, stream_w
 
 from ingest import charts
 from ingest.formatting import money_short, money_text
-from ingest.pages.common import currencies, currency_arg, month_arg, now, text_arg, this_month
+from ingest.pages.common import (
+    currencies,
+    currency_arg,
+    month_arg,
+    now,
+    page_mode,
+    source_arg,
+    text_arg,
+    this_month,
+)
 from ingest.services import services
 from ledger.reporting import customer_months, profiles, segment_exports
 from ledger.reporting import customers as queries
@@ -44,9 +53,12 @@ def customers_page() -> str:
     held = currencies(engine)
     with engine.connect() as conn:
         currency = currency_arg(held) if text_arg("currency") else None
+        livemode, account = page_mode(conn).livemode, source_arg()
         found = queries.listing(
             conn,
             month,
+            livemode=livemode,
+            account=account,
             currency=currency,
             search=search,
             named=profiles.matching(conn, search) if search else (),
@@ -57,8 +69,13 @@ def customers_page() -> str:
         )
         shown = found.lines
         names = profiles.profiles(conn, [line.customer_id for line in shown])
-        plans = queries.plans_at(conn, month, [line.customer_id for line in shown])
-        tops = [customer_months.top(conn, month, c) for c in ([currency] if currency else held)]
+        plans = queries.plans_at(
+            conn, month, [line.customer_id for line in shown], livemode=livemode, account=account
+        )
+        tops = [
+            customer_months.top(conn, month, c, livemode=livemode, account=account)
+            for c in ([currency] if currency else held)
+        ]
     return render_template(
         "workspace/customers.html",
         month=month,
@@ -93,15 +110,28 @@ def customers_csv() -> Response:
     held = currencies(engine)
     with engine.connect() as conn:
         currency = currency_arg(held) if text_arg("currency") else None
+        livemode, account = page_mode(conn).livemode, source_arg()
         found = queries.listing(
-            conn, month, currency=currency, search=search, sort="customer", descending=False,
-            named=profiles.matching(conn, search) if search else (), limit=10_000_000,
-        )  # fmt: skip
+            conn,
+            month,
+            livemode=livemode,
+            account=account,
+            currency=currency,
+            search=search,
+            sort="customer",
+            descending=False,
+            named=profiles.matching(conn, search) if search else (),
+            limit=10_000_000,
+        )
         ids = [line.customer_id for line in found.lines]
         names = profiles.profiles(conn, ids)
         plans: dict[tuple[str, str], list[str]] = {}
         for start in range(0, len(ids), 500):
-            plans.update(queries.plans_at(conn, month, ids[start : start + 500]))
+            plans.update(
+                queries.plans_at(
+                    conn, month, ids[start : start + 500], livemode=livemode, account=account
+                )
+            )
 
     def lines() -> Iterator[str]:
         yield csv_line(list(CSV_FIELDS))
@@ -140,7 +170,10 @@ def customer_months_csv() -> Response:
 
     def lines() -> Iterator[str]:
         with engine.connect() as conn:
-            rows = customer_months.monthly(conn, first, last, currency)
+            livemode, account = page_mode(conn).livemode, source_arg()
+            rows = customer_months.monthly(
+                conn, first, last, currency, livemode=livemode, account=account
+            )
             yield from segment_exports.customer_months_csv(rows)
 
     return _csv(lines(), f"mrr-per-customer-{currency}-{first}-{last}.csv")

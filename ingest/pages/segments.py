@@ -9,7 +9,15 @@ from flask import Blueprint, abort, render_template, request
 
 from ingest import charts
 from ingest.formatting import money_short, money_text
-from ingest.pages.common import currencies, currency_arg, month_arg, this_month
+from ingest.pages.common import (
+    currencies,
+    currency_arg,
+    mode_arg,
+    month_arg,
+    source_arg,
+    text_arg,
+    this_month,
+)
 from ingest.services import services
 from ledger.reporting.cohorts import METRICS, CohortTable, build_cohorts
 from ledger.reporting.reports import BadInput, ReportQuery
@@ -75,7 +83,10 @@ def segments_page() -> str:
     if currency is None:
         return render_template("workspace/segments.html", empty=True, by=by, dimensions=DIMENSIONS)
     try:
-        query = segment_query(ReportQuery(first, last, currency=currency), by, [])
+        asked = ReportQuery(
+            first, last, currency=currency, livemode=mode_arg(), account=source_arg()
+        )
+        query = segment_query(asked, by, [])
         found = build_segments(engine, query)
     except BadInput as problem:
         abort(404, problem.message)
@@ -117,7 +128,14 @@ def cohorts_page() -> str:
     if currency is not None:
         try:
             table = build_cohorts(
-                engine, str(first), str(last), currency=currency, metric=metric, by=by
+                engine,
+                str(first),
+                str(last),
+                currency=currency,
+                metric=metric,
+                by=by,
+                mode=text_arg("mode"),
+                source=text_arg("source"),
             )
         except BadInput as problem:
             abort(404, problem.message)

@@ -167,10 +167,8 @@ def keep_segments(conn: Connection, found: Mapping[Unit, replays.Recomputed]) ->
     """The customers' segment rows (and the segments' totals) as their replays say."""
     wanted: dict[customer_months.Key, customer_months.Values] = {}
     for unit, recomputed in found.items():
-        wanted.update(
-            customer_months.segment_rows(unit.customer_id, recomputed.replay.segment_months)
-        )
-    customer_months.replace(conn, sorted({u.customer_id for u in found}), wanted, segments=True)
+        wanted.update(customer_months.segment_rows(unit, recomputed.replay.segment_months))
+    customer_months.replace(conn, sorted(found), wanted, segments=True)
 
 
 def _fail_unreadable(

@@ -16,15 +16,22 @@ changes from the customers' rows at each request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, case, func, select
 
 from ledger.reporting import customer_months
+from ledger.reporting.modes import ModeChoice
 from ledger.reporting.reports import BadInput, build_report, report_query
-from ledger.reporting.segments import ITEM_DIMENSIONS, NONE, attribute_column, parse_dimension
+from ledger.reporting.segments import (
+    ITEM_DIMENSIONS,
+    NONE,
+    Source,
+    attribute_column,
+    parse_dimension,
+)
 from ledger.rules.months import Month, span
 from ledger.storage.schema import ALL, COHORT_COLUMNS, cohort_month_changes, customer_profiles
 from ledger.storage.schema import customer_months as months_table
@@ -63,6 +70,7 @@ class CohortTable:
     metric: str
     by: str | None
     cohorts: list[Cohort]
+    mode: ModeChoice = field(default_factory=lambda: ModeChoice(True))
 
 
 def _share(part: int, whole: int) -> Decimal | None:
@@ -79,37 +87,49 @@ def build_cohorts(
     currency: str | None = None,
     metric: str = "customers",
     by: str | None = None,
+    mode: str | None = None,
+    source: str | None = None,
 ) -> CohortTable:
-    """Cohorts of the months `first`..`last`, followed up to `last`."""
+    """Cohorts of the months `first`..`last`, followed up to `last`, of one mode (`mode`
+    'live' or 'test'; None: as the reports choose, `ledger.reporting.modes`) and every account,
+    or one (`source`: acct_… or 'default')."""
     if metric not in METRICS:
         raise BadInput("metric", f"{metric!r} is not a cohort metric: customers or mrr")
     dimension = None if by is None else parse_dimension(by)
     # The plain report validates the months and the currency, and chooses it when only one.
-    report = build_report(engine, report_query(first, last, currency=currency))
+    asked = report_query(first, last, currency=currency, mode=mode, account=source)
+    report = build_report(engine, asked)
     chosen, start, end = report.main.currency, report.query.first, report.query.last
+    whose = Source(report.mode.livemode, asked.account)
     with engine.begin() as conn:
         customer_months.catch_up(conn)
     with engine.connect() as conn:
         if dimension is None or dimension in ITEM_DIMENSIONS:
-            sizes, moves = _stored(conn, dimension, chosen, start, end)
+            sizes, moves = _stored(conn, dimension, chosen, start, end, whose)
         else:
-            sizes, moves = _scanned(conn, dimension, chosen, start, end)
+            sizes, moves = _scanned(conn, dimension, chosen, start, end, whose)
     cohorts = [
         _cohort(seg, Month.parse(month), size, moves.get((seg, month), {}), end)
         for (seg, month), size in sorted(sizes.items(), key=lambda i: (i[0][1], i[0][0]))
     ]
-    return CohortTable(chosen, start, end, metric, dimension, cohorts)
+    return CohortTable(chosen, start, end, metric, dimension, cohorts, report.mode)
 
 
 Moves = dict[tuple[str, str], dict[int, list[int]]]
 
 
 def _stored(
-    conn: Connection, dimension: str | None, currency: str, start: Month, end: Month
+    conn: Connection,
+    dimension: str | None,
+    currency: str,
+    start: Month,
+    end: Month,
+    source: Source,
 ) -> tuple[dict[tuple[str, str], int], Moves]:
-    """From `cohort_month_changes`: a few rows per cohort and month."""
+    """From `cohort_month_changes`: a few rows per cohort and month (and account)."""
     k = cohort_month_changes.c
     query = select(k.segment, k.cohort, k.month, *(k[n] for n in COHORT_COLUMNS)).where(
+        source.of(k),
         k.dimension == (dimension or ALL),
         k.currency == currency,
         k.cohort >= str(start),
@@ -130,7 +150,7 @@ def _stored(
 
 
 def _scanned(
-    conn: Connection, dimension: str, currency: str, start: Month, end: Month
+    conn: Connection, dimension: str, currency: str, start: Month, end: Month, source: Source
 ) -> tuple[dict[tuple[str, str], int], Moves]:
     """For a customer attribute: the customers' own rows, grouped by its current value."""
     c = months_table.c
@@ -139,6 +159,7 @@ def _scanned(
         customer_profiles, customer_profiles.c.customer_id == c.customer_id
     )
     chosen_rows = and_(
+        source.of(c),
         c.dimension == ALL,
         c.segment == ALL,
         c.currency == currency,

@@ -18,13 +18,14 @@ from decimal import Decimal
 from itertools import groupby, islice
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Select, and_, case, func, select
+from sqlalchemy import Connection, Select, and_, case, func, select, tuple_
 
 from ledger.reporting import projector
 from ledger.reporting.customers import in_force
 from ledger.rules.entries import Category
 from ledger.rules.month_rows import month_rows
 from ledger.rules.months import Month
+from ledger.rules.sources import Unit
 from ledger.storage import customer_months as table
 from ledger.storage.schema import ALL, customer_months, ledger_entries
 
@@ -45,18 +46,19 @@ def catch_up(conn: Connection) -> int:
     if done == 0:
         return _rebuild(conn, horizon)
     e = ledger_entries.c
+    query = select(e.customer_id, projector.SOURCE_ACCOUNT, projector.SOURCE_LIVEMODE).distinct()
     touched = sorted(
-        str(c)
-        for c in conn.execute(
-            projector.in_chain(select(e.customer_id).distinct()).where(
+        Unit(str(customer_id), str(account), bool(livemode))
+        for customer_id, account, livemode in conn.execute(
+            projector.with_source(projector.in_chain(query)).where(
                 done < projector.SEQ, horizon >= projector.SEQ
             )
-        ).scalars()
+        )
     )
     for chunk in _chunks(touched, CUSTOMER_CHUNK):
         wanted: dict[table.Key, table.Values] = {}
-        for customer_id, currency, sums in _customer_sums(conn, horizon, chunk):
-            wanted.update(table.rows_of(ALL, ALL, customer_id, currency, month_rows(sums)))
+        for unit, currency, sums in _customer_sums(conn, horizon, chunk):
+            wanted.update(table.rows_of(unit, ALL, ALL, currency, month_rows(sums)))
         table.replace(conn, chunk, wanted, segments=False)
     projector.save_checkpoint(conn, horizon, CHECKPOINT)
     return len(touched)
@@ -72,8 +74,8 @@ def _rebuild(conn: Connection, horizon: int) -> int:
     table.clear(conn, segments=False)
     customers = 0
     batch: dict[table.Key, table.Values] = {}
-    for customer_id, currency, sums in _customer_sums(conn, horizon, None):
-        batch.update(table.rows_of(ALL, ALL, customer_id, currency, month_rows(sums)))
+    for unit, currency, sums in _customer_sums(conn, horizon, None):
+        batch.update(table.rows_of(unit, ALL, ALL, currency, month_rows(sums)))
         customers += 1
         if len(batch) >= 5_000:
             _insert(conn, batch)
@@ -96,27 +98,27 @@ def _month_sql(conn: Connection) -> Any:
 
 
 def _customer_sums(
-    conn: Connection, horizon: int, customer_ids: Sequence[str] | None
-) -> Iterator[tuple[str, str, dict[int, tuple[int, ...]]]]:
-    """Per customer and currency, the movement sums of each month (chain positions up to
-    `horizon`), customers in id order."""
+    conn: Connection, horizon: int, units: Sequence[Unit] | None
+) -> Iterator[tuple[Unit, str, dict[int, tuple[int, ...]]]]:
+    """Per customer (of one source) and currency, the movement sums of each month (chain
+    positions up to `horizon`), customers in id order."""
     e = ledger_entries.c
     month = _month_sql(conn).label("month")
     sums = [
         func.sum(case((e.category == c.value, e.amount), else_=0)).label(c.value) for c in Category
     ]
-    query: Select[Any] = projector.in_chain(select(e.customer_id, e.currency, month, *sums)).where(
-        horizon >= projector.SEQ
-    )
-    if customer_ids is not None:
-        query = query.where(e.customer_id.in_(customer_ids))
-    query = query.group_by(e.customer_id, e.currency, month).order_by(
-        e.customer_id, e.currency, month
-    )
+    account, livemode = projector.SOURCE_ACCOUNT.element, projector.SOURCE_LIVEMODE.element
+    keys = (e.customer_id, account, livemode, e.currency)
+    query: Select[Any] = projector.with_source(
+        projector.in_chain(select(*keys, month, *sums))
+    ).where(horizon >= projector.SEQ)
+    if units is not None:
+        query = query.where(tuple_(e.customer_id, account, livemode).in_([tuple(u) for u in units]))
+    query = query.group_by(*keys, month).order_by(*keys, month)
     rows = conn.execute(query, execution_options={"yield_per": 5_000})
-    for (customer_id, currency), group in groupby(rows, key=lambda r: (r[0], r[1])):
-        found = {projector.month_of(r[2]): tuple(int(v or 0) for v in r[3:]) for r in group}
-        yield str(customer_id), str(currency), found
+    for (customer_id, source, live, currency), group in groupby(rows, key=lambda r: r[:4]):
+        found = {projector.month_of(r[4]): tuple(int(v or 0) for v in r[5:]) for r in group}
+        yield Unit(str(customer_id), str(source), bool(live)), str(currency), found
 
 
 def _chunks(items: list[_T], size: int) -> Iterator[list[_T]]:
@@ -151,12 +153,22 @@ _CATEGORIES = tuple(Category)
 _VALUES = (*(c.value for c in Category), "active_mrr", "delinquent_mrr")
 
 
-def monthly(conn: Connection, first: Month, last: Month, currency: str) -> Iterator[CustomerMonth]:
-    """Every customer with MRR, or a movement, in each month `first`..`last` (bring the
+def monthly(
+    conn: Connection,
+    first: Month,
+    last: Month,
+    currency: str,
+    *,
+    livemode: bool,
+    account: str | None = None,
+) -> Iterator[CustomerMonth]:
+    """Every customer of one mode with MRR, or a movement, in each month `first`..`last` (bring the
     projection up to date first): customers in id order, then months. For each month, the
     customers' active and delinquent MRR add up to the report's closing and delinquent MRR."""
     c = customer_months.c
-    own = and_(c.currency == currency, c.month <= str(last))
+    own = and_(c.livemode == livemode, c.currency == currency, c.month <= str(last))
+    if account is not None:
+        own = and_(own, c.account == account)
     ids_query = (
         select(c.customer_id)
         .where(c.dimension == ALL, c.segment == ALL, own)
@@ -165,24 +177,30 @@ def monthly(conn: Connection, first: Month, last: Month, currency: str) -> Itera
     )
     ids = [str(i) for i in conn.execute(ids_query).scalars()]
     for chunk in _chunks(ids, CUSTOMER_CHUNK):
+        # A customer id in two accounts is two customers: each expanded on its own.
         rows = conn.execute(
-            select(c.customer_id, c.month, *(c[n] for n in _VALUES))
+            select(c.customer_id, c.account, c.month, *(c[n] for n in _VALUES))
             .where(c.dimension == ALL, c.segment == ALL, own, c.customer_id.in_(chunk))
-            .order_by(c.customer_id, c.month)
+            .order_by(c.customer_id, c.account, c.month)
         ).all()
         plan_rows = conn.execute(
-            select(c.customer_id, c.segment, c.month, c.active_mrr, c.delinquent_mrr)
+            select(c.customer_id, c.account, c.segment, c.month, c.active_mrr, c.delinquent_mrr)
             .where(c.dimension == "plan", own, c.customer_id.in_(chunk))
-            .order_by(c.customer_id, c.segment, c.month)
+            .order_by(c.customer_id, c.account, c.segment, c.month)
         ).all()
-        plans: dict[str, dict[str, list[tuple[int, bool]]]] = {}
-        for customer_id, plan, month, active, delinquent in plan_rows:
+        plans: dict[tuple[str, str], dict[str, list[tuple[int, bool]]]] = {}
+        for customer_id, source, plan, month, active, delinquent in plan_rows:
             held = int(active) > 0 or int(delinquent) > 0
-            per = plans.setdefault(str(customer_id), {}).setdefault(str(plan), [])
+            per = plans.setdefault((str(customer_id), str(source)), {}).setdefault(str(plan), [])
             per.append((Month.parse(month).index, held))
-        for customer_id, group in groupby(rows, key=lambda r: str(r[0])):
+        for (customer_id, source), group in groupby(rows, key=lambda r: (str(r[0]), str(r[1]))):
             yield from _expand(
-                customer_id, currency, list(group), plans.get(customer_id, {}), first, last
+                customer_id,
+                currency,
+                [(r[0], *r[2:]) for r in group],
+                plans.get((customer_id, source), {}),
+                first,
+                last,
             )
 
 
@@ -237,11 +255,23 @@ class Top:
         return (Decimal(self.top10_mrr) / Decimal(self.total_mrr)).quantize(Decimal("0.0001"))
 
 
-def top(conn: Connection, month: Month, currency: str, limit: int = 10) -> Top:
-    """The `limit` largest customers by active MRR at the end of `month`, and the share of the
-    month's MRR the ten largest hold (concentration)."""
+def top(
+    conn: Connection,
+    month: Month,
+    currency: str,
+    limit: int = 10,
+    *,
+    livemode: bool,
+    account: str | None = None,
+) -> Top:
+    """The `limit` largest customers of one mode by active MRR at the end of `month`, and the
+    share of the month's MRR the ten largest hold (concentration)."""
     c = customer_months.c
-    where = and_(in_force(month), c.currency == currency, c.active_mrr > 0)
+    where = and_(
+        in_force(month, livemode=livemode, account=account),
+        c.currency == currency,
+        c.active_mrr > 0,
+    )
     ids = c.customer_id.collate("C" if conn.dialect.name == "postgresql" else "BINARY")
     found = conn.execute(
         select(c.customer_id, c.active_mrr, func.sum(c.active_mrr).over(), func.count().over())

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select, true
 
 from ledger.reporting.balances import effects
 from ledger.rules.months import Month, span
@@ -44,12 +44,22 @@ class Listing:
     total: int
 
 
-def in_force(month: Month, dimension: str = ALL, segment: str | None = ALL) -> Any:
-    """The condition for the `customer_months` rows in force at the end of `month`: the
-    latest row of each customer (and currency) up to it. `segment` None: every segment."""
+def in_force(
+    month: Month,
+    dimension: str = ALL,
+    segment: str | None = ALL,
+    *,
+    livemode: bool,
+    account: str | None = None,
+) -> Any:
+    """The condition for the `customer_months` rows of one mode (and every account, or one) in
+    force at the end of `month`: the latest row of each customer (and currency) up to it.
+    `segment` None: every segment."""
     c = customer_months.c
     at = str(month)
     found = and_(
+        c.livemode == livemode,
+        true() if account is None else c.account == account,
         c.dimension == dimension,
         c.month <= at,
         or_(c.next_month.is_(None), c.next_month > at),
@@ -61,6 +71,8 @@ def listing(
     conn: Connection,
     month: Month,
     *,
+    livemode: bool,
+    account: str | None = None,
     currency: str | None = None,
     search: str | None = None,
     named: Iterable[str] = (),
@@ -69,7 +81,8 @@ def listing(
     offset: int = 0,
     limit: int = 100,
 ) -> Listing:
-    """Customers with ledger rows effective up to the end of `month`, one line per currency:
+    """Customers with ledger rows (of one mode) effective up to the end of `month`, one line
+    per currency:
     those whose id contains `search` (case-insensitive) or who are in `named`, sorted by `sort`
     then by id, `limit` lines from `offset`. Read from the `customer_months` projection (bring
     it up to date first: `customer_months.catch_up`); sorting, counting and paging are the
@@ -95,7 +108,7 @@ def listing(
         c.delinquent_mrr,
         first_paid.label("first_paid"),
         func.count().over().label("total"),
-    ).where(in_force(month))
+    ).where(in_force(month, livemode=livemode, account=account))
     if currency is not None:
         query = query.where(c.currency == currency)
     if search is not None:
@@ -130,7 +143,12 @@ def _status(active: ColumnElement[Any], delinquent: ColumnElement[Any]) -> Colum
 
 
 def plans_at(
-    conn: Connection, month: Month, customer_ids: Sequence[str]
+    conn: Connection,
+    month: Month,
+    customer_ids: Sequence[str],
+    *,
+    livemode: bool,
+    account: str | None = None,
 ) -> dict[tuple[str, str], list[str]]:
     """The plans (prices) each customer holds MRR in at the end of `month`, per currency."""
     c = customer_months.c
@@ -138,7 +156,7 @@ def plans_at(
     query = (
         select(c.customer_id, c.currency, c.segment)
         .where(
-            in_force(month, "plan", None),
+            in_force(month, "plan", None, livemode=livemode, account=account),
             c.customer_id.in_(list(customer_ids)),
             (c.active_mrr > 0) | (c.delinquent_mrr > 0),
         )

@@ -15,13 +15,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, cast, func, select
+from sqlalchemy import Connection, Engine, and_, cast, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 
 from ledger.reporting import customer_months, projector
 from ledger.reporting.balances import MOVEMENTS, MonthBalance, MonthTotals, balances
 from ledger.reporting.modes import choose_mode
-from ledger.reporting.reports import BadInput, CurrencyReport, ReportQuery, choose_currency
+from ledger.reporting.reports import (
+    BadInput,
+    CurrencyReport,
+    ReportQuery,
+    build_report,
+    choose_currency,
+)
 from ledger.rules.months import Month
 from ledger.storage.schema import (
     ALL,
@@ -113,15 +119,23 @@ def build_segments(engine: Engine, query: SegmentQuery) -> SegmentReport:
         projector.catch_up(conn)
         if not query.by_item:
             customer_months.catch_up(conn)
+    account = query.report.account
+    # One account's total is summed from the ledger, as the plain report of one account is.
+    plain = None if account is None else build_report(engine, query.report)
     with engine.connect() as conn:
         livemode = choose_mode(conn, query.report.livemode).livemode
-        currency = choose_currency(asked, projector.stored_currencies(conn, livemode))
-        whole = projector.stored_totals(conn, currency, last, livemode)
-        if query.by_item:
-            totals = _item_totals(conn, query.by, currency, last)
+        if plain is None:
+            currency = choose_currency(asked, projector.stored_currencies(conn, livemode))
+            whole = projector.stored_totals(conn, currency, last, livemode)
+            total = CurrencyReport(currency, balances(whole, currency, first, last))
         else:
-            totals = _attribute_totals(conn, query.by, currency, last)
-    total = CurrencyReport(currency, balances(whole, currency, first, last))
+            total = plain.main
+        currency = total.currency
+        source = Source(livemode, account)
+        if query.by_item:
+            totals = _item_totals(conn, query.by, currency, last, source)
+        else:
+            totals = _attribute_totals(conn, query.by, currency, last, source)
     wanted = set(query.values)
     segments = []
     for segment in sorted(totals):
@@ -185,13 +199,28 @@ def _totals(rows: Any, currency: str) -> dict[str, list[MonthTotals]]:
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Whose rows a segment report reads: one mode, and every account (None) or one."""
+
+    livemode: bool
+    account: str | None
+
+    def of(self, columns: Any) -> Any:
+        """The condition on a table keyed by source (migration 0018)."""
+        mode = columns.livemode == self.livemode
+        return mode if self.account is None else and_(mode, columns.account == self.account)
+
+
 def _item_totals(
-    conn: Connection, dimension: str, currency: str, last: Month
+    conn: Connection, dimension: str, currency: str, last: Month, source: Source
 ) -> dict[str, list[MonthTotals]]:
     t = segment_month_totals.c
     query = (
-        select(t.segment, t.month, *(t[name] for name in BALANCE_COLUMNS))
-        .where(t.dimension == dimension, t.currency == currency, t.month <= str(last))
+        select(t.segment, t.month, *(func.sum(t[name]) for name in BALANCE_COLUMNS))
+        .where(source.of(t), t.dimension == dimension, t.currency == currency)
+        .where(t.month <= str(last))
+        .group_by(t.segment, t.month)
         .order_by(t.segment, t.month)
     )
     return _totals(conn.execute(query), currency)
@@ -211,7 +240,7 @@ def attribute_column(dialect: str, by: str) -> Any:
 
 
 def _attribute_totals(
-    conn: Connection, by: str, currency: str, last: Month
+    conn: Connection, by: str, currency: str, last: Month, source: Source
 ) -> dict[str, list[MonthTotals]]:
     c = months_table.c
     segment = func.coalesce(attribute_column(conn.dialect.name, by), NONE).label("segment")
@@ -226,8 +255,8 @@ def _attribute_totals(
                 customer_profiles, customer_profiles.c.customer_id == c.customer_id
             )
         )
-        .where(c.dimension == ALL, c.segment == ALL, c.currency == currency)
-        .where(c.month <= str(last))
+        .where(source.of(c), c.dimension == ALL, c.segment == ALL)
+        .where(c.currency == currency, c.month <= str(last))
         .group_by(segment, c.month)
         .order_by(segment, c.month)
     )

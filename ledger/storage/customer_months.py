@@ -1,10 +1,12 @@
 """The `customer_months` and `segment_month_totals` tables (migration 0011): derived, rebuilt.
 
-A customer's rows are replaced as a whole per kind: its total rows (`dimension` 'all', from the
-ledger, by `ledger.reporting.customer_months`) or its segment rows (from the rules' replay, by
-the processing). Only rows that differ are deleted and inserted, and the segments' totals and
-the cohorts' changes are moved by the difference in the same transaction, in key order so that
-concurrent writers take their row locks in one order.
+Keyed by source (migration 0018): a customer's rows, the segments' totals and the cohorts'
+changes by account and mode. A customer's rows are replaced as a whole per kind:
+its total rows (`dimension` 'all', from the ledger, by `ledger.reporting.customer_months`) or
+its segment rows (from the rules' replay, by the processing). Only rows that differ are deleted
+and inserted, and the segments' totals and the cohorts' changes are moved by the difference in
+the same transaction, in key order so that concurrent writers take their row locks in one
+order.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from typing import Any, TypeVar, cast
 import psycopg
 from psycopg import sql
 from sqlalchemy import Connection, and_, bindparam, delete, select
+from sqlalchemy import tuple_ as row_of
 
 from ledger.rules.month_rows import MonthRow, month_rows
 from ledger.rules.months import Month
 from ledger.rules.segments import SegmentMonths
+from ledger.rules.sources import Unit
 from ledger.storage.db import dialect_insert
 from ledger.storage.schema import (
     ALL,
@@ -42,8 +46,8 @@ __all__ = [
     "segment_rows",
 ]
 
-# (dimension, segment, customer, currency, month 'YYYY-MM')
-Key = tuple[str, str, str, str, str]
+# (livemode, account, dimension, segment, customer, currency, month 'YYYY-MM')
+Key = tuple[bool, str, str, str, str, str, str]
 # next_month, the movements, active, delinquent, customers_change, customers_lost, first_paid
 Values = tuple[Any, ...]
 _VALUE_COLUMNS = (
@@ -55,7 +59,8 @@ _VALUE_COLUMNS = (
     "customers_lost",
     "first_paid",
 )
-_KEY_COLUMNS = ("dimension", "segment", "customer_id", "currency", "month")
+_KEY_COLUMNS = ("livemode", "account", "dimension", "segment", "customer_id", "currency", "month")
+_UNIT_COLUMNS = ("customer_id", "account", "livemode")
 # Where each of BALANCE_COLUMNS is in Values.
 _TOTALS = tuple(_VALUE_COLUMNS.index(name) for name in BALANCE_COLUMNS)
 CHUNK = 500
@@ -72,10 +77,11 @@ def _text(month: int | None) -> str | None:
 
 
 def rows_of(
-    dimension: str, segment: str, customer_id: str, currency: str, rows: Iterable[MonthRow]
+    unit: Unit, dimension: str, segment: str, currency: str, rows: Iterable[MonthRow]
 ) -> dict[Key, Values]:
+    customer_id, account, livemode = unit
     return {
-        (dimension, segment, customer_id, currency, _month_text(r.month)): (
+        (livemode, account, dimension, segment, customer_id, currency, _month_text(r.month)): (
             _text(r.next_month),
             *r.movements,
             r.active,
@@ -88,41 +94,43 @@ def rows_of(
     }
 
 
-def segment_rows(customer_id: str, months: SegmentMonths) -> dict[Key, Values]:
+def segment_rows(unit: Unit, months: SegmentMonths) -> dict[Key, Values]:
     """A customer's segment rows from its replay's segment sums."""
     grouped: dict[tuple[str, str, str], dict[int, tuple[int, ...]]] = {}
     for (dimension, segment, currency, month), sums in months.items():
         grouped.setdefault((dimension, segment, currency), {})[month] = sums
     found: dict[Key, Values] = {}
     for (dimension, segment, currency), sums_by_month in grouped.items():
-        found.update(rows_of(dimension, segment, customer_id, currency, month_rows(sums_by_month)))
+        found.update(rows_of(unit, dimension, segment, currency, month_rows(sums_by_month)))
     return found
 
 
-def _stored(conn: Connection, customer_ids: Sequence[str], segments: bool) -> dict[Key, Values]:
+def _stored(conn: Connection, units: Sequence[Unit], segments: bool) -> dict[Key, Values]:
     c = customer_months.c
     kind = c.dimension != ALL if segments else c.dimension == ALL
     found: dict[Key, Values] = {}
-    for chunk in _chunks(list(customer_ids), CHUNK):
+    width = len(_KEY_COLUMNS)
+    for chunk in _chunks([tuple(u) for u in units], CHUNK):
         query = select(*(c[n] for n in _KEY_COLUMNS + _VALUE_COLUMNS)).where(
-            c.customer_id.in_(chunk), kind
+            row_of(*(c[n] for n in _UNIT_COLUMNS)).in_(chunk), kind
         )
         for row in conn.execute(query):
-            values = tuple(row)
-            found[values[:5]] = values[5:]
+            values = (bool(row[0]), *tuple(row)[1:])
+            found[cast(Key, values[:width])] = values[width:]
     return found
 
 
 def replace(
     conn: Connection,
-    customer_ids: Sequence[str],
+    units: Sequence[Unit],
     wanted: Mapping[Key, Values],
     *,
     segments: bool,
 ) -> int:
-    """Make the customers' rows of one kind (segments, or the total) equal `wanted`; with
-    `segments`, move `segment_month_totals` by the difference. Returns rows written."""
-    have = _stored(conn, customer_ids, segments)
+    """Make the customers' rows (each of its source) of one kind (segments, or the total) equal
+    `wanted`; with `segments`, move `segment_month_totals` by the difference. Returns rows
+    written."""
+    have = _stored(conn, units, segments)
     gone = [k for k, v in have.items() if wanted.get(k) != v]
     new = [k for k, v in wanted.items() if have.get(k) != v]
     if gone:
@@ -166,28 +174,35 @@ _ACTIVE = _VALUE_COLUMNS.index("active_mrr")
 _DELINQUENT = _VALUE_COLUMNS.index("delinquent_mrr")
 
 
-def cohort_changes(key: Key, values: Values) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
-    """What one row adds to `cohort_month_changes`: ((dimension, segment, currency, cohort,
-    month), (joined, retained, delinquent, mrr)) at its month, and the opposite at its next."""
-    dimension, segment, _, currency, month = key
+def cohort_changes(key: Key, values: Values) -> list[tuple[tuple[Any, ...], tuple[int, ...]]]:
+    """What one row adds to `cohort_month_changes`: ((livemode, account, dimension, segment,
+    currency, cohort, month), (joined, retained, delinquent, mrr)) at its month, and the
+    opposite at its next."""
+    livemode, account, dimension, segment, _, currency, month = key
     cohort = values[_FIRST_PAID]
     if cohort is None:
         return []
     active, delinquent = int(values[_ACTIVE]), int(values[_DELINQUENT])
     figures = (int(active > 0), int(active <= 0 < delinquent), active)
-    found: list[tuple[tuple[str, ...], tuple[int, ...]]] = [
-        ((dimension, segment, currency, cohort, month), (int(month == cohort), *figures))
+    found: list[tuple[tuple[Any, ...], tuple[int, ...]]] = [
+        (
+            (livemode, account, dimension, segment, currency, cohort, month),
+            (int(month == cohort), *figures),
+        )
     ]
     following = values[0]
     if following is not None:
         found.append(
-            ((dimension, segment, currency, cohort, following), (0, *(-f for f in figures)))
+            (
+                (livemode, account, dimension, segment, currency, cohort, following),
+                (0, *(-f for f in figures)),
+            )
         )
     return found
 
 
 def _move_cohorts(conn: Connection, changes: Sequence[tuple[Key, Values, int]]) -> None:
-    sums: dict[tuple[str, ...], list[int]] = {}
+    sums: dict[tuple[Any, ...], list[int]] = {}
     for key, values, sign in changes:
         for at, figures in cohort_changes(key, values):
             row = sums.setdefault(at, [0] * len(COHORT_COLUMNS))
@@ -195,6 +210,8 @@ def _move_cohorts(conn: Connection, changes: Sequence[tuple[Key, Values, int]]) 
                 row[slot] += sign * figure
     rows = [
         {
+            "livemode": live,
+            "account": a,
             "dimension": d,
             "segment": s,
             "currency": c,
@@ -202,14 +219,22 @@ def _move_cohorts(conn: Connection, changes: Sequence[tuple[Key, Values, int]]) 
             "month": m,
             **dict(zip(COHORT_COLUMNS, values, strict=True)),
         }
-        for (d, s, c, cohort, m), values in sorted(sums.items())
+        for (live, a, d, s, c, cohort, m), values in sorted(sums.items())
         if any(values)
     ]
     if not rows:
         return
     statement = dialect_insert(conn, cohort_month_changes)
     statement = statement.on_conflict_do_update(
-        index_elements=["dimension", "segment", "currency", "cohort", "month"],
+        index_elements=[
+            "livemode",
+            "account",
+            "dimension",
+            "segment",
+            "currency",
+            "cohort",
+            "month",
+        ],
         set_={
             name: cohort_month_changes.c[name] + statement.excluded[name] for name in COHORT_COLUMNS
         },
@@ -219,27 +244,30 @@ def _move_cohorts(conn: Connection, changes: Sequence[tuple[Key, Values, int]]) 
 
 
 def _move_totals(conn: Connection, changes: Sequence[tuple[Key, Values, int]]) -> None:
-    sums: dict[tuple[str, str, str, str], list[int]] = {}
-    for (dimension, segment, _, currency, month), values, sign in changes:
-        row = sums.setdefault((dimension, segment, currency, month), [0] * len(BALANCE_COLUMNS))
+    sums: dict[tuple[bool, str, str, str, str, str], list[int]] = {}
+    for (livemode, account, dimension, segment, _, currency, month), values, sign in changes:
+        at = (livemode, account, dimension, segment, currency, month)
+        row = sums.setdefault(at, [0] * len(BALANCE_COLUMNS))
         for slot, position in enumerate(_TOTALS):
             row[slot] += sign * int(values[position])
     rows = [
         {
+            "livemode": live,
+            "account": a,
             "dimension": d,
             "segment": s,
             "currency": c,
             "month": m,
             **dict(zip(BALANCE_COLUMNS, values, strict=True)),
         }
-        for (d, s, c, m), values in sorted(sums.items())
+        for (live, a, d, s, c, m), values in sorted(sums.items())
         if any(values)
     ]
     if not rows:
         return
     statement = dialect_insert(conn, segment_month_totals)
     statement = statement.on_conflict_do_update(
-        index_elements=["dimension", "segment", "currency", "month"],
+        index_elements=["livemode", "account", "dimension", "segment", "currency", "month"],
         set_={
             name: segment_month_totals.c[name] + statement.excluded[name]
             for name in BALANCE_COLUMNS

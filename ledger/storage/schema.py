@@ -304,6 +304,10 @@ customer_months = Table(
     "customer_months",
     metadata,
     Column("customer_id", String(255), primary_key=True),
+    # The customer's source (migration 0018): a customer id means something only in one, and
+    # live and test rows are never read together.
+    Column("account", String(255), primary_key=True),
+    Column("livemode", Boolean, primary_key=True),
     Column("dimension", String(16), primary_key=True),
     Column("segment", String(255), primary_key=True),
     Column("currency", String(3), primary_key=True),
@@ -315,7 +319,15 @@ customer_months = Table(
     Column("customers_change", SmallInteger, nullable=False),
     Column("customers_lost", SmallInteger, nullable=False),
     Column("first_paid", String(7)),
-    Index("ix_customer_months_in_force", "dimension", "segment", "next_month", "month", "currency"),
+    Index(
+        "ix_customer_months_in_force",
+        "livemode",
+        "dimension",
+        "segment",
+        "next_month",
+        "month",
+        "currency",
+    ),
 )
 
 # Cohorts (migration 0011): how each cohort's retained and delinquent customers and active MRR
@@ -324,6 +336,9 @@ COHORT_COLUMNS = ("joined", "retained", "delinquent", "mrr")
 cohort_month_changes = Table(
     "cohort_month_changes",
     metadata,
+    # The source (migration 0018): read one mode at a time, every account or one.
+    Column("livemode", Boolean, primary_key=True),
+    Column("account", String(255), primary_key=True),
     Column("dimension", String(16), primary_key=True),
     Column("segment", String(255), primary_key=True),
     Column("currency", String(3), primary_key=True),
@@ -336,6 +351,9 @@ cohort_month_changes = Table(
 segment_month_totals = Table(
     "segment_month_totals",
     metadata,
+    # The source (migration 0018): read one mode at a time, every account or one.
+    Column("livemode", Boolean, primary_key=True),
+    Column("account", String(255), primary_key=True),
     Column("dimension", String(16), primary_key=True),
     Column("segment", String(255), primary_key=True),
     Column("currency", String(3), primary_key=True),

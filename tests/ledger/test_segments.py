@@ -225,7 +225,9 @@ def test_per_customer_months_add_up_to_the_report_every_month(engine: Engine) ->
         active: dict[Month, int] = defaultdict(int)
         delinquent: dict[Month, int] = defaultdict(int)
         with engine.connect() as conn:
-            for row in customer_months.monthly(conn, first, last, currency):
+            for row in customer_months.monthly(
+                conn, first, last, currency, livemode=report.mode.livemode
+            ):
                 active[row.month] += row.active
                 delinquent[row.month] += row.delinquent
         for b in report.main.months:
