@@ -58,6 +58,18 @@ FLAGS = {
     "metric": "--metric",
 }
 FORMATS = click.Choice(["table", "json", "csv"])
+MODE_OPTION = click.option(
+    "--mode",
+    type=click.Choice(["live", "test"]),
+    help="Live (the default, or test when there is no live data) or test-mode data; never "
+    "both in one figure.",
+)
+SOURCE_OPTION = click.option(
+    "--source",
+    metavar="ACCOUNT",
+    help="Only this Stripe account (acct_..., or 'default' for the endpoint's own); "
+    "default: every account together.",
+)
 _Found = TypeVar("_Found")
 
 
@@ -116,17 +128,8 @@ def _bad(field: str, message: str) -> click.BadParameter:
     metavar="DIMENSION=VALUE",
     help="Only this segment (repeatable), e.g. plan=price_123.",
 )
-@click.option(
-    "--mode",
-    type=click.Choice(["live", "test"]),
-    help="Live (the default) or test-mode data; never both in one figure.",
-)
-@click.option(
-    "--source",
-    metavar="ACCOUNT",
-    help="Only this Stripe account (acct_..., or 'default' for the endpoint's own); "
-    "default: every account together.",
-)
+@MODE_OPTION
+@SOURCE_OPTION
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def report(
     first: str,
@@ -205,17 +208,8 @@ def _segments(query: SegmentQuery, fmt: str) -> None:
     metavar="DIMENSION",
     help="Cohorts per segment: plan, product, interval, country or metadata.KEY.",
 )
-@click.option(
-    "--mode",
-    type=click.Choice(["live", "test"]),
-    help="Live (the default, or test when there is no live data) or test-mode data.",
-)
-@click.option(
-    "--source",
-    metavar="ACCOUNT",
-    help="Only this Stripe account (acct_..., or 'default' for the endpoint's own); "
-    "default: every account together.",
-)
+@MODE_OPTION
+@SOURCE_OPTION
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def cohorts(
     first: str,
@@ -263,17 +257,8 @@ def cohorts(
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
 )
-@click.option(
-    "--mode",
-    type=click.Choice(["live", "test"]),
-    help="Live (the default, or test when there is no live data) or test-mode data.",
-)
-@click.option(
-    "--source",
-    metavar="ACCOUNT",
-    help="Only this Stripe account (acct_..., or 'default' for the endpoint's own); "
-    "default: every account together.",
-)
+@MODE_OPTION
+@SOURCE_OPTION
 def customers_cmd(
     first: str,
     last: str,
@@ -323,11 +308,7 @@ def customers_cmd(
 @click.option("--customer", help="A Stripe customer id.")
 @click.option("--subscription", help="A Stripe subscription id.")
 @click.option("--category", type=click.Choice([c.value for c in Category]))
-@click.option(
-    "--mode",
-    type=click.Choice(["live", "test"]),
-    help="Live (the default, or test when there is no live data) or test-mode entries.",
-)
+@MODE_OPTION
 @click.option("--source", metavar="ACCOUNT", help="Only this Stripe account's entries.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def ledger_cmd(
