@@ -128,14 +128,28 @@ class Poster:
         self.done = 0
         self._lock = threading.Lock()
         self._next = 0
+        self._limit = len(payloads)
         self.errors: list[str] = []
 
-    def _take(self) -> str | None:
+    def hold_at(self, count: int) -> None:
+        """Take no delivery past the first `count` until `release`: the storm's outages then
+        happen with deliveries still to post, however fast this machine is."""
         with self._lock:
-            if self._next >= len(self.payloads):
-                return None
-            self._next += 1
-            return self.payloads[self._next - 1]
+            self._limit = count
+
+    def release(self) -> None:
+        with self._lock:
+            self._limit = len(self.payloads)
+
+    def _take(self) -> str | None:
+        while True:
+            with self._lock:
+                if self._next >= len(self.payloads):
+                    return None
+                if self._next < self._limit:
+                    self._next += 1
+                    return self.payloads[self._next - 1]
+            time.sleep(0.01)
 
     def _post(self, conn: http.client.HTTPConnection, payload: str) -> None:
         headers = {
@@ -287,6 +301,8 @@ def run_storm(
         )
         started = time.monotonic()
         poster = Poster(port, deliveries)
+        redis_outage_at = int(len(deliveries) * 0.6)
+        poster.hold_at(redis_outage_at)
         threads = poster.start()
         tick = processes.supervise
 
@@ -299,9 +315,10 @@ def run_storm(
         processes.start_worker("storm-w0b")
 
         # 2. Restart Redis with its data lost (no persistence): queued jobs vanish.
-        _wait(lambda: poster.done >= len(deliveries) * 0.6, 120, tick)
+        _wait(lambda: poster.done >= redis_outage_at, 120, tick)
         redis_server.stop()
         before = poster.done
+        poster.release()
         _wait(lambda: poster.done >= before + 20, 60, tick)
         report.posted_while_redis_down = poster.done - before
         redis_server.start()
