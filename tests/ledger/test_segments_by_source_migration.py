@@ -4,7 +4,6 @@ rebuild on their own, `mrr replay` asked for on stderr, and back down to 0017.""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from sqlalchemy import inspect, text
 
 from ledger.storage import migrate
 from ledger.storage.db import make_engine
-from tests.support.databases import _admin_execute, pg_url
+from tests.support.databases import database_at
 
 BEFORE = "0017"
 MOVEMENTS = "new, reactivation, expansion, contraction, churn, delinquent, recovered, " \
@@ -23,18 +22,8 @@ MOVEMENTS = "new, reactivation, expansion, contraction, churn, delinquent, recov
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def old_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/old.sqlite3"
-        migrate.upgrade(url, BEFORE)
+    with database_at(request.param, BEFORE, tmp_path) as url:
         yield url
-        return
-    name = f"mrr_t_{uuid.uuid4().hex[:12]}"
-    _admin_execute(f'CREATE DATABASE "{name}"')
-    try:
-        migrate.upgrade(pg_url(name), BEFORE)
-        yield pg_url(name)
-    finally:
-        _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _keys(url: str) -> dict[str, list[str]]:

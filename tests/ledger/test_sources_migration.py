@@ -4,7 +4,6 @@ and the difference printed."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ from ledger.storage import chain, migrate, store
 from ledger.storage.db import make_engine
 from ledger.storage.schema import inbox, ledger_entries
 from tests.rules.builders import subscription_event
-from tests.support.databases import _admin_execute, pg_url, store_before_sources
+from tests.support.databases import database_at, store_before_sources
 
 BEFORE = "0016"
 AT = datetime(2023, 11, 14, tzinfo=UTC)
@@ -28,18 +27,8 @@ AT = datetime(2023, 11, 14, tzinfo=UTC)
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def old_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/old.sqlite3"
-        migrate.upgrade(url, BEFORE)
+    with database_at(request.param, BEFORE, tmp_path) as url:
         yield url
-        return
-    name = f"mrr_t_{uuid.uuid4().hex[:12]}"
-    _admin_execute(f'CREATE DATABASE "{name}"')
-    try:
-        migrate.upgrade(pg_url(name), BEFORE)
-        yield pg_url(name)
-    finally:
-        _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _event(event_id: str, customer: str, *, livemode: bool, account: str = "") -> dict[str, Any]:

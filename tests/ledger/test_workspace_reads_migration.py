@@ -3,7 +3,6 @@ from the customer events already stored, and the monthly totals rebuilt with ent
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from ledger.rules.sources import Unit
 from ledger.storage import migrate, store
 from ledger.storage.db import make_engine
 from ledger.storage.schema import projector_checkpoints
-from tests.support.databases import _admin_execute, pg_url, store_before_sources
+from tests.support.databases import database_at, store_before_sources
 from tests.support.workspace import customer_event
 
 BEFORE = "0014"
@@ -28,18 +27,8 @@ BEFORE = "0014"
 @pytest.fixture(params=["sqlite", "postgresql"])
 def old_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database migrated to the revision before 0010."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/old.sqlite3"
-        migrate.upgrade(url, BEFORE)
+    with database_at(request.param, BEFORE, tmp_path) as url:
         yield url
-        return
-    name = f"mrr_t_{uuid.uuid4().hex[:12]}"
-    _admin_execute(f'CREATE DATABASE "{name}"')
-    try:
-        migrate.upgrade(pg_url(name), BEFORE)
-        yield pg_url(name)
-    finally:
-        _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _updated(event_id: str, customer: str, name: str, at: int) -> dict[str, Any]:

@@ -108,3 +108,21 @@ def store_before_sources(conn: Connection, bodies: Sequence[dict[str, Any]]) -> 
         rows.append(row)
     old = table("inbox", *(column(name, inbox_table.c[name].type) for name in rows[0]))
     conn.execute(insert(old), rows)
+
+
+@contextmanager
+def database_at(backend: str, revision: str, workdir: Path) -> Iterator[str]:
+    """A new database of `backend` ("sqlite" or "postgresql") migrated up to `revision` only:
+    what a deployment held before a migration under test; dropped afterwards."""
+    if backend == "sqlite":
+        url = f"sqlite:///{workdir}/old.sqlite3"
+        migrate.upgrade(url, revision)
+        yield url
+        return
+    name = f"mrr_t_{uuid.uuid4().hex[:12]}"
+    _admin_execute(f'CREATE DATABASE "{name}"')
+    try:
+        migrate.upgrade(pg_url(name), revision)
+        yield pg_url(name)
+    finally:
+        _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
